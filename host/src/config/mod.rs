@@ -1,0 +1,388 @@
+//! The unit's TOML config: types, loading and validation.
+//!
+//! Loading never half-succeeds: a file that does not parse, has an unknown
+//! key, a bad value or names a missing plugin file is rejected with an error
+//! naming the file, line, column and key.
+
+mod grants;
+
+pub use grants::{Grants, Scope, SettingsAccess, SystemAction};
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroU64};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// Where a config error is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+}
+
+/// A config file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        /// The config file.
+        file: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, has an unknown key or a bad value.
+    #[error("{file}:{}: {}{message}", DisplayLocation(.location), DisplayKey(.key))]
+    Invalid {
+        /// The config file.
+        file: PathBuf,
+        /// Where in it, when known.
+        location: Option<Location>,
+        /// Dotted path of the offending key (`plugins[0].grants.outputs`), when known.
+        key: Option<String>,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+struct DisplayLocation<'a>(&'a Option<Location>);
+
+impl fmt::Display for DisplayLocation<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(l) => write!(f, "{}:{}", l.line, l.column),
+            None => f.write_str("?"),
+        }
+    }
+}
+
+struct DisplayKey<'a>(&'a Option<String>);
+
+impl fmt::Display for DisplayKey<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(key) => write!(f, "key `{key}`: "),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The whole config file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where state (settings, plugin key-value stores) and the compiled-plugin
+    /// cache live. Relative paths are relative to the config file.
+    pub data_dir: Option<PathBuf>,
+    /// The modem's serial port.
+    pub modem: Option<ModemConfig>,
+    /// The I/O board.
+    #[serde(default)]
+    pub board: BoardConfig,
+    /// The local HTTP API.
+    pub http: Option<HttpConfig>,
+    /// The server the unit reports to.
+    pub server: Option<ServerConfig>,
+    /// Plugin runtime limits and supervision.
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+    /// The plugins to run, in order (for SMS command sets, the order in
+    /// which they are asked to claim a message).
+    #[serde(default)]
+    pub plugins: Vec<PluginConfig>,
+}
+
+/// `[modem]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModemConfig {
+    /// Serial device, e.g. `/dev/ttyUSB2`.
+    pub port: PathBuf,
+    /// Baud rate.
+    #[serde(default = "default_baud")]
+    pub baud: u32,
+}
+
+fn default_baud() -> u32 {
+    115_200
+}
+
+/// Which board implementation runs the I/O.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BoardKind {
+    /// The simulated board.
+    #[default]
+    Sim,
+    /// GPIO on Linux.
+    Linux,
+}
+
+/// `[board]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoardConfig {
+    /// `"sim"` or `"linux"`.
+    #[serde(default)]
+    pub kind: BoardKind,
+    /// Number of inputs (simulated board).
+    #[serde(default = "default_inputs")]
+    pub inputs: u8,
+    /// Number of outputs, the ALARM output last (simulated board).
+    #[serde(default = "default_outputs")]
+    pub outputs: u8,
+}
+
+fn default_inputs() -> u8 {
+    8
+}
+
+fn default_outputs() -> u8 {
+    5
+}
+
+impl Default for BoardConfig {
+    fn default() -> Self {
+        Self {
+            kind: BoardKind::Sim,
+            inputs: default_inputs(),
+            outputs: default_outputs(),
+        }
+    }
+}
+
+/// `[http]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address to listen on, e.g. `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+}
+
+/// `[server]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// `mqtt://host:port` or `mqtts://host:port`.
+    pub url: String,
+}
+
+/// `[runtime]`: defaults for every plugin; a plugin's `limits` override them.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// CPU deadline of one call into a plugin, in milliseconds.
+    pub deadline_ms: NonZeroU64,
+    /// Linear memory a plugin instance may grow to, in MiB.
+    pub memory_mib: NonZeroU32,
+    /// Faults within `fault_window_s` after which a plugin is quarantined.
+    pub max_faults: NonZeroU32,
+    /// The window, in seconds, over which faults are counted.
+    pub fault_window_s: NonZeroU64,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            deadline_ms: NonZeroU64::new(50).unwrap(),
+            memory_mib: NonZeroU32::new(16).unwrap(),
+            max_faults: NonZeroU32::new(3).unwrap(),
+            fault_window_s: NonZeroU64::new(60).unwrap(),
+        }
+    }
+}
+
+/// A plugin's limits, overriding `[runtime]`.
+#[derive(Debug, Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// See [`RuntimeConfig::deadline_ms`].
+    pub deadline_ms: Option<NonZeroU64>,
+    /// See [`RuntimeConfig::memory_mib`].
+    pub memory_mib: Option<NonZeroU32>,
+}
+
+/// One `[[plugins]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// Unique name: in logs, status, and the plugin's private storage.
+    pub name: Spanned<String>,
+    /// A component file (relative to the config file), or...
+    pub file: Option<Spanned<PathBuf>>,
+    /// ...the name of a plugin embedded in `larmd`.
+    pub builtin: Option<Spanned<String>>,
+    /// What the plugin may do.
+    #[serde(default)]
+    pub grants: Grants,
+    /// Overrides of `[runtime]` for this plugin.
+    #[serde(default)]
+    pub limits: Limits,
+    /// The plugin's own settings, handed to its `init` as TOML text.
+    #[serde(default)]
+    pub config: toml::Table,
+}
+
+/// Where a plugin's component comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginSource {
+    /// A file, resolved against the config file's folder.
+    File(PathBuf),
+    /// Embedded in `larmd`.
+    Builtin(String),
+}
+
+impl PluginConfig {
+    /// Where this plugin's component comes from (validated on load).
+    pub fn source(&self) -> PluginSource {
+        match (&self.file, &self.builtin) {
+            (Some(file), _) => PluginSource::File(file.get_ref().clone()),
+            (None, Some(name)) => PluginSource::Builtin(name.get_ref().clone()),
+            (None, None) => unreachable!("validated on load: a plugin has a file or a builtin"),
+        }
+    }
+
+    /// This plugin's effective limits.
+    pub fn effective_limits(&self, runtime: &RuntimeConfig) -> (NonZeroU64, NonZeroU32) {
+        (
+            self.limits.deadline_ms.unwrap_or(runtime.deadline_ms),
+            self.limits.memory_mib.unwrap_or(runtime.memory_mib),
+        )
+    }
+
+    /// The plugin's config table as the TOML text its `init` receives.
+    pub fn init_text(&self) -> String {
+        toml::to_string(&self.config).unwrap_or_default()
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file. `builtins` are the names of the
+    /// plugins embedded in `larmd`.
+    pub fn load(file: &Path, builtins: &[&str]) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+            file: file.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, file, builtins)
+    }
+
+    /// Parses and validates config text; `file` names it in errors and
+    /// anchors relative paths.
+    pub fn parse(text: &str, file: &Path, builtins: &[&str]) -> Result<Config, ConfigError> {
+        let invalid = |span: Option<Range<usize>>, key: Option<String>, message: String| {
+            ConfigError::Invalid {
+                file: file.to_path_buf(),
+                location: span.map(|s| location(text, s.start)),
+                key,
+                message,
+            }
+        };
+        let deserializer = toml::Deserializer::parse(text)
+            .map_err(|e| invalid(e.span(), None, e.message().trim().to_string()))?;
+        let mut config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            let key = (key != ".").then_some(key);
+            invalid(inner.span(), key, inner.message().trim().to_string())
+        })?;
+        let base = file.parent().unwrap_or(Path::new("."));
+        config
+            .validate(base, builtins)
+            .map_err(|(span, key, message)| invalid(span, Some(key), message))?;
+        if let Some(dir) = &mut config.data_dir {
+            *dir = base.join(&*dir);
+        }
+        Ok(config)
+    }
+
+    /// Checks what serde cannot, resolving plugin files against `base`.
+    fn validate(
+        &mut self,
+        base: &Path,
+        builtins: &[&str],
+    ) -> Result<(), (Option<Range<usize>>, String, String)> {
+        let mut names = std::collections::HashSet::new();
+        for (i, plugin) in self.plugins.iter_mut().enumerate() {
+            let key = |field: &str| format!("plugins[{i}].{field}");
+            let name = plugin.name.get_ref();
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err((
+                    Some(plugin.name.span()),
+                    key("name"),
+                    format!("`{name}` is not a plugin name (use letters, digits, - and _)"),
+                ));
+            }
+            if !names.insert(name.clone()) {
+                return Err((
+                    Some(plugin.name.span()),
+                    key("name"),
+                    format!("two plugins are named `{name}`"),
+                ));
+            }
+            match (&mut plugin.file, &plugin.builtin) {
+                (Some(_), Some(builtin)) => {
+                    return Err((
+                        Some(builtin.span()),
+                        key("builtin"),
+                        "give either `file` or `builtin`, not both".into(),
+                    ));
+                }
+                (None, None) => {
+                    return Err((
+                        Some(plugin.name.span()),
+                        key("file"),
+                        format!(
+                            "plugin `{}` needs `file` (a component) or `builtin` (one of: {})",
+                            plugin.name.get_ref(),
+                            builtins.join(", ")
+                        ),
+                    ));
+                }
+                (Some(file), None) => {
+                    let resolved = base.join(file.get_ref());
+                    if !resolved.is_file() {
+                        return Err((
+                            Some(file.span()),
+                            key("file"),
+                            format!("component file {} not found", resolved.display()),
+                        ));
+                    }
+                    *file.get_mut() = resolved;
+                }
+                (None, Some(builtin)) => {
+                    if !builtins.contains(&builtin.get_ref().as_str()) {
+                        return Err((
+                            Some(builtin.span()),
+                            key("builtin"),
+                            format!(
+                                "no built-in plugin `{}` (built in: {})",
+                                builtin.get_ref(),
+                                builtins.join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Line and column (1-based) of a byte offset.
+fn location(text: &str, offset: usize) -> Location {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    Location { line, column }
+}

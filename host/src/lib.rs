@@ -1,0 +1,11 @@
+//! larmd: the larm unit's runtime.
+//!
+//! - [`config`]: the TOML config, loaded and validated.
+//! - [`plugins`]: the WebAssembly plugin runtime.
+//! - [`state`]: persisted settings, password and plugin stores.
+//! - [`unit`]: the running unit and its event loop.
+
+pub mod config;
+pub mod plugins;
+pub mod state;
+pub mod unit;

@@ -1,0 +1,174 @@
+//! `larmd`: the larm unit's daemon and its command line.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use firmware_bridge::board::{Contact, InputId};
+use larm_host::config::Config;
+use larm_host::plugins::compat;
+use larm_host::plugins::runtime::Runtime;
+use larm_host::plugins::{self, builtin_names};
+use larm_host::unit::Unit;
+use tokio::io::AsyncBufReadExt;
+
+#[derive(Parser)]
+#[command(name = "larmd", version, about = "The larm alarm unit's runtime")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the unit.
+    Run {
+        /// The config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Checks a config file and the components it names, then exits.
+    Check {
+        /// The config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Plugin tools.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Prints the world a component targets, its WIT version, imports and exports.
+    Inspect {
+        /// The component file.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { config } => run(&config),
+        Command::Check { config } => check(&config),
+        Command::Plugin {
+            command: PluginCommand::Inspect { file },
+        } => inspect(&file),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("larmd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(path: &Path) -> anyhow::Result<Config> {
+    Ok(Config::load(path, &builtin_names())?)
+}
+
+fn check(path: &Path) -> anyhow::Result<()> {
+    let config = load_config(path)?;
+    let runtime = Runtime::new(None).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    for plugin in &config.plugins {
+        let loaded = plugins::load(&runtime, plugin)?;
+        println!(
+            "plugin `{}`: {} component, ok",
+            plugin.name.get_ref(),
+            loaded.kind()
+        );
+    }
+    println!("{}: ok", path.display());
+    Ok(())
+}
+
+fn inspect(file: &Path) -> anyhow::Result<()> {
+    let runtime = Runtime::new(None).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let (component, _) = runtime.compile(&bytes)?;
+    let ty = component.component_type();
+    let engine = runtime.engine();
+    match compat::check(engine, &component) {
+        Ok(kind) => {
+            let export = ty
+                .exports(engine)
+                .map(|(name, _)| name.to_string())
+                .find(|name| name.starts_with(&format!("{}/{}@", compat::PACKAGE, kind.export())))
+                .unwrap_or_default();
+            let version = export.rsplit('@').next().unwrap_or("?");
+            println!("world:    {}/{}", compat::PACKAGE, kind.world());
+            println!(
+                "version:  {version} (this host: {})",
+                compat::host_version()
+            );
+        }
+        Err(e) => println!("world:    none usable here: {e}"),
+    }
+    println!("exports:");
+    for (name, _) in ty.exports(engine) {
+        println!("  {name}");
+    }
+    println!("imports:");
+    for (name, _) in ty.imports(engine) {
+        println!("  {name}");
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn run(path: &Path) -> anyhow::Result<()> {
+    let config = load_config(path)?;
+    let unit = Unit::build(&config)?;
+    if let Some(sim) = unit.sim.clone() {
+        tokio::spawn(sim_console(sim));
+    }
+    tracing::info!("larmd running; Ctrl-C stops it");
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    unit.run(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+    })
+    .await;
+    Ok(())
+}
+
+/// Reads `close N` / `open N` lines from stdin to drive the simulated
+/// board's inputs. When stdin ends (a service, a test), larmd keeps running.
+async fn sim_console(sim: std::sync::Arc<firmware_bridge::board::SimBoard>) {
+    eprintln!("simulated board: type `close N` or `open N` to drive input N");
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let (contact, n) = match words.as_slice() {
+            ["close", n] => (Contact::Closed, n),
+            ["open", n] => (Contact::Open, n),
+            [] => continue,
+            _ => {
+                eprintln!("commands: close N, open N");
+                continue;
+            }
+        };
+        match n.parse() {
+            Ok(n) => {
+                if let Err(e) = sim.set_input(InputId(n), contact) {
+                    eprintln!("{e}");
+                }
+            }
+            Err(_) => eprintln!("`{n}` is not an input number"),
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! Host bindings generated from `wit/` (the one source of truth for the
+//! plugin contract): the capabilities plugins import, and one set of export
+//! bindings per plugin world.
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "capabilities",
+    additional_derives: [PartialEq],
+});
+
+/// Generates a world's bindings, reusing the capability bindings above so
+/// every world shares one set of host traits and types.
+macro_rules! world_bindings {
+    ($module:ident, $world:literal) => {
+        #[doc = concat!("Bindings for the `", $world, "` world.")]
+        pub mod $module {
+            wasmtime::component::bindgen!({
+                path: "../wit",
+                world: $world,
+                additional_derives: [PartialEq],
+                with: {
+                    "larm:plugin/types": super::larm::plugin::types,
+                    "larm:plugin/log": super::larm::plugin::log,
+                    "larm:plugin/clock": super::larm::plugin::clock,
+                    "larm:plugin/timers": super::larm::plugin::timers,
+                    "larm:plugin/io": super::larm::plugin::io,
+                    "larm:plugin/sms": super::larm::plugin::sms,
+                    "larm:plugin/voice": super::larm::plugin::voice,
+                    "larm:plugin/status": super::larm::plugin::status,
+                    "larm:plugin/password": super::larm::plugin::password,
+                    "larm:plugin/settings": super::larm::plugin::settings,
+                    "larm:plugin/kv": super::larm::plugin::kv,
+                    "larm:plugin/server": super::larm::plugin::server,
+                    "larm:plugin/system": super::larm::plugin::system,
+                },
+            });
+        }
+    };
+}
+
+world_bindings!(input_rule, "input-rule");
+world_bindings!(sms_commands, "sms-commands");
+world_bindings!(server_adapter, "server-adapter");

@@ -1,0 +1,310 @@
+//! The plugin runtime: loading components, running each plugin on its own
+//! queue under its grants and limits, supervising faults, and replacing a
+//! running plugin.
+//!
+//! - [`runtime`]: the engine, the precompiled cache and loading.
+//! - [`compat`]: which world a component targets, and version checks.
+//! - [`caps`]: the host capabilities, checked against grants.
+//! - [`worker`]: one plugin's thread, queue and instance.
+//! - [`supervisor`]: fault counting and quarantine.
+
+pub mod bindings;
+pub mod caps;
+pub mod compat;
+mod host;
+pub mod runtime;
+pub mod supervisor;
+pub mod worker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::info;
+
+use crate::config::{Config, PluginConfig, PluginSource};
+use bindings::larm::plugin::types::{CallEvent, InputEvent, PluginHealth, Report, SmsMessage};
+use bindings::server_adapter::exports::larm::plugin::adapter::Message;
+use caps::{Capabilities, Services};
+use compat::PluginKind;
+use runtime::{LoadError, Loaded, Runtime};
+use worker::{Envelope, Limits, Outcome, PluginEvent, Worker};
+
+include!(concat!(env!("OUT_DIR"), "/builtins.rs"));
+
+/// Names of the plugins embedded in `larmd`.
+pub fn builtin_names() -> Vec<&'static str> {
+    BUILTINS.iter().map(|(name, _)| *name).collect()
+}
+
+/// The component bytes of an embedded plugin.
+pub fn builtin(name: &str) -> Option<&'static [u8]> {
+    BUILTINS
+        .iter()
+        .find_map(|(n, bytes)| (*n == name).then_some(*bytes))
+}
+
+/// Why a plugin cannot be added or replaced.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    /// Its component cannot be loaded.
+    #[error("plugin `{name}`: {source}")]
+    Load {
+        /// The plugin.
+        name: String,
+        /// Why.
+        source: LoadError,
+    },
+    /// No plugin by that name.
+    #[error("no plugin named `{0}`")]
+    NoSuchPlugin(String),
+    /// The new component did not start; the old one keeps running.
+    #[error("plugin `{name}`: the new component did not start: {why}")]
+    Rejected {
+        /// The plugin.
+        name: String,
+        /// Why.
+        why: String,
+    },
+    /// The plugin's worker is gone (the unit is shutting down).
+    #[error("plugin `{0}` is stopped")]
+    Stopped(String),
+}
+
+/// Loads a plugin's component from its config entry and checks it.
+pub fn load(runtime: &Runtime, plugin: &PluginConfig) -> Result<Loaded, PluginError> {
+    let name = plugin.name.get_ref().clone();
+    let loaded = match plugin.source() {
+        PluginSource::File(path) => runtime.load_file(&path),
+        PluginSource::Builtin(builtin_name) => {
+            let bytes = builtin(&builtin_name).expect("validated on config load");
+            runtime.load(bytes)
+        }
+    };
+    loaded
+        .map(|(loaded, _)| loaded)
+        .map_err(|source| PluginError::Load { name, source })
+}
+
+struct Handle {
+    name: String,
+    kind: PluginKind,
+    queue: mpsc::UnboundedSender<Envelope>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Every plugin of the unit.
+pub struct PluginManager {
+    runtime: Arc<Runtime>,
+    services: Arc<Services>,
+    plugins: Vec<Handle>,
+}
+
+impl PluginManager {
+    /// A manager with no plugins yet.
+    pub fn new(runtime: Arc<Runtime>, services: Arc<Services>) -> Self {
+        Self {
+            runtime,
+            services,
+            plugins: Vec::new(),
+        }
+    }
+
+    /// Loads every plugin of `config`, in order. A plugin that cannot be
+    /// loaded is skipped and returned, so the unit runs the others.
+    pub fn start_all(&mut self, config: &Config) -> Vec<PluginError> {
+        let mut failed = Vec::new();
+        for plugin in &config.plugins {
+            match load(&self.runtime, plugin) {
+                Ok(loaded) => self.add(plugin, loaded, config),
+                Err(e) => {
+                    tracing::error!("{e}");
+                    failed.push(e);
+                }
+            }
+        }
+        failed
+    }
+
+    /// Starts a loaded plugin on its own worker.
+    pub fn add(&mut self, plugin: &PluginConfig, loaded: Loaded, config: &Config) {
+        let name = plugin.name.get_ref().clone();
+        let (deadline_ms, memory_mib) = plugin.effective_limits(&config.runtime);
+        let limits = Limits {
+            deadline: Duration::from_millis(deadline_ms.get()),
+            memory_bytes: memory_mib.get() as usize * 1024 * 1024,
+            max_faults: config.runtime.max_faults.get(),
+            fault_window: Duration::from_secs(config.runtime.fault_window_s.get()),
+        };
+        let (queue, rx) = mpsc::unbounded_channel();
+        let timer_queue = queue.clone();
+        let timer_sink: caps::TimerSink = Arc::new(move |event| {
+            let _ = timer_queue.send(Envelope::Event(PluginEvent::Timer(event), None));
+        });
+        let caps = Arc::new(Capabilities::new(
+            &name,
+            plugin.grants.clone(),
+            self.services.clone(),
+            Some(timer_sink),
+        ));
+        let kind = loaded.kind();
+        info!(plugin = %name, world = %kind, "starting plugin");
+        let worker = Worker::new(
+            name.clone(),
+            caps,
+            self.services.clone(),
+            loaded,
+            plugin.init_text(),
+            limits,
+        );
+        let thread = worker.spawn(rx).expect("cannot start a plugin thread");
+        self.plugins.push(Handle {
+            name,
+            kind,
+            queue,
+            thread: Some(thread),
+        });
+    }
+
+    /// Names and kinds of the running plugins, in config order.
+    pub fn plugins(&self) -> Vec<(String, PluginKind)> {
+        self.plugins
+            .iter()
+            .map(|h| (h.name.clone(), h.kind))
+            .collect()
+    }
+
+    fn of_kind(&self, kind: PluginKind) -> impl Iterator<Item = &Handle> {
+        self.plugins.iter().filter(move |h| h.kind == kind)
+    }
+
+    fn send(&self, handle: &Handle, event: PluginEvent) -> oneshot::Receiver<Outcome> {
+        let (tx, rx) = oneshot::channel();
+        let _ = handle.queue.send(Envelope::Event(event, Some(tx)));
+        rx
+    }
+
+    /// Queues an input edge for every input rule. Returns at once.
+    pub fn input(&self, event: InputEvent) {
+        for handle in self.of_kind(PluginKind::InputRule) {
+            let _ = handle
+                .queue
+                .send(Envelope::Event(PluginEvent::Input(event), None));
+        }
+    }
+
+    /// Offers an SMS to the command sets in order; returns the name of the
+    /// one that claimed it.
+    pub async fn sms(&self, message: SmsMessage) -> Option<String> {
+        for handle in self.of_kind(PluginKind::SmsCommands) {
+            let outcome = self.send(handle, PluginEvent::Sms(message.clone())).await;
+            if outcome == Ok(Outcome::Claimed(true)) {
+                return Some(handle.name.clone());
+            }
+        }
+        None
+    }
+
+    /// Offers a call to the command sets in order; returns who claimed it.
+    pub async fn call(&self, call: CallEvent) -> Option<String> {
+        for handle in self.of_kind(PluginKind::SmsCommands) {
+            let outcome = self.send(handle, PluginEvent::Call(call.clone())).await;
+            if outcome == Ok(Outcome::Claimed(true)) {
+                return Some(handle.name.clone());
+            }
+        }
+        None
+    }
+
+    /// Has every server adapter encode a report; returns their messages.
+    pub async fn encode(&self, report: Report) -> Vec<Message> {
+        let mut messages = Vec::new();
+        for handle in self.of_kind(PluginKind::ServerAdapter) {
+            if let Ok(Outcome::Messages(m)) =
+                self.send(handle, PluginEvent::Report(report.clone())).await
+            {
+                messages.extend(m);
+            }
+        }
+        messages
+    }
+
+    /// Replaces plugin `name`'s component with `bytes`, between two events:
+    /// everything queued for it is handled, by the old component up to the
+    /// swap and by the new one after. The new component must target the
+    /// same world; if it does not start, the old one keeps running.
+    pub async fn replace(&self, name: &str, bytes: &[u8]) -> Result<(), PluginError> {
+        let handle = self
+            .plugins
+            .iter()
+            .find(|h| h.name == name)
+            .ok_or_else(|| PluginError::NoSuchPlugin(name.to_string()))?;
+        let load_error = |source| PluginError::Load {
+            name: name.to_string(),
+            source,
+        };
+        let (loaded, _) = self.runtime.load(bytes).map_err(load_error)?;
+        if loaded.kind() != handle.kind {
+            return Err(load_error(LoadError::WrongKind {
+                expected: handle.kind,
+                found: loaded.kind(),
+            }));
+        }
+        let (tx, rx) = oneshot::channel();
+        handle
+            .queue
+            .send(Envelope::Replace(Box::new(loaded), tx))
+            .map_err(|_| PluginError::Stopped(name.to_string()))?;
+        rx.await
+            .map_err(|_| PluginError::Stopped(name.to_string()))?
+            .map_err(|why| PluginError::Rejected {
+                name: name.to_string(),
+                why,
+            })
+    }
+
+    /// Waits until every plugin has handled everything queued so far.
+    pub async fn flush(&self) {
+        let waits: Vec<_> = self
+            .plugins
+            .iter()
+            .map(|h| {
+                let (tx, rx) = oneshot::channel();
+                let _ = h.queue.send(Envelope::Barrier(tx));
+                rx
+            })
+            .collect();
+        for wait in waits {
+            let _ = wait.await;
+        }
+    }
+
+    /// Every plugin's health.
+    pub fn health(&self) -> Vec<PluginHealth> {
+        self.services
+            .health
+            .lock()
+            .unwrap()
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Stops every plugin after what is queued, and waits for them.
+    pub fn shutdown(&mut self) {
+        for handle in &self.plugins {
+            let _ = handle.queue.send(Envelope::Stop);
+        }
+        for handle in &mut self.plugins {
+            if let Some(thread) = handle.thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+impl Drop for PluginManager {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

@@ -1,0 +1,219 @@
+//! The one wasmtime engine, its linker, the epoch clock that bounds CPU per
+//! call, and loading components (through the precompiled cache and the
+//! compatibility check).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tracing::{debug, info, warn};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine};
+
+use super::bindings::{input_rule, server_adapter, sms_commands};
+use super::compat::{self, CompatError, PluginKind};
+use super::host::{self, HostState};
+use crate::state::hex;
+
+/// How often the epoch advances. A call's deadline is rounded up to ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Why a component cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The component file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The bytes are not a valid component.
+    #[error("not a valid WebAssembly component: {0:#}")]
+    Invalid(wasmtime::Error),
+    /// It targets no world of ours, or an incompatible version.
+    #[error(transparent)]
+    Incompatible(#[from] CompatError),
+    /// It imports something the host does not provide, or its exports do
+    /// not have the types of its world.
+    #[error("the component does not link against this host: {0:#}")]
+    Link(wasmtime::Error),
+    /// A replacement targets a different world than the plugin it replaces.
+    #[error("a {found} component cannot replace a {expected} plugin")]
+    WrongKind {
+        /// The running plugin's kind.
+        expected: PluginKind,
+        /// The new component's kind.
+        found: PluginKind,
+    },
+}
+
+/// A component checked and linked, ready to instantiate.
+#[derive(Clone)]
+pub enum Loaded {
+    /// An `input-rule` plugin.
+    InputRule(input_rule::InputRulePre<HostState>),
+    /// An `sms-commands` plugin.
+    SmsCommands(sms_commands::SmsCommandsPre<HostState>),
+    /// A `server-adapter` plugin.
+    ServerAdapter(server_adapter::ServerAdapterPre<HostState>),
+}
+
+impl Loaded {
+    /// The world it targets.
+    pub fn kind(&self) -> PluginKind {
+        match self {
+            Self::InputRule(_) => PluginKind::InputRule,
+            Self::SmsCommands(_) => PluginKind::SmsCommands,
+            Self::ServerAdapter(_) => PluginKind::ServerAdapter,
+        }
+    }
+}
+
+/// Whether a component came from the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    /// Compiled now (and stored, if there is a cache).
+    Compiled,
+    /// Loaded precompiled from the cache.
+    Cached,
+}
+
+/// The plugin runtime: one engine for every plugin.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache_dir: Option<PathBuf>,
+}
+
+impl Runtime {
+    /// A runtime whose compiled components are cached in `cache_dir`.
+    pub fn new(cache_dir: Option<PathBuf>) -> wasmtime::Result<Arc<Self>> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config)?;
+        let mut linker = Linker::new(&engine);
+        host::add_to_linker(&mut linker)?;
+        start_epoch_clock(&engine);
+        Ok(Arc::new(Self {
+            engine,
+            linker,
+            cache_dir,
+        }))
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Loads a component file.
+    pub fn load_file(&self, path: &Path) -> Result<(Loaded, CacheOutcome), LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        self.load(&bytes)
+    }
+
+    /// Compiles (or loads from the cache), checks and links a component.
+    pub fn load(&self, bytes: &[u8]) -> Result<(Loaded, CacheOutcome), LoadError> {
+        let (component, outcome) = self.compile(bytes)?;
+        let kind = compat::check(&self.engine, &component)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(LoadError::Link)?;
+        let loaded = match kind {
+            PluginKind::InputRule => {
+                Loaded::InputRule(input_rule::InputRulePre::new(pre).map_err(LoadError::Link)?)
+            }
+            PluginKind::SmsCommands => Loaded::SmsCommands(
+                sms_commands::SmsCommandsPre::new(pre).map_err(LoadError::Link)?,
+            ),
+            PluginKind::ServerAdapter => Loaded::ServerAdapter(
+                server_adapter::ServerAdapterPre::new(pre).map_err(LoadError::Link)?,
+            ),
+        };
+        Ok((loaded, outcome))
+    }
+
+    /// Compiles a component, or loads it precompiled from the cache. The
+    /// cache key is the component's hash plus the engine's compatibility
+    /// hash (wasmtime version and settings), so a new `larmd` recompiles.
+    pub fn compile(&self, bytes: &[u8]) -> Result<(Component, CacheOutcome), LoadError> {
+        let Some(dir) = &self.cache_dir else {
+            let component = Component::new(&self.engine, bytes).map_err(LoadError::Invalid)?;
+            return Ok((component, CacheOutcome::Compiled));
+        };
+        let path = dir.join(format!("{}.cwasm", self.cache_key(bytes)));
+        if path.is_file() {
+            // SAFETY: the cache dir is written only by this function, with
+            // output of `Engine::precompile_component`, and the key binds the
+            // file to these exact bytes and this engine's configuration;
+            // wasmtime also checks the header and refuses a mismatch.
+            match unsafe { Component::deserialize_file(&self.engine, &path) } {
+                Ok(component) => {
+                    debug!(cache = %path.display(), "component loaded precompiled");
+                    return Ok((component, CacheOutcome::Cached));
+                }
+                Err(e) => warn!(cache = %path.display(), "ignoring unusable cache entry: {e:#}"),
+            }
+        }
+        let compiled = self
+            .engine
+            .precompile_component(bytes)
+            .map_err(LoadError::Invalid)?;
+        if let Err(e) = write_atomically(dir, &path, &compiled) {
+            warn!(cache = %path.display(), "cannot cache compiled component: {e}");
+        }
+        // SAFETY: `compiled` was produced by this engine just now.
+        let component = unsafe { Component::deserialize(&self.engine, &compiled) }
+            .map_err(LoadError::Invalid)?;
+        info!(cache = %path.display(), "component compiled and cached");
+        Ok((component, CacheOutcome::Compiled))
+    }
+
+    fn cache_key(&self, bytes: &[u8]) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut engine_hash = std::hash::DefaultHasher::new();
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut engine_hash);
+        format!(
+            "{}-{:016x}",
+            hex(&Sha256::digest(bytes)),
+            engine_hash.finish()
+        )
+    }
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] for as long as the
+/// engine lives; a call past its deadline traps with `Trap::Interrupt`.
+fn start_epoch_clock(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("larm-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("cannot start the epoch thread");
+}
+
+/// Writes `bytes` to `path` so that a crash leaves either the old file or
+/// the new one: temp file, fsync, rename, fsync the folder.
+pub fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir)?;
+    let mut file = tempfile::NamedTempFile::new_in(dir)?;
+    file.write_all(bytes)?;
+    file.as_file().sync_all()?;
+    file.persist(path).map_err(|e| e.error)?;
+    std::fs::File::open(dir)?.sync_all()
+}

@@ -1,0 +1,364 @@
+//! One plugin's worker: its own thread, queue, store and instance.
+//!
+//! Events are handled one at a time, in order. Each call runs under the
+//! plugin's CPU deadline and memory cap; a trap or a blown limit ends that
+//! call only: the instance is dropped (a trapped instance cannot be entered
+//! again), the fault is counted, and a fresh instance is started and
+//! initialised before the next event. A replacement component is swapped in
+//! between two events, so nothing queued is lost.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::{error, info, warn};
+use wasmtime::{Store, Trap};
+
+use super::bindings::larm::plugin::types::{
+    CallEvent, InputEvent, PluginHealth, PluginState, Report, SmsMessage, TimerEvent,
+};
+use super::bindings::server_adapter::exports::larm::plugin::adapter::Message;
+use super::bindings::{input_rule, server_adapter, sms_commands};
+use super::caps::{Action, Capabilities, Services};
+use super::host::HostState;
+use super::runtime::{EPOCH_TICK, Loaded};
+use super::supervisor::Supervisor;
+
+/// An event for a plugin.
+#[derive(Debug, Clone)]
+pub enum PluginEvent {
+    /// An input edge (input rules).
+    Input(InputEvent),
+    /// One of the plugin's timers fired (every kind).
+    Timer(TimerEvent),
+    /// An SMS arrived (SMS command sets).
+    Sms(SmsMessage),
+    /// A call rings (SMS command sets).
+    Call(CallEvent),
+    /// A report to encode (server adapters).
+    Report(Report),
+    /// The server link came up (server adapters).
+    Connected,
+    /// A message from the server (server adapters).
+    Downlink(Message),
+}
+
+/// What came of an event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Handled; nothing to return.
+    Handled,
+    /// An SMS or call was claimed (true) or passed on (false).
+    Claimed(bool),
+    /// Messages for the server.
+    Messages(Vec<Message>),
+    /// A downlink was applied, or refused with a reason.
+    Downlink(Result<(), String>),
+    /// The event is not for this kind of plugin.
+    NotForThisKind,
+    /// The call faulted; the plugin was restarted (or quarantined).
+    Faulted(String),
+    /// The plugin is quarantined and takes no events.
+    Quarantined,
+}
+
+/// What a worker's queue carries.
+pub enum Envelope {
+    /// An event, and where to send its outcome.
+    Event(PluginEvent, Option<oneshot::Sender<Outcome>>),
+    /// Swap in a new component (already checked to be of the same kind).
+    Replace(Box<Loaded>, oneshot::Sender<Result<(), String>>),
+    /// Answered once everything queued before it is handled.
+    Barrier(oneshot::Sender<()>),
+    /// Stop the worker.
+    Stop,
+}
+
+/// A plugin's limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// CPU deadline per call.
+    pub deadline: Duration,
+    /// Memory cap per instance, in bytes.
+    pub memory_bytes: usize,
+    /// Faults within `fault_window` that quarantine the plugin.
+    pub max_faults: u32,
+    /// The fault window.
+    pub fault_window: Duration,
+}
+
+enum Guest {
+    Rule(input_rule::InputRule),
+    Commands(sms_commands::SmsCommands),
+    Adapter(server_adapter::ServerAdapter),
+}
+
+struct Live {
+    store: Store<HostState>,
+    guest: Guest,
+}
+
+/// One plugin's worker state.
+pub struct Worker {
+    name: String,
+    caps: Arc<Capabilities>,
+    services: Arc<Services>,
+    loaded: Loaded,
+    init_text: String,
+    limits: Limits,
+    supervisor: Supervisor,
+    live: Option<Live>,
+}
+
+impl Worker {
+    /// A worker for `loaded`, not started yet.
+    pub fn new(
+        name: String,
+        caps: Arc<Capabilities>,
+        services: Arc<Services>,
+        loaded: Loaded,
+        init_text: String,
+        limits: Limits,
+    ) -> Self {
+        Self {
+            supervisor: Supervisor::new(limits.max_faults, limits.fault_window),
+            name,
+            caps,
+            services,
+            loaded,
+            init_text,
+            limits,
+            live: None,
+        }
+    }
+
+    /// Runs the worker on its own thread until [`Envelope::Stop`].
+    pub fn spawn(
+        mut self,
+        mut queue: mpsc::UnboundedReceiver<Envelope>,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name(format!("plugin-{}", self.name))
+            .spawn(move || {
+                self.restart();
+                while let Some(envelope) = queue.blocking_recv() {
+                    match envelope {
+                        Envelope::Event(event, reply) => {
+                            let outcome = self.handle(event);
+                            if let Some(reply) = reply {
+                                let _ = reply.send(outcome);
+                            }
+                        }
+                        Envelope::Replace(loaded, reply) => {
+                            let _ = reply.send(self.replace(*loaded));
+                        }
+                        Envelope::Barrier(reply) => {
+                            let _ = reply.send(());
+                        }
+                        Envelope::Stop => break,
+                    }
+                }
+            })
+    }
+
+    fn deadline_ticks(&self) -> u64 {
+        // One extra tick: the current tick may be about to end.
+        self.limits
+            .deadline
+            .as_millis()
+            .div_ceil(EPOCH_TICK.as_millis()) as u64
+            + 1
+    }
+
+    /// Instantiates the component and calls its `init`.
+    fn start(&mut self) -> Result<(), String> {
+        let engine = match &self.loaded {
+            Loaded::InputRule(pre) => pre.engine(),
+            Loaded::SmsCommands(pre) => pre.engine(),
+            Loaded::ServerAdapter(pre) => pre.engine(),
+        };
+        let mut store = Store::new(
+            engine,
+            HostState::new(self.caps.clone(), self.limits.memory_bytes),
+        );
+        store.limiter(|state| &mut state.limits);
+        store.set_epoch_deadline(self.deadline_ticks());
+        let describe = |e| self.describe(e);
+        let guest = match &self.loaded {
+            Loaded::InputRule(pre) => pre.instantiate(&mut store).map(Guest::Rule),
+            Loaded::SmsCommands(pre) => pre.instantiate(&mut store).map(Guest::Commands),
+            Loaded::ServerAdapter(pre) => pre.instantiate(&mut store).map(Guest::Adapter),
+        }
+        .map_err(describe)?;
+        store.set_epoch_deadline(self.deadline_ticks());
+        let init = &self.init_text;
+        match &guest {
+            Guest::Rule(g) => g.larm_plugin_rule().call_init(&mut store, init),
+            Guest::Commands(g) => g.larm_plugin_commands().call_init(&mut store, init),
+            Guest::Adapter(g) => g.larm_plugin_adapter().call_init(&mut store, init),
+        }
+        .map_err(describe)?
+        .map_err(|msg| format!("init refused its config: {msg}"))?;
+        self.live = Some(Live { store, guest });
+        Ok(())
+    }
+
+    /// Starts the plugin, counting failures as faults, until it runs or is
+    /// quarantined.
+    fn restart(&mut self) {
+        while self.supervisor.state() != PluginState::Quarantined {
+            match self.start() {
+                Ok(()) => {
+                    info!(plugin = %self.name, "plugin started");
+                    self.publish_health();
+                    return;
+                }
+                Err(why) => self.fault(why),
+            }
+        }
+    }
+
+    fn fault(&mut self, why: String) {
+        self.live = None;
+        let state = self.supervisor.fault(Instant::now(), why.clone());
+        match state {
+            PluginState::Quarantined => error!(
+                plugin = %self.name,
+                "plugin faulted: {why}; quarantined after {} faults within {:?}",
+                self.limits.max_faults, self.limits.fault_window
+            ),
+            _ => warn!(plugin = %self.name, "plugin faulted: {why}; restarting it"),
+        }
+        self.publish_health();
+    }
+
+    fn describe(&self, e: wasmtime::Error) -> String {
+        match e.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => format!(
+                "exceeded its CPU deadline of {} ms",
+                self.limits.deadline.as_millis()
+            ),
+            Some(Trap::CannotEnterComponent) => "instance poisoned by an earlier trap".into(),
+            _ => {
+                let text = format!("{e:#}");
+                if text.contains("memory") && text.contains("limit")
+                    || text.contains("growth failure")
+                {
+                    format!(
+                        "exceeded its memory limit of {} KiB ({text})",
+                        self.limits.memory_bytes / 1024
+                    )
+                } else {
+                    format!("trapped: {text}")
+                }
+            }
+        }
+    }
+
+    fn publish_health(&mut self) {
+        let health = PluginHealth {
+            name: self.name.clone(),
+            state: self.supervisor.state(),
+            faults: self.supervisor.faults(Instant::now()),
+        };
+        let changed = self
+            .services
+            .health
+            .lock()
+            .unwrap()
+            .insert(self.name.clone(), health.clone())
+            .is_none_or(|old| old.state != health.state);
+        if changed {
+            let _ = self.services.actions.send(Action::Report {
+                by: "host".into(),
+                report: Report::PluginHealth(health),
+            });
+        }
+    }
+
+    fn handle(&mut self, event: PluginEvent) -> Outcome {
+        if self.supervisor.state() == PluginState::Quarantined {
+            return Outcome::Quarantined;
+        }
+        if self.live.is_none() {
+            self.restart();
+        }
+        let ticks = self.deadline_ticks();
+        let Some(live) = self.live.as_mut() else {
+            return Outcome::Quarantined;
+        };
+        live.store.set_epoch_deadline(ticks);
+        let store = &mut live.store;
+        let result = match (&live.guest, event) {
+            (Guest::Rule(g), PluginEvent::Input(e)) => g
+                .larm_plugin_rule()
+                .call_on_input(store, e)
+                .map(|()| Outcome::Handled),
+            (Guest::Rule(g), PluginEvent::Timer(e)) => g
+                .larm_plugin_rule()
+                .call_on_timer(store, &e)
+                .map(|()| Outcome::Handled),
+            (Guest::Commands(g), PluginEvent::Sms(m)) => g
+                .larm_plugin_commands()
+                .call_on_sms(store, &m)
+                .map(Outcome::Claimed),
+            (Guest::Commands(g), PluginEvent::Call(c)) => g
+                .larm_plugin_commands()
+                .call_on_call(store, &c)
+                .map(Outcome::Claimed),
+            (Guest::Commands(g), PluginEvent::Timer(e)) => g
+                .larm_plugin_commands()
+                .call_on_timer(store, &e)
+                .map(|()| Outcome::Handled),
+            (Guest::Adapter(g), PluginEvent::Report(r)) => g
+                .larm_plugin_adapter()
+                .call_encode(store, &r)
+                .map(Outcome::Messages),
+            (Guest::Adapter(g), PluginEvent::Connected) => g
+                .larm_plugin_adapter()
+                .call_on_connect(store)
+                .map(Outcome::Messages),
+            (Guest::Adapter(g), PluginEvent::Downlink(m)) => g
+                .larm_plugin_adapter()
+                .call_on_downlink(store, &m)
+                .map(Outcome::Downlink),
+            (Guest::Adapter(g), PluginEvent::Timer(e)) => g
+                .larm_plugin_adapter()
+                .call_on_timer(store, &e)
+                .map(|()| Outcome::Handled),
+            _ => Ok(Outcome::NotForThisKind),
+        };
+        match result {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                let why = self.describe(e);
+                self.fault(why.clone());
+                if self.supervisor.state() != PluginState::Quarantined {
+                    self.restart();
+                }
+                Outcome::Faulted(why)
+            }
+        }
+    }
+
+    /// Swaps in a new component. If it does not start, the running one
+    /// stays and the error is returned.
+    fn replace(&mut self, loaded: Loaded) -> Result<(), String> {
+        let old = std::mem::replace(&mut self.loaded, loaded);
+        let old_live = self.live.take();
+        match self.start() {
+            Ok(()) => {
+                self.supervisor.reset();
+                info!(plugin = %self.name, "plugin replaced with a new component");
+                self.publish_health();
+                Ok(())
+            }
+            Err(why) => {
+                warn!(plugin = %self.name, "replacement refused, keeping the running component: {why}");
+                self.loaded = old;
+                self.live = old_live;
+                Err(why)
+            }
+        }
+    }
+}

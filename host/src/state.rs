@@ -1,0 +1,326 @@
+//! The unit's persisted state: device settings, the SMS password hash, the
+//! unit id, and each plugin's private key-value store.
+//!
+//! All of it lives in one redb database (`<data_dir>/state.redb`): every
+//! change is a transaction that is durable (fsynced) when the call returns,
+//! and a crash mid-write leaves the previous state intact.
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use sha2::{Digest, Sha256};
+
+const SETTINGS: TableDefinition<&str, &str> = TableDefinition::new("settings");
+const UNIT: TableDefinition<&str, &str> = TableDefinition::new("unit");
+/// Plugin stores share one table; keys are `<plugin>\0<key>`.
+const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
+
+/// The factory password, from the manual.
+pub const FACTORY_PASSWORD: &str = "0000";
+/// Total bytes (keys and values) one plugin may keep in its store.
+pub const KV_QUOTA: usize = 64 * 1024;
+
+/// A failure of the state store.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The database could not be opened, read or written.
+    #[error("state store: {0}")]
+    Db(String),
+    /// A plugin's store would grow past [`KV_QUOTA`].
+    #[error("the plugin's store would exceed its {KV_QUOTA} byte quota")]
+    Quota,
+}
+
+fn db_err(e: impl std::fmt::Display) -> StateError {
+    StateError::Db(e.to_string())
+}
+
+/// The unit's persisted state.
+pub struct State {
+    db: Database,
+}
+
+impl State {
+    /// Opens (or creates) the state in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StateError> {
+        std::fs::create_dir_all(dir).map_err(db_err)?;
+        let db = Database::create(dir.join("state.redb")).map_err(db_err)?;
+        Self::init(db)
+    }
+
+    /// A state kept in memory only (benchmarks, `larmd check`).
+    pub fn in_memory() -> Result<Self, StateError> {
+        let db = redb::Builder::new()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(db_err)?;
+        Self::init(db)
+    }
+
+    fn init(db: Database) -> Result<Self, StateError> {
+        let txn = db.begin_write().map_err(db_err)?;
+        {
+            let mut unit = txn.open_table(UNIT).map_err(db_err)?;
+            if unit.get("id").map_err(db_err)?.is_none() {
+                unit.insert("id", new_unit_id().as_str()).map_err(db_err)?;
+            }
+            if unit.get("password").map_err(db_err)?.is_none() {
+                unit.insert("password", hash_password(FACTORY_PASSWORD).as_str())
+                    .map_err(db_err)?;
+            }
+            txn.open_table(SETTINGS).map_err(db_err)?;
+            txn.open_table(KV).map_err(db_err)?;
+        }
+        txn.commit().map_err(db_err)?;
+        Ok(Self { db })
+    }
+
+    fn unit_value(&self, key: &str) -> Result<String, StateError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(UNIT).map_err(db_err)?;
+        let value = table.get(key).map_err(db_err)?;
+        Ok(value.map(|v| v.value().to_string()).unwrap_or_default())
+    }
+
+    fn write<R>(
+        &self,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<R, StateError>,
+    ) -> Result<R, StateError> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        let result = f(&txn)?;
+        txn.commit().map_err(db_err)?;
+        Ok(result)
+    }
+
+    /// The unit's id, made once and kept across factory resets.
+    pub fn unit_id(&self) -> Result<String, StateError> {
+        self.unit_value("id")
+    }
+
+    /// Whether `candidate` is the SMS password.
+    pub fn password_matches(&self, candidate: &str) -> Result<bool, StateError> {
+        let stored = self.unit_value("password")?;
+        Ok(verify_password(&stored, candidate))
+    }
+
+    /// Stores a new SMS password (hashed).
+    pub fn set_password(&self, password: &str) -> Result<(), StateError> {
+        self.write(|txn| {
+            let mut unit = txn.open_table(UNIT).map_err(db_err)?;
+            unit.insert("password", hash_password(password).as_str())
+                .map_err(db_err)?;
+            Ok(())
+        })
+    }
+
+    /// A device setting.
+    pub fn setting(&self, key: &str) -> Result<Option<String>, StateError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(SETTINGS).map_err(db_err)?;
+        let value = table.get(key).map_err(db_err)?;
+        Ok(value.map(|v| v.value().to_string()))
+    }
+
+    /// Every device setting whose key starts with `prefix`, sorted.
+    pub fn settings(&self, prefix: &str) -> Result<Vec<(String, String)>, StateError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(SETTINGS).map_err(db_err)?;
+        let mut found = Vec::new();
+        for entry in table.range(prefix..).map_err(db_err)? {
+            let (k, v) = entry.map_err(db_err)?;
+            if !k.value().starts_with(prefix) {
+                break;
+            }
+            found.push((k.value().to_string(), v.value().to_string()));
+        }
+        Ok(found)
+    }
+
+    /// Sets (`Some`) or removes (`None`) a device setting.
+    pub fn set_setting(&self, key: &str, value: Option<&str>) -> Result<(), StateError> {
+        self.write(|txn| {
+            let mut table = txn.open_table(SETTINGS).map_err(db_err)?;
+            match value {
+                Some(v) => table.insert(key, v).map(drop),
+                None => table.remove(key).map(drop),
+            }
+            .map_err(db_err)
+        })
+    }
+
+    /// Factory reset: settings and password back to their defaults, plugin
+    /// stores emptied; the unit id stays.
+    pub fn factory_reset(&self) -> Result<(), StateError> {
+        self.write(|txn| {
+            txn.delete_table(SETTINGS).map_err(db_err)?;
+            txn.delete_table(KV).map_err(db_err)?;
+            txn.open_table(SETTINGS).map_err(db_err)?;
+            txn.open_table(KV).map_err(db_err)?;
+            let mut unit = txn.open_table(UNIT).map_err(db_err)?;
+            unit.insert("password", hash_password(FACTORY_PASSWORD).as_str())
+                .map_err(db_err)?;
+            Ok(())
+        })
+    }
+
+    /// A value from a plugin's store.
+    pub fn kv_get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, StateError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(KV).map_err(db_err)?;
+        let value = table.get(kv_key(plugin, key).as_str()).map_err(db_err)?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    /// Every key in a plugin's store, sorted.
+    pub fn kv_keys(&self, plugin: &str) -> Result<Vec<String>, StateError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(KV).map_err(db_err)?;
+        Ok(kv_entries(&table, plugin)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect())
+    }
+
+    /// Stores (`Some`) or deletes (`None`) a value in a plugin's store,
+    /// refusing to go over the plugin's quota.
+    pub fn kv_set(&self, plugin: &str, key: &str, value: Option<&[u8]>) -> Result<(), StateError> {
+        self.write(|txn| {
+            let mut table = txn.open_table(KV).map_err(db_err)?;
+            let full = kv_key(plugin, key);
+            match value {
+                None => {
+                    table.remove(full.as_str()).map_err(db_err)?;
+                }
+                Some(value) => {
+                    let used: usize = kv_entries(&table, plugin)?
+                        .iter()
+                        .filter(|(k, _)| k != key)
+                        .map(|(k, len)| k.len() + len)
+                        .sum();
+                    if used + key.len() + value.len() > KV_QUOTA {
+                        return Err(StateError::Quota);
+                    }
+                    table.insert(full.as_str(), value).map_err(db_err)?;
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+fn kv_key(plugin: &str, key: &str) -> String {
+    format!("{plugin}\0{key}")
+}
+
+/// A plugin's keys with the length of their values.
+fn kv_entries(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    plugin: &str,
+) -> Result<Vec<(String, usize)>, StateError> {
+    let prefix = kv_key(plugin, "");
+    let mut found = Vec::new();
+    for entry in table.range(prefix.as_str()..).map_err(db_err)? {
+        let (k, v) = entry.map_err(db_err)?;
+        let Some(key) = k.value().strip_prefix(&prefix) else {
+            break;
+        };
+        found.push((key.to_string(), v.value().len()));
+    }
+    Ok(found)
+}
+
+/// `salt$sha256(salt || password)` in hex. The password is 1-8 characters
+/// and never leaves the host; the salt keeps equal passwords on different
+/// units from hashing alike.
+fn hash_password(password: &str) -> String {
+    let salt = hex(&Sha256::digest(format!(
+        "{:?}{}",
+        std::time::SystemTime::now(),
+        std::process::id()
+    ))[..8]);
+    format!("{salt}${}", salted(&salt, password))
+}
+
+fn salted(salt: &str, password: &str) -> String {
+    hex(&Sha256::digest(format!("{salt}{password}")))
+}
+
+fn verify_password(stored: &str, candidate: &str) -> bool {
+    stored
+        .split_once('$')
+        .is_some_and(|(salt, hash)| salted(salt, candidate) == hash)
+}
+
+fn new_unit_id() -> String {
+    let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
+    format!("larm-{}", hex(&Sha256::digest(seed)[..4]))
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_is_hashed_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        assert!(state.password_matches("0000").unwrap());
+        state.set_password("1234").unwrap();
+        let id = state.unit_id().unwrap();
+        drop(state);
+        let bytes = std::fs::read(dir.path().join("state.redb")).unwrap();
+        assert!(
+            !bytes.windows(4).any(|w| w == b"1234"),
+            "password stored in clear"
+        );
+        let state = State::open(dir.path()).unwrap();
+        assert!(state.password_matches("1234").unwrap());
+        assert!(!state.password_matches("0000").unwrap());
+        assert_eq!(state.unit_id().unwrap(), id);
+    }
+
+    #[test]
+    fn kv_is_private_and_bounded() {
+        let state = State::in_memory().unwrap();
+        state.kv_set("a", "k", Some(b"1")).unwrap();
+        state.kv_set("ab", "k", Some(b"2")).unwrap();
+        assert_eq!(state.kv_get("a", "k").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(state.kv_keys("a").unwrap(), vec!["k".to_string()]);
+        let big = vec![0; KV_QUOTA];
+        assert!(matches!(
+            state.kv_set("a", "big", Some(&big)),
+            Err(StateError::Quota)
+        ));
+        state.kv_set("a", "k", None).unwrap();
+        assert_eq!(state.kv_get("a", "k").unwrap(), None);
+    }
+
+    #[test]
+    fn factory_reset_keeps_the_id() {
+        let state = State::in_memory().unwrap();
+        let id = state.unit_id().unwrap();
+        state.set_password("abc").unwrap();
+        state.set_setting("input.1.name", Some("Door")).unwrap();
+        state.kv_set("p", "k", Some(b"v")).unwrap();
+        state.factory_reset().unwrap();
+        assert_eq!(state.unit_id().unwrap(), id);
+        assert!(state.password_matches(FACTORY_PASSWORD).unwrap());
+        assert_eq!(state.setting("input.1.name").unwrap(), None);
+        assert_eq!(state.kv_get("p", "k").unwrap(), None);
+    }
+
+    #[test]
+    fn settings_by_prefix() {
+        let state = State::in_memory().unwrap();
+        state.set_setting("input.1.name", Some("Door")).unwrap();
+        state.set_setting("input.2.name", Some("Window")).unwrap();
+        state.set_setting("output.1.name", Some("Siren")).unwrap();
+        let inputs = state.settings("input.").unwrap();
+        assert_eq!(inputs.len(), 2);
+        assert_eq!(inputs[1], ("input.2.name".into(), "Window".into()));
+    }
+}

@@ -1,0 +1,82 @@
+//! A test input rule whose misbehaviour is chosen by its config:
+//!
+//! ```toml
+//! mode = "echo"            # echo | trap-init | trap-on-input | loop | oom | ungranted
+//! label = "v1"             # prefix of the echo SMS
+//! ```
+//!
+//! Every event the plugin survives is echoed as an SMS to `+100`
+//! (`<label> <input> <closed|open>`), so a test sees exactly which events
+//! reached it. In the faulty modes, an event on input 1 triggers the fault.
+
+wit_bindgen::generate!({
+    world: "input-rule",
+    path: "../../../../wit",
+});
+
+use exports::larm::plugin::rule::Guest;
+use larm::plugin::types::{Contact, InputEvent, TimerEvent};
+use larm::plugin::{io, kv, sms, system};
+
+struct Misbehave;
+
+fn setting(config: &str, key: &str) -> Option<String> {
+    config.lines().find_map(|line| {
+        let (k, v) = line.split_once('=')?;
+        (k.trim() == key).then(|| v.trim().trim_matches('"').to_string())
+    })
+}
+
+fn stored(key: &str) -> String {
+    String::from_utf8(kv::get(key).unwrap_or_default()).unwrap_or_default()
+}
+
+impl Guest for Misbehave {
+    fn init(config: String) -> Result<(), String> {
+        let mode = setting(&config, "mode").unwrap_or_else(|| "echo".into());
+        if mode == "trap-init" {
+            panic!("trapping in init, as configured");
+        }
+        let label = setting(&config, "label").unwrap_or_default();
+        kv::set("mode", mode.as_bytes()).map_err(|e| format!("{e:?}"))?;
+        kv::set("label", label.as_bytes()).map_err(|e| format!("{e:?}"))?;
+        Ok(())
+    }
+
+    fn on_input(event: InputEvent) {
+        let mode = stored("mode");
+        let mut note = String::new();
+        if event.input == 1 {
+            match mode.as_str() {
+                "trap-on-input" => panic!("trapping on input 1, as configured"),
+                "loop" => loop {
+                    std::hint::black_box(io::input_count());
+                },
+                "oom" => {
+                    let mut hog: Vec<Vec<u8>> = Vec::new();
+                    loop {
+                        hog.push(vec![1; 1 << 20]);
+                        std::hint::black_box(&hog);
+                    }
+                }
+                "ungranted" => {
+                    let output = io::set_output(2, true);
+                    let sms = sms::send("+999", "not allowed");
+                    let restart = system::restart(system::RestartTarget::Unit);
+                    note = format!(" {output:?} {sms:?} {restart:?}");
+                }
+                _ => {}
+            }
+        }
+        let contact = match event.contact {
+            Contact::Closed => "closed",
+            Contact::Open => "open",
+        };
+        let text = format!("{} {} {contact}{note}", stored("label"), event.input);
+        sms::send("+100", &text).expect("+100 is granted in the tests");
+    }
+
+    fn on_timer(_event: TimerEvent) {}
+}
+
+export!(Misbehave);
