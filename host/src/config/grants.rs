@@ -70,20 +70,15 @@ pub enum SystemAction {
 }
 
 /// A set of things a grant covers: none, a list, or any.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Scope<T> {
     /// Nothing (the default).
+    #[default]
     None,
     /// Exactly these.
     Only(Vec<T>),
     /// Anything.
     Any,
-}
-
-impl<T> Default for Scope<T> {
-    fn default() -> Self {
-        Scope::None
-    }
 }
 
 impl Scope<u8> {

@@ -24,6 +24,8 @@ pub struct Location {
     pub line: usize,
     /// 1-based column.
     pub column: usize,
+    /// The text of that line, shown under the message.
+    pub text: String,
 }
 
 /// A config file that cannot be used.
@@ -38,7 +40,12 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The file is not valid TOML, has an unknown key or a bad value.
-    #[error("{file}:{}: {}{message}", DisplayLocation(.location), DisplayKey(.key))]
+    #[error(
+        "{file}:{}: {}{message}{}",
+        DisplayLocation(.location),
+        DisplayKey(.key),
+        DisplayLine(.location)
+    )]
     Invalid {
         /// The config file.
         file: PathBuf,
@@ -58,6 +65,27 @@ impl fmt::Display for DisplayLocation<'_> {
         match self.0 {
             Some(l) => write!(f, "{}:{}", l.line, l.column),
             None => f.write_str("?"),
+        }
+    }
+}
+
+/// The offending line with a caret under the column.
+struct DisplayLine<'a>(&'a Option<Location>);
+
+impl fmt::Display for DisplayLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(l) => {
+                let gutter = l.line.to_string();
+                let pad = " ".repeat(gutter.len());
+                write!(
+                    f,
+                    "\n {pad} |\n {gutter} | {}\n {pad} | {}^",
+                    l.text,
+                    " ".repeat(l.column - 1)
+                )
+            }
+            None => Ok(()),
         }
     }
 }
@@ -384,5 +412,6 @@ fn location(text: &str, offset: usize) -> Location {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    Location { line, column }
+    let text = text.lines().nth(line - 1).unwrap_or_default().to_string();
+    Location { line, column, text }
 }

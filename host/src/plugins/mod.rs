@@ -53,7 +53,7 @@ pub enum PluginError {
         /// The plugin.
         name: String,
         /// Why.
-        source: LoadError,
+        source: Box<LoadError>,
     },
     /// No plugin by that name.
     #[error("no plugin named `{0}`")]
@@ -83,7 +83,10 @@ pub fn load(runtime: &Runtime, plugin: &PluginConfig) -> Result<Loaded, PluginEr
     };
     loaded
         .map(|(loaded, _)| loaded)
-        .map_err(|source| PluginError::Load { name, source })
+        .map_err(|source| PluginError::Load {
+            name,
+            source: Box::new(source),
+        })
 }
 
 struct Handle {
@@ -233,7 +236,13 @@ impl PluginManager {
     /// everything queued for it is handled, by the old component up to the
     /// swap and by the new one after. The new component must target the
     /// same world; if it does not start, the old one keeps running.
-    pub async fn replace(&self, name: &str, bytes: &[u8]) -> Result<(), PluginError> {
+    /// `config` is the new component's `init` text, if it differs.
+    pub async fn replace(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        config: Option<String>,
+    ) -> Result<(), PluginError> {
         let handle = self
             .plugins
             .iter()
@@ -241,7 +250,7 @@ impl PluginManager {
             .ok_or_else(|| PluginError::NoSuchPlugin(name.to_string()))?;
         let load_error = |source| PluginError::Load {
             name: name.to_string(),
-            source,
+            source: Box::new(source),
         };
         let (loaded, _) = self.runtime.load(bytes).map_err(load_error)?;
         if loaded.kind() != handle.kind {
@@ -253,7 +262,7 @@ impl PluginManager {
         let (tx, rx) = oneshot::channel();
         handle
             .queue
-            .send(Envelope::Replace(Box::new(loaded), tx))
+            .send(Envelope::Replace(Box::new(loaded), config, tx))
             .map_err(|_| PluginError::Stopped(name.to_string()))?;
         rx.await
             .map_err(|_| PluginError::Stopped(name.to_string()))?

@@ -66,8 +66,13 @@ pub enum Outcome {
 pub enum Envelope {
     /// An event, and where to send its outcome.
     Event(PluginEvent, Option<oneshot::Sender<Outcome>>),
-    /// Swap in a new component (already checked to be of the same kind).
-    Replace(Box<Loaded>, oneshot::Sender<Result<(), String>>),
+    /// Swap in a new component (already checked to be of the same kind),
+    /// with a new `init` config text if given.
+    Replace(
+        Box<Loaded>,
+        Option<String>,
+        oneshot::Sender<Result<(), String>>,
+    ),
     /// Answered once everything queued before it is handled.
     Barrier(oneshot::Sender<()>),
     /// Stop the worker.
@@ -149,8 +154,8 @@ impl Worker {
                                 let _ = reply.send(outcome);
                             }
                         }
-                        Envelope::Replace(loaded, reply) => {
-                            let _ = reply.send(self.replace(*loaded));
+                        Envelope::Replace(loaded, config, reply) => {
+                            let _ = reply.send(self.replace(*loaded, config));
                         }
                         Envelope::Barrier(reply) => {
                             let _ = reply.send(());
@@ -232,24 +237,25 @@ impl Worker {
         self.publish_health();
     }
 
+    /// A fault for people: which limit was hit, or the trap, without the
+    /// wasm backtrace (logged at debug level).
     fn describe(&self, e: wasmtime::Error) -> String {
+        tracing::debug!(plugin = %self.name, "fault detail: {e:?}");
         match e.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => format!(
                 "exceeded its CPU deadline of {} ms",
                 self.limits.deadline.as_millis()
             ),
-            Some(Trap::CannotEnterComponent) => "instance poisoned by an earlier trap".into(),
-            _ => {
-                let text = format!("{e:#}");
-                if text.contains("memory") && text.contains("limit")
-                    || text.contains("growth failure")
-                {
+            Some(trap) => format!("trapped: {trap}"),
+            None => {
+                let cause = e.root_cause().to_string();
+                if cause.contains("growing memory") {
                     format!(
-                        "exceeded its memory limit of {} KiB ({text})",
+                        "exceeded its memory limit of {} KiB ({cause})",
                         self.limits.memory_bytes / 1024
                     )
                 } else {
-                    format!("trapped: {text}")
+                    format!("failed: {cause}")
                 }
             }
         }
@@ -260,6 +266,7 @@ impl Worker {
             name: self.name.clone(),
             state: self.supervisor.state(),
             faults: self.supervisor.faults(Instant::now()),
+            last_fault: self.supervisor.last_fault().map(str::to_string),
         };
         let changed = self
             .services
@@ -267,7 +274,7 @@ impl Worker {
             .lock()
             .unwrap()
             .insert(self.name.clone(), health.clone())
-            .is_none_or(|old| old.state != health.state);
+            .is_none_or(|old| old != health);
         if changed {
             let _ = self.services.actions.send(Action::Report {
                 by: "host".into(),
@@ -343,8 +350,9 @@ impl Worker {
 
     /// Swaps in a new component. If it does not start, the running one
     /// stays and the error is returned.
-    fn replace(&mut self, loaded: Loaded) -> Result<(), String> {
+    fn replace(&mut self, loaded: Loaded, config: Option<String>) -> Result<(), String> {
         let old = std::mem::replace(&mut self.loaded, loaded);
+        let old_config = config.map(|c| std::mem::replace(&mut self.init_text, c));
         let old_live = self.live.take();
         match self.start() {
             Ok(()) => {
@@ -356,6 +364,9 @@ impl Worker {
             Err(why) => {
                 warn!(plugin = %self.name, "replacement refused, keeping the running component: {why}");
                 self.loaded = old;
+                if let Some(config) = old_config {
+                    self.init_text = config;
+                }
                 self.live = old_live;
                 Err(why)
             }

@@ -1,13 +1,15 @@
 //! A test input rule whose misbehaviour is chosen by its config:
 //!
 //! ```toml
-//! mode = "echo"            # echo | trap-init | trap-on-input | loop | oom | ungranted
+//! mode = "echo"            # echo | trap-init | trap-on-input | loop | oom | ungranted | timer
 //! label = "v1"             # prefix of the echo SMS
 //! ```
 //!
 //! Every event the plugin survives is echoed as an SMS to `+100`
 //! (`<label> <input> <closed|open>`), so a test sees exactly which events
-//! reached it. In the faulty modes, an event on input 1 triggers the fault.
+//! reached it, and printed on stdout (which the host logs). In the faulty
+//! modes, an event on input 1 triggers the fault; in `timer` mode it sets a
+//! 20 ms timer tagged `t<at-ms>`, echoed as `<label> timer <tag>` when it fires.
 
 wit_bindgen::generate!({
     world: "input-rule",
@@ -16,7 +18,7 @@ wit_bindgen::generate!({
 
 use exports::larm::plugin::rule::Guest;
 use larm::plugin::types::{Contact, InputEvent, TimerEvent};
-use larm::plugin::{io, kv, sms, system};
+use larm::plugin::{io, kv, sms, system, timers};
 
 struct Misbehave;
 
@@ -65,6 +67,10 @@ impl Guest for Misbehave {
                     let restart = system::restart(system::RestartTarget::Unit);
                     note = format!(" {output:?} {sms:?} {restart:?}");
                 }
+                "timer" => {
+                    let tag = format!("t{}", event.at_ms);
+                    timers::set(20, &tag).expect("timers are available");
+                }
                 _ => {}
             }
         }
@@ -72,11 +78,21 @@ impl Guest for Misbehave {
             Contact::Closed => "closed",
             Contact::Open => "open",
         };
-        let text = format!("{} {} {contact}{note}", stored("label"), event.input);
-        sms::send("+100", &text).expect("+100 is granted in the tests");
+        echo(&format!(
+            "{} {} {contact}{note}",
+            stored("label"),
+            event.input
+        ));
     }
 
-    fn on_timer(_event: TimerEvent) {}
+    fn on_timer(event: TimerEvent) {
+        echo(&format!("{} timer {}", stored("label"), event.tag));
+    }
+}
+
+fn echo(text: &str) {
+    println!("echo: {text}");
+    sms::send("+100", text).expect("+100 is granted in the tests");
 }
 
 export!(Misbehave);

@@ -1,0 +1,185 @@
+//! Config errors name the file, line, column and key, through the library
+//! and through `larmd check`.
+
+use std::path::Path;
+use std::process::Command;
+
+use larm_host::config::{BoardKind, Config, ConfigError, Location};
+
+/// Parses `text` as `unit.toml` and returns the error's location, key and message.
+fn error(text: &str) -> (Location, Option<String>, String) {
+    match Config::parse(text, Path::new("unit.toml"), &["std-rules"]) {
+        Err(ConfigError::Invalid {
+            file,
+            location,
+            key,
+            message,
+        }) => {
+            assert_eq!(file, Path::new("unit.toml"));
+            (location.expect("the error has a location"), key, message)
+        }
+        Err(other) => panic!("unexpected error: {other}"),
+        Ok(_) => panic!("accepted: {text}"),
+    }
+}
+
+#[test]
+fn syntax_error() {
+    let (at, key, message) = error("[modem]\nport = \"/dev/ttyUSB2\"\nbaud = \n");
+    assert_eq!((at.line, at.text.as_str()), (3, "baud = "));
+    assert_eq!(key, None);
+    assert!(message.contains("value"), "{message}");
+}
+
+#[test]
+fn unknown_key() {
+    let (at, key, message) = error("[board]\nkind = \"sim\"\ncolour = \"red\"\n");
+    assert_eq!((at.line, at.column), (3, 1));
+    assert_eq!(key.as_deref(), Some("board.colour"));
+    assert!(message.contains("unknown field `colour`"), "{message}");
+}
+
+#[test]
+fn unknown_key_in_a_plugin_entry() {
+    let (at, key, _) = error(
+        "[[plugins]]\nname = \"a\"\nbuiltin = \"std-rules\"\n[plugins.grants]\noutptus = [1]\n",
+    );
+    assert_eq!(at.line, 5);
+    assert_eq!(key.as_deref(), Some("plugins[0].grants.outptus"));
+}
+
+#[test]
+fn bad_value() {
+    let (at, key, message) = error("[modem]\nport = \"/dev/ttyUSB2\"\nbaud = \"fast\"\n");
+    assert_eq!((at.line, at.column), (3, 8));
+    assert_eq!(key.as_deref(), Some("modem.baud"));
+    assert!(message.contains("expected u32"), "{message}");
+
+    let (at, key, message) = error("[board]\nkind = \"raspberry\"\n");
+    assert_eq!(at.line, 2);
+    assert_eq!(key.as_deref(), Some("board.kind"));
+    assert!(message.contains("`sim` or `linux`"), "{message}");
+
+    let (at, key, _) = error("[runtime]\ndeadline_ms = 0\n");
+    assert_eq!(at.line, 2);
+    assert_eq!(key.as_deref(), Some("runtime.deadline_ms"));
+
+    let (at, key, message) = error(
+        "[[plugins]]\nname = \"a\"\nbuiltin = \"std-rules\"\n[plugins.grants]\noutputs = \"all\"\n",
+    );
+    assert_eq!(at.line, 5);
+    assert_eq!(key.as_deref(), Some("plugins[0].grants.outputs"));
+    assert!(message.contains(r#""any", "none" or a list"#), "{message}");
+}
+
+#[test]
+fn missing_plugin_file() {
+    let (at, key, message) = error("[[plugins]]\nname = \"rule\"\nfile = \"plugins/nope.wasm\"\n");
+    assert_eq!((at.line, at.column), (3, 8));
+    assert_eq!(key.as_deref(), Some("plugins[0].file"));
+    assert!(message.contains("plugins/nope.wasm not found"), "{message}");
+}
+
+#[test]
+fn unknown_builtin_and_duplicate_names() {
+    let (at, key, message) = error("[[plugins]]\nname = \"a\"\nbuiltin = \"std-rulez\"\n");
+    assert_eq!(at.line, 3);
+    assert_eq!(key.as_deref(), Some("plugins[0].builtin"));
+    assert!(
+        message.contains("std-rules"),
+        "lists what is built in: {message}"
+    );
+
+    let (at, key, message) = error(
+        "[[plugins]]\nname = \"a\"\nbuiltin = \"std-rules\"\n[[plugins]]\nname = \"a\"\nbuiltin = \"std-rules\"\n",
+    );
+    assert_eq!(at.line, 5);
+    assert_eq!(key.as_deref(), Some("plugins[1].name"));
+    assert!(message.contains("two plugins are named `a`"), "{message}");
+}
+
+#[test]
+fn a_good_config_with_defaults() {
+    let config = Config::parse(
+        "[modem]\nport = \"/dev/ttyUSB2\"\n[http]\nlisten = \"127.0.0.1:8080\"\n[server]\nurl = \"mqtt://broker:1883\"\n",
+        Path::new("unit.toml"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(config.board.kind, BoardKind::Sim);
+    assert_eq!(config.modem.unwrap().baud, 115_200);
+    assert_eq!(config.runtime.deadline_ms.get(), 50);
+    assert!(config.plugins.is_empty());
+}
+
+#[test]
+fn larmd_check_reports_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("unit.toml");
+    std::fs::write(&file, "[board]\nkind = \"sim\"\ncolour = \"red\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_larmd"))
+        .args(["check", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{}:3:1: key `board.colour`", file.display())),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("larm-data").exists(),
+        "check starts nothing"
+    );
+}
+
+#[test]
+fn larmd_check_rejects_an_incompatible_component() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("unit.toml");
+    let guest = Path::new(env!("OUT_DIR")).join("guests/guest-unknown-world.wasm");
+    std::fs::write(
+        &file,
+        format!(
+            "[[plugins]]\nname = \"gadget\"\nfile = {:?}\n",
+            guest.display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_larmd"))
+        .args(["check", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("plugin `gadget`: the component targets no larm world"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_examples_pass_check() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let examples: Vec<_> = std::fs::read_dir(root.join("examples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    assert!(!examples.is_empty());
+    for example in examples {
+        let out = Command::new(env!("CARGO_BIN_EXE_larmd"))
+            .args(["check", "--config"])
+            .arg(&example)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            example.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -1,0 +1,421 @@
+//! The plugin runtime against real components built from `host/tests/guests`
+//! and `examples/plugins`: faults, limits, grants, compatibility, hot
+//! replacement and the precompiled cache.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use firmware_bridge::board::{Board, OutputId, SimBoard};
+use larm_host::config::Config;
+use larm_host::plugins::bindings::larm::plugin::types::{
+    Contact, InputEvent, PluginHealth, PluginState,
+};
+use larm_host::plugins::caps::{Action, Services};
+use larm_host::plugins::compat::CompatError;
+use larm_host::plugins::runtime::{CacheOutcome, LoadError, Runtime};
+use larm_host::plugins::{PluginError, PluginManager};
+use larm_host::state::State;
+use tokio::sync::mpsc;
+
+fn guest(name: &str) -> PathBuf {
+    Path::new(env!("OUT_DIR"))
+        .join("guests")
+        .join(format!("{name}.wasm"))
+}
+
+/// A unit on a simulated board running the plugins of `plugins_toml`
+/// (`[[plugins]]` entries; `@name` stands for the path of guest `name`).
+struct Harness {
+    board: Arc<SimBoard>,
+    manager: PluginManager,
+    actions: mpsc::UnboundedReceiver<Action>,
+    failed: Vec<PluginError>,
+}
+
+impl Harness {
+    fn new(plugins_toml: &str) -> Self {
+        let mut text = plugins_toml.to_string();
+        for name in [
+            "follow-input",
+            "guest-misbehave",
+            "guest-unknown-world",
+            "guest-future-version",
+        ] {
+            text = text.replace(&format!("@{name}"), &guest(name).display().to_string());
+        }
+        let config = Config::parse(&text, Path::new("test.toml"), &[]).expect("test config");
+        let board = Arc::new(SimBoard::new(8, 5));
+        let (tx, actions) = mpsc::unbounded_channel();
+        let services = Arc::new(Services::new(
+            board.clone(),
+            Arc::new(State::in_memory().unwrap()),
+            tx,
+        ));
+        let runtime = Runtime::new(None).unwrap();
+        let mut manager = PluginManager::new(runtime, services);
+        let failed = manager.start_all(&config);
+        Self {
+            board,
+            manager,
+            actions,
+            failed,
+        }
+    }
+
+    fn input(&self, input: u8, contact: Contact) {
+        self.manager.input(InputEvent {
+            input,
+            contact,
+            at_ms: 0,
+        });
+    }
+
+    /// Every action so far, after the plugins have handled what is queued.
+    async fn actions(&mut self) -> Vec<Action> {
+        self.manager.flush().await;
+        let mut all = Vec::new();
+        while let Ok(action) = self.actions.try_recv() {
+            all.push(action);
+        }
+        all
+    }
+
+    /// The texts of SMS sent so far by plugin `by`.
+    async fn sms_from(&mut self, by: &str) -> Vec<String> {
+        self.actions()
+            .await
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Sms { by: b, text, .. } if b == by => Some(text),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn health(&self, name: &str) -> PluginHealth {
+        self.manager
+            .health()
+            .into_iter()
+            .find(|h| h.name == name)
+            .unwrap_or_else(|| panic!("no health for {name}"))
+    }
+
+    /// Shows the well-behaved `follow` plugin still works: input 2 drives output 2.
+    async fn follow_still_works(&mut self) {
+        self.input(2, Contact::Closed);
+        self.manager.flush().await;
+        assert_eq!(self.board.read_output(OutputId(2)), Ok(true));
+        self.input(2, Contact::Open);
+        self.manager.flush().await;
+        assert_eq!(self.board.read_output(OutputId(2)), Ok(false));
+        assert_eq!(self.health("follow").state, PluginState::Running);
+    }
+}
+
+const FOLLOW: &str = r#"
+[[plugins]]
+name = "follow"
+file = "@follow-input"
+[plugins.grants]
+outputs = [2]
+[plugins.config]
+inputs = "2"
+"#;
+
+fn misbehave(mode: &str, extra: &str) -> String {
+    format!(
+        r#"
+[[plugins]]
+name = "bad"
+file = "@guest-misbehave"
+{extra}
+[plugins.grants]
+outputs = [1]
+sms = ["+100"]
+[plugins.config]
+mode = "{mode}"
+label = "bad"
+{FOLLOW}"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trap_in_init_quarantines_the_plugin() {
+    let mut h = Harness::new(&misbehave("trap-init", ""));
+    h.manager.flush().await;
+    let bad = h.health("bad");
+    assert_eq!(bad.state, PluginState::Quarantined);
+    assert_eq!(bad.faults, 3, "started, restarted twice, then quarantined");
+    let why = bad.last_fault.unwrap();
+    assert!(why.contains("unreachable"), "a panic is a trap: {why}");
+    h.input(1, Contact::Closed);
+    assert!(h.sms_from("bad").await.is_empty());
+    h.follow_still_works().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trap_on_an_event_restarts_the_plugin() {
+    let mut h = Harness::new(&misbehave("trap-on-input", ""));
+    h.input(2, Contact::Closed);
+    h.input(1, Contact::Closed);
+    h.input(2, Contact::Open);
+    assert_eq!(h.sms_from("bad").await, ["bad 2 closed", "bad 2 open"]);
+    let bad = h.health("bad");
+    assert_eq!((bad.state, bad.faults), (PluginState::Restarted, 1));
+    h.follow_still_works().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repeated_traps_quarantine_the_plugin() {
+    let mut h = Harness::new(&misbehave("trap-on-input", ""));
+    for _ in 0..3 {
+        h.input(1, Contact::Closed);
+    }
+    h.input(2, Contact::Closed);
+    assert!(h.sms_from("bad").await.is_empty(), "quarantined: no events");
+    assert_eq!(h.health("bad").state, PluginState::Quarantined);
+    h.follow_still_works().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn endless_loop_is_stopped_at_the_deadline() {
+    let mut h = Harness::new(&misbehave("loop", "[plugins.limits]\ndeadline_ms = 20"));
+    h.input(1, Contact::Closed);
+    h.input(2, Contact::Closed);
+    assert_eq!(h.sms_from("bad").await, ["bad 2 closed"]);
+    let bad = h.health("bad");
+    assert_eq!(bad.faults, 1);
+    assert_eq!(
+        bad.last_fault.as_deref(),
+        Some("exceeded its CPU deadline of 20 ms")
+    );
+    h.follow_still_works().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_hog_is_stopped_at_the_limit() {
+    let mut h = Harness::new(&misbehave("oom", "[plugins.limits]\nmemory_mib = 4"));
+    h.input(1, Contact::Closed);
+    h.input(2, Contact::Closed);
+    assert_eq!(h.sms_from("bad").await, ["bad 2 closed"]);
+    let bad = h.health("bad");
+    assert_eq!(bad.faults, 1);
+    let why = bad.last_fault.unwrap();
+    assert!(
+        why.starts_with("exceeded its memory limit of 4096 KiB"),
+        "{why}"
+    );
+    h.follow_still_works().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_outside_the_grants_are_refused() {
+    let mut h = Harness::new(&misbehave("ungranted", ""));
+    h.input(1, Contact::Closed);
+    let actions = h.actions().await;
+    let sms: Vec<_> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Sms { to, text, .. } => Some((to.as_str(), text.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sms.len(), 1, "only the echo to +100 went out: {sms:?}");
+    let (to, text) = sms[0];
+    assert_eq!(to, "+100");
+    assert_eq!(
+        text.matches("NotGranted").count(),
+        3,
+        "output 2, SMS to +999 and restart were all refused: {text}"
+    );
+    assert!(
+        text.contains("outputs") && text.contains("restart-unit"),
+        "{text}"
+    );
+    assert_eq!(
+        h.board.outputs(),
+        vec![false; 5],
+        "no output reached the board"
+    );
+    assert!(
+        !actions.iter().any(|a| matches!(a, Action::Restart { .. })),
+        "no restart was requested"
+    );
+    assert_eq!(h.health("bad").faults, 0, "a refused call is not a fault");
+    h.follow_still_works().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_world_is_rejected_before_activation() {
+    let mut h = Harness::new(&format!(
+        "[[plugins]]\nname = \"gadget\"\nfile = \"@guest-unknown-world\"\n{FOLLOW}"
+    ));
+    assert_eq!(h.failed.len(), 1);
+    let message = h.failed[0].to_string();
+    assert!(
+        matches!(
+            &h.failed[0],
+            PluginError::Load { source, .. }
+                if matches!(**source, LoadError::Incompatible(CompatError::UnknownWorld { .. }))
+        ),
+        "{message}"
+    );
+    assert!(message.contains("acme:gadget/widget@0.1.0"), "{message}");
+    assert!(message.contains("larm:plugin/rule@0.1.0"), "{message}");
+    assert_eq!(h.manager.plugins().len(), 1, "only follow runs");
+    h.follow_still_works().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn incompatible_wit_version_is_rejected_before_activation() {
+    let mut h = Harness::new(&format!(
+        "[[plugins]]\nname = \"future\"\nfile = \"@guest-future-version\"\n{FOLLOW}"
+    ));
+    assert_eq!(h.failed.len(), 1);
+    let message = h.failed[0].to_string();
+    assert!(
+        matches!(
+            &h.failed[0],
+            PluginError::Load { source, .. }
+                if matches!(**source, LoadError::Incompatible(CompatError::Version { .. }))
+        ),
+        "{message}"
+    );
+    assert!(message.contains("larm:plugin/rule@1.0.0"), "{message}");
+    assert!(message.contains("larm:plugin@0.1.0"), "{message}");
+    h.follow_still_works().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn timers_come_back_as_events() {
+    let mut h = Harness::new(&misbehave("timer", ""));
+    h.manager.input(InputEvent {
+        input: 1,
+        contact: Contact::Closed,
+        at_ms: 42,
+    });
+    let mut echoes = h.sms_from("bad").await;
+    for _ in 0..100 {
+        if echoes.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        echoes.extend(h.sms_from("bad").await);
+    }
+    assert_eq!(echoes, ["bad 1 closed", "bad timer t42"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hot_replace_loses_no_queued_event() {
+    let mut h = Harness::new(
+        r#"
+[[plugins]]
+name = "rule"
+file = "@guest-misbehave"
+[plugins.grants]
+outputs = [3]
+sms = ["+100"]
+[plugins.config]
+mode = "echo"
+label = "v1"
+"#,
+    );
+    const EVENTS: usize = 400;
+    let contact = |i: usize| {
+        if i.is_multiple_of(2) {
+            Contact::Closed
+        } else {
+            Contact::Open
+        }
+    };
+    for i in 0..EVENTS / 2 {
+        h.input(3, contact(i));
+    }
+    // The swap is queued behind the first half; the second half is queued
+    // while the new component is being compiled and swapped in.
+    let replacement = std::fs::read(guest("follow-input")).unwrap();
+    let manager = &h.manager;
+    let replace = manager.replace("rule", &replacement, Some("inputs = \"3\"".into()));
+    let feed = async {
+        for i in EVENTS / 2..EVENTS {
+            manager.input(InputEvent {
+                input: 3,
+                contact: contact(i),
+                at_ms: 0,
+            });
+            tokio::task::yield_now().await;
+        }
+    };
+    let (replaced, ()) = tokio::join!(replace, feed);
+    replaced.expect("replacement accepted");
+
+    // Each event shows up exactly once, in order: as an echo SMS from the
+    // old component or as an output change from the new one.
+    let seen: Vec<Contact> = h
+        .actions()
+        .await
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Sms { text, .. } if text == "v1 3 closed" => Some(Contact::Closed),
+            Action::Sms { text, .. } if text == "v1 3 open" => Some(Contact::Open),
+            Action::Output { output: 3, on, .. } => {
+                Some(if on { Contact::Closed } else { Contact::Open })
+            }
+            _ => None,
+        })
+        .collect();
+    let expected: Vec<Contact> = (0..EVENTS).map(contact).collect();
+    assert_eq!(seen, expected);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replacement_that_does_not_fit_keeps_the_old_component() {
+    let mut h = Harness::new(FOLLOW);
+    let gadget = std::fs::read(guest("guest-unknown-world")).unwrap();
+    let err = h
+        .manager
+        .replace("follow", &gadget, None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("targets no larm world"), "{err}");
+    let err = h
+        .manager
+        .replace("nobody", &gadget, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PluginError::NoSuchPlugin(_)), "{err}");
+    h.follow_still_works().await;
+}
+
+#[test]
+fn compiled_components_are_cached() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(guest("follow-input")).unwrap();
+    let runtime = Runtime::new(Some(dir.path().to_path_buf())).unwrap();
+    assert_eq!(runtime.load(&bytes).unwrap().1, CacheOutcome::Compiled);
+    drop(runtime);
+
+    let runtime = Runtime::new(Some(dir.path().to_path_buf())).unwrap();
+    assert_eq!(runtime.load(&bytes).unwrap().1, CacheOutcome::Cached);
+
+    // A damaged cache entry is recompiled, not trusted.
+    let entry = std::fs::read_dir(dir.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    std::fs::write(entry.path(), b"garbage").unwrap();
+    assert_eq!(runtime.load(&bytes).unwrap().1, CacheOutcome::Compiled);
+    assert_eq!(runtime.load(&bytes).unwrap().1, CacheOutcome::Cached);
+}
+
+#[test]
+fn garbage_is_not_a_component() {
+    let runtime = Runtime::new(None).unwrap();
+    match runtime.load(b"\0asm garbage") {
+        Err(LoadError::Invalid(e)) => assert!(!e.to_string().is_empty()),
+        Err(other) => panic!("wrong error: {other}"),
+        Ok(_) => panic!("garbage loaded"),
+    }
+}
