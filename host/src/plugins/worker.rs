@@ -175,8 +175,9 @@ impl Worker {
             + 1
     }
 
-    /// Instantiates the component and calls its `init`.
-    fn start(&mut self) -> Result<(), String> {
+    /// Instantiates the component and calls its `init`, replacing the
+    /// running instance. Faults are not counted here; see `restart`.
+    pub fn start(&mut self) -> Result<(), String> {
         let engine = match &self.loaded {
             Loaded::InputRule(pre) => pre.engine(),
             Loaded::SmsCommands(pre) => pre.engine(),
@@ -283,7 +284,9 @@ impl Worker {
         }
     }
 
-    fn handle(&mut self, event: PluginEvent) -> Outcome {
+    /// Delivers one event to the plugin under its limits, (re)starting the
+    /// instance first if needed and counting a fault if the call fails.
+    pub fn handle(&mut self, event: PluginEvent) -> Outcome {
         if self.supervisor.state() == PluginState::Quarantined {
             return Outcome::Quarantined;
         }

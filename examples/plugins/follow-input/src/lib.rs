@@ -11,70 +11,50 @@
 //! Build it with `cargo build --release --target wasm32-wasip2 -p follow-input`;
 //! the component is `target/wasm32-wasip2/release/follow_input.wasm`.
 
+use std::sync::Mutex;
+
 wit_bindgen::generate!({
     world: "input-rule",
     path: "../../../wit",
 });
 
 use exports::larm::plugin::rule::Guest;
+use larm::plugin::io;
 use larm::plugin::log::{Level, log};
 use larm::plugin::types::{Contact, InputEvent, TimerEvent};
-use larm::plugin::{io, kv};
 
 struct FollowInput;
 
-/// Where the chosen inputs are kept: `init` runs again after a restart, but
-/// keeping them in `kv` lets `on-input` work without parsing config each time.
-const INPUTS_KEY: &str = "inputs";
+/// The inputs this instance follows (empty: all). A plain static is enough:
+/// the host calls `init` on every fresh instance, after a restart too.
+static INPUTS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
 
 impl Guest for FollowInput {
     fn init(config: String) -> Result<(), String> {
         let inputs = parse_inputs(&config)?;
-        let text = inputs
-            .iter()
-            .map(u8::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
-        kv::set(INPUTS_KEY, text.as_bytes()).map_err(|e| format!("cannot store config: {e:?}"))?;
         log(
             Level::Info,
-            &format!("following inputs [{text}] (empty: all)"),
+            &format!("following inputs {inputs:?} (empty: all)"),
         );
+        *INPUTS.lock().unwrap() = inputs;
         Ok(())
     }
 
     fn on_input(event: InputEvent) {
-        if !follows(event.input) || event.input > io::output_count() {
+        let follows = {
+            let inputs = INPUTS.lock().unwrap();
+            inputs.is_empty() || inputs.contains(&event.input)
+        };
+        if !follows || event.input > io::output_count() {
             return;
         }
-        let on = event.contact == Contact::Closed;
-        let (contact, state) = if on {
-            ("closed", "on")
-        } else {
-            ("open", "off")
-        };
-        match io::set_output(event.input, on) {
-            Ok(()) => log(
-                Level::Info,
-                &format!(
-                    "input {} {contact}: output {} {state}",
-                    event.input, event.input
-                ),
-            ),
-            Err(e) => log(Level::Warn, &format!("output {}: {e:?}", event.input)),
+        // The host logs every output change; only failures are worth a line here.
+        if let Err(e) = io::set_output(event.input, event.contact == Contact::Closed) {
+            log(Level::Warn, &format!("output {}: {e:?}", event.input));
         }
     }
 
     fn on_timer(_event: TimerEvent) {}
-}
-
-fn follows(input: u8) -> bool {
-    match kv::get(INPUTS_KEY) {
-        Some(list) if !list.is_empty() => String::from_utf8_lossy(&list)
-            .split(',')
-            .any(|n| n.parse() == Ok(input)),
-        _ => true,
-    }
 }
 
 /// Reads `inputs = "1,2"` from the plugin's TOML config. A full TOML parser

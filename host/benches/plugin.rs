@@ -1,0 +1,290 @@
+//! What a plugin costs, measured in one run against baselines:
+//!
+//! - per event: the example rule "output N follows input N" delivered one
+//!   input edge and applying its action, as a WebAssembly component, as
+//!   native Rust, in Lua (mlua) and in Rhai, all behind the same
+//!   [`Capabilities`] (grant check, board write, action);
+//! - loading: compiling a component cold, loading it from the precompiled
+//!   cache, and instantiating it (with `init`).
+//!
+//! `cargo bench -p larm-host --bench plugin` prints criterion's figures and
+//! then a table with ratios; `docs/benchmarks.md` records a run.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion};
+use firmware_bridge::board::SimBoard;
+use larm_host::config::{Grants, Scope};
+use larm_host::plugins::bindings::larm::plugin::types::{Contact, InputEvent};
+use larm_host::plugins::caps::{Capabilities, Services};
+use larm_host::plugins::runtime::Runtime;
+use larm_host::plugins::worker::{Limits, Outcome, PluginEvent, Worker};
+use larm_host::state::State;
+
+const INPUTS: [u8; 4] = [1, 2, 3, 4];
+
+fn component() -> Vec<u8> {
+    std::fs::read(Path::new(env!("OUT_DIR")).join("guests/follow-input.wasm")).unwrap()
+}
+
+fn services() -> Arc<Services> {
+    // The action receiver is dropped: actions are discarded, as cheaply as possible.
+    let (actions, _) = tokio::sync::mpsc::unbounded_channel();
+    Arc::new(Services::new(
+        Arc::new(SimBoard::new(8, 5)),
+        Arc::new(State::in_memory().unwrap()),
+        actions,
+    ))
+}
+
+fn caps(services: &Arc<Services>) -> Arc<Capabilities> {
+    let grants = Grants {
+        outputs: Scope::Any,
+        ..Grants::default()
+    };
+    Arc::new(Capabilities::new("bench", grants, services.clone(), None))
+}
+
+const LIMITS: Limits = Limits {
+    deadline: Duration::from_millis(50),
+    memory_bytes: 16 << 20,
+    max_faults: 3,
+    fault_window: Duration::from_secs(60),
+};
+
+/// Input 1, closing and opening on alternate calls, so the output changes.
+fn edge(n: &mut u64) -> InputEvent {
+    *n += 1;
+    InputEvent {
+        input: 1,
+        contact: if n.is_multiple_of(2) {
+            Contact::Closed
+        } else {
+            Contact::Open
+        },
+        at_ms: *n,
+    }
+}
+
+/// The rule in native Rust, as the component does it.
+fn native_rule(caps: &Capabilities, event: &InputEvent) {
+    if INPUTS.contains(&event.input) && event.input <= caps.output_count() {
+        let _ = caps.set_output(event.input, event.contact == Contact::Closed);
+    }
+}
+
+fn worker(runtime: &Runtime, services: &Arc<Services>) -> Worker {
+    let (loaded, _) = runtime.load(&component()).unwrap();
+    Worker::new(
+        "bench".into(),
+        caps(services),
+        services.clone(),
+        loaded,
+        "inputs = \"1,2,3,4\"".into(),
+        LIMITS,
+    )
+}
+
+fn per_event(c: &mut Criterion) {
+    let services = services();
+    let caps = caps(&services);
+    let mut group = c.benchmark_group("per_event");
+    let mut n = 0;
+
+    group.bench_function("native", |b| {
+        b.iter(|| native_rule(&caps, &edge(&mut n)));
+    });
+
+    let runtime = Runtime::new(None).unwrap();
+    let mut wasm = worker(&runtime, &services);
+    wasm.start().unwrap();
+    group.bench_function("wasm", |b| {
+        b.iter(|| {
+            let outcome = wasm.handle(PluginEvent::Input(edge(&mut n)));
+            debug_assert_eq!(outcome, Outcome::Handled);
+        });
+    });
+
+    let lua = lua_rule(&caps).unwrap();
+    let on_input: mlua::Function = lua.globals().get("on_input").unwrap();
+    group.bench_function("lua", |b| {
+        b.iter(|| {
+            let e = edge(&mut n);
+            on_input
+                .call::<()>((e.input, e.contact == Contact::Closed))
+                .unwrap();
+        });
+    });
+
+    let (engine, ast) = rhai_rule(&caps);
+    let mut scope = rhai::Scope::new();
+    group.bench_function("rhai", |b| {
+        b.iter(|| {
+            let e = edge(&mut n);
+            engine
+                .call_fn::<()>(
+                    &mut scope,
+                    &ast,
+                    "on_input",
+                    (i64::from(e.input), e.contact == Contact::Closed),
+                )
+                .unwrap();
+        });
+    });
+    group.finish();
+}
+
+fn lua_rule(caps: &Arc<Capabilities>) -> mlua::Result<mlua::Lua> {
+    let lua = mlua::Lua::new();
+    let set = caps.clone();
+    lua.globals().set(
+        "set_output",
+        lua.create_function(move |_, (output, on): (u8, bool)| {
+            set.set_output(output, on)
+                .map_err(|e| mlua::Error::RuntimeError(format!("{e:?}")))
+        })?,
+    )?;
+    let count = caps.clone();
+    lua.globals().set(
+        "output_count",
+        lua.create_function(move |_, ()| Ok(count.output_count()))?,
+    )?;
+    lua.load(
+        r#"
+        follows = { [1] = true, [2] = true, [3] = true, [4] = true }
+        function on_input(input, closed)
+            if follows[input] and input <= output_count() then
+                set_output(input, closed)
+            end
+        end
+        "#,
+    )
+    .exec()?;
+    Ok(lua)
+}
+
+fn rhai_rule(caps: &Arc<Capabilities>) -> (rhai::Engine, rhai::AST) {
+    let mut engine = rhai::Engine::new();
+    let set = caps.clone();
+    engine.register_fn("set_output", move |output: i64, on: bool| {
+        let _ = set.set_output(output as u8, on);
+    });
+    let count = caps.clone();
+    engine.register_fn("output_count", move || i64::from(count.output_count()));
+    let ast = engine
+        .compile(
+            r#"
+            fn on_input(input, closed) {
+                if [1, 2, 3, 4].contains(input) && input <= output_count() {
+                    set_output(input, closed);
+                }
+            }
+            "#,
+        )
+        .unwrap();
+    (engine, ast)
+}
+
+fn loading(c: &mut Criterion) {
+    let bytes = component();
+    let services = services();
+    let mut group = c.benchmark_group("load");
+    group.sample_size(10);
+
+    let cold = Runtime::new(None).unwrap();
+    group.bench_function("compile", |b| b.iter(|| cold.load(&bytes).unwrap()));
+
+    let cache = tempfile::tempdir().unwrap();
+    let cached = Runtime::new(Some(cache.path().to_path_buf())).unwrap();
+    cached.load(&bytes).unwrap();
+    group.bench_function("cached", |b| b.iter(|| cached.load(&bytes).unwrap()));
+
+    let mut worker = worker(&cold, &services);
+    group.bench_function(BenchmarkId::new("instantiate", "with init"), |b| {
+        b.iter(|| worker.start().unwrap())
+    });
+    group.finish();
+}
+
+/// Criterion's mean for a benchmark, in nanoseconds, from its report files.
+fn mean_ns(criterion_dir: &Path, id: &str) -> Option<f64> {
+    let text = std::fs::read_to_string(criterion_dir.join(id).join("new/estimates.json")).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    json["mean"]["point_estimate"].as_f64()
+}
+
+fn show(ns: f64) -> String {
+    match ns {
+        ns if ns < 1e3 => format!("{ns:.0} ns"),
+        ns if ns < 1e6 => format!("{:.2} µs", ns / 1e3),
+        ns => format!("{:.2} ms", ns / 1e6),
+    }
+}
+
+/// A ratio to the baseline, readable both ways: `12.46x`, or `1/270` when
+/// much faster than the baseline.
+fn ratio(r: f64) -> String {
+    if r >= 0.1 {
+        format!("{r:.2}x")
+    } else {
+        format!("1/{:.0}", 1.0 / r)
+    }
+}
+
+/// Prints the figures with their ratios to the baseline of each table.
+fn table(criterion_dir: &Path) {
+    /// A table: its title and its rows (label, criterion id); the first row is the baseline.
+    type Table<'a> = (&'a str, &'a [(&'a str, &'a str)]);
+    let tables: [Table; 2] = [
+        (
+            "per event (rule: output N follows input N)",
+            &[
+                ("native Rust", "per_event/native"),
+                ("wasm component", "per_event/wasm"),
+                ("Lua (mlua)", "per_event/lua"),
+                ("Rhai", "per_event/rhai"),
+            ],
+        ),
+        (
+            "loading the component",
+            &[
+                ("compile (cold)", "load/compile"),
+                ("from cache", "load/cached"),
+                ("instantiate + init", "load/instantiate/with init"),
+            ],
+        ),
+    ];
+    for (title, rows) in tables {
+        let base = mean_ns(criterion_dir, rows[0].1);
+        println!("\n{title}");
+        println!("| {:<20} | {:>10} | {:>10} |", "", "mean", "ratio");
+        println!("|{:-<22}|{:->12}|{:->12}|", "", "", "");
+        for (label, id) in rows {
+            let Some(ns) = mean_ns(criterion_dir, id) else {
+                continue;
+            };
+            let ratio = base.map_or("?".into(), |b| ratio(ns / b));
+            println!("| {label:<20} | {:>10} | {ratio:>10} |", show(ns));
+        }
+    }
+}
+
+fn criterion_dir() -> PathBuf {
+    // The bench runs from <target>/<profile>/deps/; criterion writes to <target>/criterion.
+    let exe = std::env::current_exe().unwrap();
+    let target = exe.ancestors().nth(3).unwrap();
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target.to_path_buf())
+        .join("criterion")
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    per_event(&mut c);
+    loading(&mut c);
+    c.final_summary();
+    table(&criterion_dir());
+}
