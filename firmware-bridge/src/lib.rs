@@ -1,6 +1,12 @@
 //! larm's hardware layer: the only crate that touches the unit's hardware.
 //!
-//! - [`board`]: inputs and outputs behind the [`board::Board`] trait, with a
-//!   simulated board that tests and `larmd` on a PC use.
+//! - [`board`]: inputs, outputs, LEDs and the extended card behind the
+//!   [`board::Board`] trait, input debouncing, and the simulated board.
+//! - [`gpio`]: the board on Linux (GPIO character device, I2C).
+//! - [`expander`]: the extended I/O card's expander chip.
+//! - [`leds`]: the status LEDs' blink codes.
 
 pub mod board;
+pub mod expander;
+pub mod gpio;
+pub mod leds;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use firmware_bridge::board::{Contact, InputId};
+use firmware_bridge::leds;
 use larm_host::config::Config;
 use larm_host::plugins::compat;
 use larm_host::plugins::runtime::Runtime;
@@ -127,13 +128,22 @@ fn inspect(file: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::main]
-async fn run(path: &Path) -> anyhow::Result<()> {
+fn run(path: &Path) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    let result = runtime.block_on(run_unit(path));
+    // The console's read of stdin sits in a blocking thread that only ends
+    // with input; do not wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    result
+}
+
+async fn run_unit(path: &Path) -> anyhow::Result<()> {
     let config = load_config(path)?;
     let unit = Unit::build(&config)?;
     if let Some(sim) = unit.sim.clone() {
         tokio::spawn(sim_console(sim));
     }
+    tokio::spawn(print_leds(unit.led_state()));
     tracing::info!("larmd running; Ctrl-C stops it");
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
@@ -147,19 +157,26 @@ async fn run(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads `close N` / `open N` lines from stdin to drive the simulated
-/// board's inputs. When stdin ends (a service, a test), larmd keeps running.
+/// Reads commands from stdin to drive the simulated board. When stdin ends
+/// (a service, a test), larmd keeps running.
 async fn sim_console(sim: std::sync::Arc<firmware_bridge::board::SimBoard>) {
-    eprintln!("simulated board: type `close N` or `open N` to drive input N");
+    const HELP: &str = "commands: close N, open N (input N), card out, card in (extended I/O card)";
+    eprintln!("simulated board: {HELP}");
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         let words: Vec<&str> = line.split_whitespace().collect();
         let (contact, n) = match words.as_slice() {
             ["close", n] => (Contact::Closed, n),
             ["open", n] => (Contact::Open, n),
+            ["card", state @ ("in" | "out")] => {
+                if !sim.set_card_present(*state == "in") {
+                    eprintln!("this board has no extended card ([board.extended] in the config)");
+                }
+                continue;
+            }
             [] => continue,
             _ => {
-                eprintln!("commands: close N, open N");
+                eprintln!("{HELP}");
                 continue;
             }
         };
@@ -171,5 +188,25 @@ async fn sim_console(sim: std::sync::Arc<firmware_bridge::board::SimBoard>) {
             }
             Err(_) => eprintln!("`{n}` is not an input number"),
         }
+    }
+}
+
+/// Logs what the status LEDs show, in words, whenever it changes.
+async fn print_leds(mut states: tokio::sync::watch::Receiver<leds::UnitState>) {
+    let now = std::time::Instant::now;
+    let mut engine = leds::LedEngine::new(states.borrow_and_update().clone(), now());
+    let mut shown: Vec<String> = Vec::new();
+    loop {
+        let described: Vec<String> = leds::LEDS.iter().map(|&l| engine.describe(l)).collect();
+        for (i, line) in described.iter().enumerate() {
+            if shown.get(i) != Some(line) {
+                tracing::info!("LED {line}");
+            }
+        }
+        shown = described;
+        if states.changed().await.is_err() {
+            return;
+        }
+        engine.update(states.borrow_and_update().clone(), now());
     }
 }

@@ -5,10 +5,12 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
-use firmware_bridge::board::{Board, Contact as BoardContact, SimBoard};
-use tokio::sync::{broadcast, mpsc};
+use firmware_bridge::board::{Board, CardState, Contact as BoardContact, SimBoard, SimConfig};
+use firmware_bridge::leds::{self, ErrorCode, UnitState};
+use tokio::sync::{broadcast, mpsc, watch};
 use tracing::{info, warn};
 
 use crate::config::{BoardKind, Config};
@@ -28,6 +30,7 @@ pub struct Unit {
     pub plugins: PluginManager,
     actions: mpsc::UnboundedReceiver<Action>,
     edges: broadcast::Receiver<firmware_bridge::board::InputEdge>,
+    led_state: watch::Sender<UnitState>,
 }
 
 impl Unit {
@@ -40,14 +43,24 @@ impl Unit {
             State::open(&data_dir)
                 .with_context(|| format!("opening the state in {}", data_dir.display()))?,
         );
-        let (sim, board): (Option<Arc<SimBoard>>, Arc<dyn Board>) = match config.board.kind {
-            BoardKind::Sim => {
-                let sim = Arc::new(SimBoard::new(config.board.inputs, config.board.outputs));
+        let b = &config.board;
+        let debounce = Duration::from_millis(b.debounce_ms);
+        let (sim, board): (Option<Arc<SimBoard>>, Arc<dyn Board>) = match (b.kind, &b.gpio) {
+            (BoardKind::Sim, _) => {
+                let sim = Arc::new(SimBoard::with(SimConfig {
+                    inputs: b.inputs,
+                    outputs: b.outputs,
+                    debounce,
+                    card: b.extended.map(|c| (c.inputs, c.outputs)),
+                }));
                 (Some(sim.clone()), sim)
             }
-            BoardKind::Linux => anyhow::bail!(
-                "board kind \"linux\" is not available in this build yet; use kind = \"sim\""
+            (BoardKind::Linux, Some(gpio)) => (
+                None,
+                firmware_bridge::gpio::open(gpio.get_ref(), debounce)
+                    .context("opening the board")?,
             ),
+            (BoardKind::Linux, None) => unreachable!("validated on config load"),
         };
         let edges = board.subscribe();
         let (tx, actions) = mpsc::unbounded_channel();
@@ -62,12 +75,23 @@ impl Unit {
             plugins,
             actions,
             edges,
+            led_state: watch::channel(UnitState::default()).0,
         })
+    }
+
+    /// What the status LEDs show, and its changes.
+    pub fn led_state(&self) -> watch::Receiver<UnitState> {
+        self.led_state.subscribe()
     }
 
     /// Runs until `shutdown` resolves.
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let leds = tokio::spawn(leds::drive(
+            self.services.board.clone(),
+            self.led_state.subscribe(),
+        ));
+        let status = tokio::spawn(watch_status(self.services.clone(), self.led_state.clone()));
         loop {
             tokio::select! {
                 edge = self.edges.recv() => match edge {
@@ -96,8 +120,46 @@ impl Unit {
             }
         }
         info!("stopping plugins");
+        status.abort();
+        leds.abort();
         self.plugins.shutdown();
     }
+}
+
+/// How often the unit's state is looked at for the status LEDs.
+const STATUS_POLL: Duration = Duration::from_millis(250);
+
+/// Keeps the status LEDs' state current: what the unit knows of its card
+/// now; the modem and server link add theirs as they come.
+async fn watch_status(services: Arc<Services>, led_state: watch::Sender<UnitState>) {
+    let mut card = services.board.card();
+    let mut tick = tokio::time::interval(STATUS_POLL);
+    loop {
+        let state = unit_state(&services, *card.borrow_and_update());
+        led_state.send_if_modified(|shown| {
+            let changed = *shown != state;
+            if changed {
+                *shown = state;
+            }
+            changed
+        });
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = card.changed() => {}
+        }
+    }
+}
+
+/// What the LEDs should show.
+fn unit_state(services: &Services, card: CardState) -> UnitState {
+    let mut state = UnitState {
+        server_connected: *services.server_connected.lock().unwrap(),
+        ..UnitState::default()
+    };
+    if card == CardState::Missing {
+        state.errors.insert(ErrorCode::ExtendedIo);
+    }
+    state
 }
 
 /// Carries out or logs what a plugin asked for. The modem and the server

@@ -2,7 +2,9 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
+use std::process::{Child, ChildStdin};
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
 use std::time::Duration;
 
 fn guest(name: &str) -> std::path::PathBuf {
@@ -30,7 +32,7 @@ fn inspect_names_world_version_imports_and_exports() {
     assert!(text.contains("version:  0.1.0"), "{text}");
     assert!(text.contains("  larm:plugin/rule@0.1.0"), "{text}");
     assert!(text.contains("  larm:plugin/io@0.1.0"), "{text}");
-    assert!(text.contains("  larm:plugin/kv@0.1.0"), "{text}");
+    assert!(text.contains("  larm:plugin/log@0.1.0"), "{text}");
 }
 
 #[test]
@@ -40,61 +42,120 @@ fn inspect_explains_an_unusable_component() {
     assert!(text.contains("larm:plugin/rule@1.0.0"), "{text}");
 }
 
-#[test]
-fn run_follows_inputs_and_stops_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("unit.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "data_dir = \"data\"\n[[plugins]]\nname = \"follow\"\nfile = {:?}\n[plugins.grants]\noutputs = [1]\n",
-            guest("follow-input").display().to_string()
-        ),
-    )
-    .unwrap();
-    let mut larmd = Command::new(env!("CARGO_BIN_EXE_larmd"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = larmd.stdin.take().unwrap();
-    writeln!(stdin, "close 1").unwrap();
-    // Then run with stdin closed, as under a service manager.
-    drop(stdin);
-    let (tx, lines) = std::sync::mpsc::channel();
-    let stderr = larmd.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut log = Vec::new();
-    while !log
-        .iter()
-        .any(|l: &String| l.contains("output 1 on (by follow)"))
-    {
-        match lines.recv_timeout(Duration::from_secs(60)) {
-            Ok(line) => log.push(line),
-            Err(_) => panic!("no output change logged: {log:#?}"),
+/// `larmd run` as a separate process, its log read line by line.
+struct Larmd {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+    log: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Larmd {
+    /// Starts larmd with `config` (TOML; `@follow` stands for the example
+    /// component's path) in a fresh folder.
+    fn start(config: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("unit.toml");
+        let config = config.replace(
+            "@follow",
+            &format!("{:?}", guest("follow-input").display().to_string()),
+        );
+        std::fs::write(&file, format!("data_dir = \"data\"\n{config}")).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_larmd"))
+            .args(["run", "--config"])
+            .arg(&file)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Self {
+            stdin: child.stdin.take(),
+            child,
+            lines,
+            log: Vec::new(),
+            _dir: dir,
         }
     }
-    assert!(
-        larmd.try_wait().unwrap().is_none(),
-        "larmd exited when stdin closed"
+
+    /// Types a console command.
+    fn send(&mut self, command: &str) {
+        writeln!(self.stdin.as_mut().unwrap(), "{command}").unwrap();
+    }
+
+    /// Waits until a log line contains `text`.
+    fn wait_for(&mut self, text: &str) {
+        while !self.log.iter().any(|l| l.contains(text)) {
+            match self.lines.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) => self.log.push(line),
+                Err(_) => panic!("`{text}` never logged:\n{}", self.log.join("\n")),
+            }
+        }
+    }
+
+    /// Stops larmd with SIGTERM and returns its whole log.
+    fn stop(mut self) -> Vec<String> {
+        assert!(
+            self.child.try_wait().unwrap().is_none(),
+            "larmd exited early"
+        );
+        Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        let status = self.child.wait().unwrap();
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(10)) {
+            self.log.push(line);
+        }
+        assert!(
+            status.success(),
+            "SIGTERM stops larmd cleanly: {:#?}",
+            self.log
+        );
+        std::mem::take(&mut self.log)
+    }
+}
+
+impl Drop for Larmd {
+    /// A failed test must not leave larmd running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn run_follows_inputs_and_keeps_running_without_stdin() {
+    let mut larmd = Larmd::start(
+        "[[plugins]]\nname = \"follow\"\nfile = @follow\n[plugins.grants]\noutputs = [1]\n",
     );
-    Command::new("kill")
-        .arg(larmd.id().to_string())
-        .status()
-        .unwrap();
-    let status = larmd.wait().unwrap();
-    reader.join().unwrap();
-    log.extend(lines.try_iter());
-    assert!(status.success(), "SIGTERM stops larmd cleanly: {log:#?}");
+    larmd.send("close 1");
+    // Then run with stdin closed, as under a service manager.
+    larmd.stdin = None;
+    larmd.wait_for("output 1 on (by follow)");
+    let log = larmd.stop();
     assert!(
         log.iter().any(|l| l.contains("stopping plugins")),
         "{log:#?}"
     );
+}
+
+#[test]
+fn pulling_the_extended_card_blinks_code_five_until_it_is_back() {
+    let mut larmd = Larmd::start("[board.extended]\ninputs = 2\noutputs = 2\n");
+    larmd.wait_for("LED red: off");
+    larmd.send("card out");
+    larmd.wait_for("LED red: 5 blinks (extended I/O card missing)");
+    larmd.log.clear();
+    larmd.send("card in");
+    larmd.wait_for("LED red: off");
+    larmd.stop();
 }

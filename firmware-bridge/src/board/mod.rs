@@ -1,17 +1,23 @@
-//! The unit's inputs and outputs.
+//! The unit's inputs, outputs, status LEDs and extended I/O card.
 //!
 //! Inputs are active low: the board reports the raw physical state of each
-//! contact (closed to COM or open). NO/NC is applied above this layer, as the
-//! manual says the input LED shows the physical state regardless of NO/NC.
+//! contact (closed to COM or open), debounced. NO/NC is applied above this
+//! layer, as the manual says the input LED shows the physical state
+//! regardless of NO/NC.
+//!
+//! Terminals are numbered from 1 as printed on the unit; the extended card's
+//! inputs and outputs follow on after the base board's.
 
+mod inputs;
 mod sim;
 
-pub use sim::SimBoard;
+pub use inputs::{Debouncer, InputBank};
+pub use sim::{LedChange, SimBoard, SimConfig};
 
 use std::fmt;
 use std::time::Instant;
 
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 /// An input terminal, numbered from 1 as printed on the unit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -49,8 +55,33 @@ pub struct InputEdge {
     pub input: InputId,
     /// Its new state.
     pub contact: Contact,
-    /// When the edge was seen.
+    /// When the contact reached this state (the first raw edge of the
+    /// change that held for the debounce time).
     pub at: Instant,
+}
+
+/// The four status LEDs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Led {
+    /// Server link / signal strength.
+    Blue = 0,
+    /// SMS received / network type.
+    Green = 1,
+    /// Sending SMS / dialling.
+    Yellow = 2,
+    /// Corrupt configuration / error codes.
+    Red = 3,
+}
+
+/// The extended I/O card.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CardState {
+    /// The unit is not configured with one.
+    NotFitted,
+    /// Configured and answering.
+    Present,
+    /// Configured but missing or not answering (red LED, 5 blinks).
+    Missing,
 }
 
 /// Errors from the board.
@@ -62,23 +93,40 @@ pub enum BoardError {
     /// The unit has no such output.
     #[error("{0} does not exist (the unit has {1} outputs)")]
     NoSuchOutput(OutputId, u8),
+    /// The extended I/O card does not answer.
+    #[error("the extended I/O card is missing or not answering")]
+    CardMissing,
     /// The hardware did not answer.
     #[error("hardware error: {0}")]
     Hardware(String),
 }
 
-/// The unit's inputs and outputs.
+/// The unit's inputs, outputs and LEDs.
 pub trait Board: Send + Sync {
-    /// Number of inputs.
+    /// Number of inputs, extended card included.
     fn input_count(&self) -> u8;
-    /// Number of outputs; the last one is the manual's ALARM output.
+    /// Number of outputs, extended card included; the last output of the
+    /// base board is the manual's ALARM output.
     fn output_count(&self) -> u8;
-    /// Current state of an input.
+    /// The ALARM output.
+    fn alarm_output(&self) -> OutputId;
+    /// Current (debounced) state of an input.
     fn read_input(&self, input: InputId) -> Result<Contact, BoardError>;
     /// Whether an output is on.
     fn read_output(&self, output: OutputId) -> Result<bool, BoardError>;
     /// Switches an output on (closed to COM) or off.
     fn set_output(&self, output: OutputId, on: bool) -> Result<(), BoardError>;
-    /// A stream of input edges from now on.
+    /// Lights or darkens a status LED.
+    fn set_led(&self, led: Led, on: bool) -> Result<(), BoardError>;
+    /// Debounced input edges from now on.
     fn subscribe(&self) -> broadcast::Receiver<InputEdge>;
+    /// The extended card's state, and its changes.
+    fn card(&self) -> watch::Receiver<CardState>;
+}
+
+/// The zero-based slot of a one-based terminal number.
+pub(crate) fn slot(id: u8, count: usize) -> Option<usize> {
+    (1..=count)
+        .contains(&usize::from(id))
+        .then(|| usize::from(id - 1))
 }

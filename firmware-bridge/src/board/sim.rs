@@ -1,104 +1,195 @@
-//! A simulated board: what `larmd` runs on without hardware, and what tests drive.
+//! A simulated board: what `larmd` runs on without hardware, and what tests
+//! and the simulator console drive. It keeps a timeline of LED changes so a
+//! test can check a blink code.
 
-use std::sync::Mutex;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
-use super::{Board, BoardError, Contact, InputEdge, InputId, OutputId};
+use super::{
+    Board, BoardError, CardState, Contact, InputBank, InputEdge, InputId, Led, OutputId, slot,
+};
 
-/// Edges buffered for a slow subscriber before it starts losing them.
-const EDGE_BUFFER: usize = 1024;
+/// One LED change on the simulated board.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LedChange {
+    /// When.
+    pub at: Instant,
+    /// Which LED.
+    pub led: Led,
+    /// Lit or not.
+    pub on: bool,
+}
 
-/// A board held in memory. Inputs start open, outputs off.
+/// The shape of a simulated board.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Inputs on the base board.
+    pub inputs: u8,
+    /// Outputs on the base board (the last is ALARM).
+    pub outputs: u8,
+    /// Debounce time of every input.
+    pub debounce: Duration,
+    /// The extended card's (inputs, outputs), if one is fitted.
+    pub card: Option<(u8, u8)>,
+}
+
+/// A board held in memory. Inputs start open, outputs and LEDs off.
 pub struct SimBoard {
+    shape: SimConfig,
+    inputs: Arc<InputBank>,
     state: Mutex<State>,
-    edges: broadcast::Sender<InputEdge>,
+    card: watch::Sender<CardState>,
 }
 
 struct State {
-    inputs: Vec<Contact>,
     outputs: Vec<bool>,
+    leds: [bool; 4],
+    timeline: Vec<LedChange>,
 }
 
 impl SimBoard {
-    /// A board with `inputs` inputs and `outputs` outputs.
+    /// A board with `inputs` inputs and `outputs` outputs, no debounce and
+    /// no extended card.
     pub fn new(inputs: u8, outputs: u8) -> Self {
+        Self::with(SimConfig {
+            inputs,
+            outputs,
+            debounce: Duration::ZERO,
+            card: None,
+        })
+    }
+
+    /// A board of the given shape.
+    pub fn with(shape: SimConfig) -> Self {
+        let (card_inputs, card_outputs) = shape.card.unwrap_or((0, 0));
+        let inputs = shape.inputs + card_inputs;
+        let outputs = shape.outputs + card_outputs;
+        let card = match shape.card {
+            Some(_) => CardState::Present,
+            None => CardState::NotFitted,
+        };
         Self {
+            inputs: InputBank::new(vec![(Contact::Open, shape.debounce); usize::from(inputs)]),
             state: Mutex::new(State {
-                inputs: vec![Contact::Open; usize::from(inputs)],
                 outputs: vec![false; usize::from(outputs)],
+                leds: [false; 4],
+                timeline: Vec::new(),
             }),
-            edges: broadcast::channel(EDGE_BUFFER).0,
+            card: watch::channel(card).0,
+            shape,
         }
     }
 
-    /// Closes or opens an input, as a wire to COM would. An edge is sent to
-    /// subscribers only if the state changes.
+    fn card_present(&self) -> bool {
+        *self.card.borrow() != CardState::Missing
+    }
+
+    /// Whether input `id` is on the extended card.
+    fn on_card_input(&self, id: u8) -> bool {
+        id > self.shape.inputs
+    }
+
+    /// Closes or opens an input as a wire to COM would (a raw edge: it is
+    /// debounced like a real one).
     pub fn set_input(&self, input: InputId, contact: Contact) -> Result<(), BoardError> {
-        let mut state = self.state.lock().unwrap();
-        let count = state.inputs.len() as u8;
-        let slot = index(input.0, count)
-            .and_then(|i| state.inputs.get_mut(i))
-            .ok_or(BoardError::NoSuchInput(input, count))?;
-        if *slot != contact {
-            *slot = contact;
-            // No subscriber is fine: nobody is listening yet.
-            let _ = self.edges.send(InputEdge {
-                input,
-                contact,
-                at: Instant::now(),
-            });
+        if self.on_card_input(input.0) && !self.card_present() {
+            return Err(BoardError::CardMissing);
         }
-        Ok(())
+        self.inputs.raw(input, contact)
     }
 
     /// Every output's state, output 1 first.
     pub fn outputs(&self) -> Vec<bool> {
         self.state.lock().unwrap().outputs.clone()
     }
-}
 
-/// The zero-based slot of a one-based terminal number.
-fn index(id: u8, count: u8) -> Option<usize> {
-    (1..=count).contains(&id).then(|| usize::from(id - 1))
+    /// Which LEDs are lit (blue, green, yellow, red).
+    pub fn leds(&self) -> [bool; 4] {
+        self.state.lock().unwrap().leds
+    }
+
+    /// Every LED change so far.
+    pub fn led_timeline(&self) -> Vec<LedChange> {
+        self.state.lock().unwrap().timeline.clone()
+    }
+
+    /// Puts back or pulls out the extended card; false if the board is
+    /// configured without one.
+    pub fn set_card_present(&self, present: bool) -> bool {
+        if self.shape.card.is_none() {
+            return false;
+        }
+        self.card.send_replace(if present {
+            CardState::Present
+        } else {
+            CardState::Missing
+        });
+        true
+    }
 }
 
 impl Board for SimBoard {
     fn input_count(&self) -> u8 {
-        self.state.lock().unwrap().inputs.len() as u8
+        self.inputs.len() as u8
     }
 
     fn output_count(&self) -> u8 {
         self.state.lock().unwrap().outputs.len() as u8
     }
 
+    fn alarm_output(&self) -> OutputId {
+        OutputId(self.shape.outputs)
+    }
+
     fn read_input(&self, input: InputId) -> Result<Contact, BoardError> {
-        let state = self.state.lock().unwrap();
-        let count = state.inputs.len() as u8;
-        index(input.0, count)
-            .map(|i| state.inputs[i])
-            .ok_or(BoardError::NoSuchInput(input, count))
+        if self.on_card_input(input.0) && self.inputs.read(input).is_ok() && !self.card_present() {
+            return Err(BoardError::CardMissing);
+        }
+        self.inputs.read(input)
     }
 
     fn read_output(&self, output: OutputId) -> Result<bool, BoardError> {
         let state = self.state.lock().unwrap();
-        let count = state.outputs.len() as u8;
-        index(output.0, count)
-            .map(|i| state.outputs[i])
-            .ok_or(BoardError::NoSuchOutput(output, count))
+        let count = state.outputs.len();
+        let i = slot(output.0, count).ok_or(BoardError::NoSuchOutput(output, count as u8))?;
+        if output.0 > self.shape.outputs && !self.card_present() {
+            return Err(BoardError::CardMissing);
+        }
+        Ok(state.outputs[i])
     }
 
     fn set_output(&self, output: OutputId, on: bool) -> Result<(), BoardError> {
         let mut state = self.state.lock().unwrap();
-        let count = state.outputs.len() as u8;
-        let i = index(output.0, count).ok_or(BoardError::NoSuchOutput(output, count))?;
+        let count = state.outputs.len();
+        let i = slot(output.0, count).ok_or(BoardError::NoSuchOutput(output, count as u8))?;
+        if output.0 > self.shape.outputs && !self.card_present() {
+            return Err(BoardError::CardMissing);
+        }
         state.outputs[i] = on;
         Ok(())
     }
 
+    fn set_led(&self, led: Led, on: bool) -> Result<(), BoardError> {
+        let mut state = self.state.lock().unwrap();
+        if state.leds[led as usize] != on {
+            state.leds[led as usize] = on;
+            state.timeline.push(LedChange {
+                at: tokio::time::Instant::now().into_std(),
+                led,
+                on,
+            });
+        }
+        Ok(())
+    }
+
     fn subscribe(&self) -> broadcast::Receiver<InputEdge> {
-        self.edges.subscribe()
+        self.inputs.subscribe()
+    }
+
+    fn card(&self) -> watch::Receiver<CardState> {
+        self.card.subscribe()
     }
 }
 
@@ -106,23 +197,43 @@ impl Board for SimBoard {
 mod tests {
     use super::*;
 
-    #[test]
-    fn edges_only_on_change() {
+    #[tokio::test]
+    async fn edges_only_on_change() {
         let board = SimBoard::new(2, 2);
         let mut edges = board.subscribe();
         board.set_input(InputId(1), Contact::Closed).unwrap();
         board.set_input(InputId(1), Contact::Closed).unwrap();
-        board.set_input(InputId(1), Contact::Open).unwrap();
-        let first = edges.try_recv().unwrap();
+        let first = edges.recv().await.unwrap();
         assert_eq!((first.input, first.contact), (InputId(1), Contact::Closed));
-        let second = edges.try_recv().unwrap();
+        board.set_input(InputId(1), Contact::Open).unwrap();
+        let second = edges.recv().await.unwrap();
         assert_eq!(second.contact, Contact::Open);
         assert!(second.at >= first.at);
         assert!(edges.try_recv().is_err());
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn inputs_are_debounced() {
+        let board = SimBoard::with(SimConfig {
+            inputs: 1,
+            outputs: 1,
+            debounce: Duration::from_millis(20),
+            card: None,
+        });
+        let mut edges = board.subscribe();
+        board.set_input(InputId(1), Contact::Closed).unwrap();
+        tokio::time::advance(Duration::from_millis(5)).await;
+        board.set_input(InputId(1), Contact::Open).unwrap();
+        tokio::time::advance(Duration::from_millis(50)).await;
+        tokio::task::yield_now().await;
+        assert!(edges.try_recv().is_err(), "a 5 ms blip is not an edge");
+        board.set_input(InputId(1), Contact::Closed).unwrap();
+        tokio::time::advance(Duration::from_millis(25)).await;
+        assert_eq!(edges.recv().await.unwrap().contact, Contact::Closed);
+    }
+
     #[test]
-    fn terminals_are_numbered_from_one() {
+    fn outputs_are_numbered_from_one() {
         let board = SimBoard::new(2, 3);
         assert_eq!(
             board.set_input(InputId(0), Contact::Closed),
@@ -136,5 +247,57 @@ mod tests {
         assert_eq!(board.outputs(), vec![false, false, true]);
         assert_eq!(board.read_output(OutputId(3)), Ok(true));
         assert_eq!(board.read_input(InputId(2)), Ok(Contact::Open));
+        assert_eq!(board.alarm_output(), OutputId(3));
+    }
+
+    #[test]
+    fn the_extended_card_comes_and_goes() {
+        let board = SimBoard::with(SimConfig {
+            inputs: 2,
+            outputs: 2,
+            debounce: Duration::ZERO,
+            card: Some((4, 4)),
+        });
+        assert_eq!((board.input_count(), board.output_count()), (6, 6));
+        assert_eq!(
+            board.alarm_output(),
+            OutputId(2),
+            "ALARM stays on the base board"
+        );
+        let card = board.card();
+        assert_eq!(*card.borrow(), CardState::Present);
+        board.set_output(OutputId(5), true).unwrap();
+        board.set_card_present(false);
+        assert_eq!(*card.borrow(), CardState::Missing);
+        assert_eq!(
+            board.set_output(OutputId(5), false),
+            Err(BoardError::CardMissing)
+        );
+        assert_eq!(board.read_input(InputId(3)), Err(BoardError::CardMissing));
+        assert_eq!(
+            board.set_input(InputId(3), Contact::Closed),
+            Err(BoardError::CardMissing)
+        );
+        board
+            .set_output(OutputId(1), true)
+            .expect("the base board still works");
+        board.set_card_present(true);
+        assert_eq!(board.read_output(OutputId(5)), Ok(true));
+        assert_eq!(
+            SimBoard::new(1, 1).card().borrow().clone(),
+            CardState::NotFitted
+        );
+    }
+
+    #[test]
+    fn led_changes_are_recorded() {
+        let board = SimBoard::new(1, 1);
+        board.set_led(Led::Red, true).unwrap();
+        board.set_led(Led::Red, true).unwrap();
+        board.set_led(Led::Red, false).unwrap();
+        let timeline = board.led_timeline();
+        assert_eq!(timeline.len(), 2);
+        assert!(timeline[0].on && !timeline[1].on);
+        assert_eq!(board.leds(), [false; 4]);
     }
 }

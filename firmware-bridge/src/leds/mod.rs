@@ -22,7 +22,8 @@
 //! Timing, chosen so a person can count: each blink is [`BLINK_ON`] on and
 //! [`BLINK_OFF`] off; a group (one code, the signal bars, the network type)
 //! is followed by [`PAUSE`] dark before it repeats or the next code starts.
-//! A pattern that changes starts from its first blink.
+//! A pattern that changes starts with that pause, then its first group, so
+//! its first blink is never mistaken for the end of what was shown before.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -137,6 +138,8 @@ impl Pattern {
             Pattern::Blink(groups) => groups,
         };
         let period = Self::period(groups);
+        // Start in the pause that ends the cycle.
+        let t = t + period - PAUSE;
         let mut t = Duration::from_nanos((t.as_nanos() % period.as_nanos()) as u64);
         for &n in groups {
             for _ in 0..n {
@@ -197,8 +200,7 @@ impl LedEngine {
             Led::Blue if s.server_connected => Pattern::Steady,
             Led::Blue if s.signal_bars > 0 => Pattern::Blink(vec![s.signal_bars.min(5)]),
             Led::Green
-                if s
-                    .sms_received
+                if s.sms_received
                     .is_some_and(|at| now >= at && now - at < SMS_RECEIVED) =>
             {
                 Pattern::Steady
@@ -269,17 +271,30 @@ impl LedEngine {
             (Led::Blue, Pattern::Blink(g)) => format!("{} blinks (signal strength)", g[0]),
             (Led::Green, Pattern::Steady) => "steady (SMS received)".into(),
             (Led::Green, Pattern::Blink(g)) => {
-                format!("{} (network)", if g[0] == 1 { "1 blink, LTE" } else { "2 blinks, GSM" })
+                format!(
+                    "{} (network)",
+                    if g[0] == 1 {
+                        "1 blink, LTE"
+                    } else {
+                        "2 blinks, GSM"
+                    }
+                )
             }
             (Led::Yellow, _) => "steady (sending SMS / dialling)".into(),
             (Led::Red, Pattern::Steady) => "steady (corrupt configuration)".into(),
             (Led::Red, Pattern::Blink(_)) => s
                 .errors
                 .iter()
-                .map(|e| format!("{} blink{} ({})", e.blinks(), if e.blinks() == 1 { "" } else { "s" }, e.description()))
+                .map(|e| {
+                    format!(
+                        "{} blink{} ({})",
+                        e.blinks(),
+                        if e.blinks() == 1 { "" } else { "s" },
+                        e.description()
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join(", then "),
-            (_, Pattern::Steady) | (_, Pattern::Blink(_)) => "on".into(),
         };
         format!("{led}: {what}")
     }
@@ -297,12 +312,17 @@ impl fmt::Display for Led {
 }
 
 /// Plays the engine on `board`'s LEDs, following state updates from
-/// `states`, until the sender is dropped.
-pub async fn drive(board: std::sync::Arc<dyn Board>, mut states: tokio::sync::watch::Receiver<UnitState>) {
-    let mut engine = LedEngine::new(states.borrow_and_update().clone(), Instant::now());
+/// `states`, until the sender is dropped. Time is tokio's, so tests can run
+/// it on a paused clock.
+pub async fn drive(
+    board: std::sync::Arc<dyn Board>,
+    mut states: tokio::sync::watch::Receiver<UnitState>,
+) {
+    let clock = || tokio::time::Instant::now().into_std();
+    let mut engine = LedEngine::new(states.borrow_and_update().clone(), clock());
     let mut shown: [Option<bool>; 4] = [None; 4];
     loop {
-        let now = Instant::now();
+        let now = clock();
         for (i, on) in engine.levels(now).into_iter().enumerate() {
             if shown[i] != Some(on) {
                 if let Err(e) = board.set_led(LEDS[i], on) {
@@ -317,7 +337,7 @@ pub async fn drive(board: std::sync::Arc<dyn Board>, mut states: tokio::sync::wa
                 if changed.is_err() {
                     return;
                 }
-                engine.update(states.borrow_and_update().clone(), Instant::now());
+                engine.update(states.borrow_and_update().clone(), clock());
             }
             () = sleep_until(wake) => {}
         }

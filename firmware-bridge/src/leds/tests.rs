@@ -51,7 +51,10 @@ fn blue_steady_while_connected() {
         signal_bars: 3,
         ..UnitState::default()
     });
-    assert_eq!(lit(&mut e, Led::Blue, t0, Duration::from_secs(10)), [(Duration::ZERO, Duration::from_secs(10))]);
+    assert_eq!(
+        lit(&mut e, Led::Blue, t0, Duration::from_secs(10)),
+        [(Duration::ZERO, Duration::from_secs(10))]
+    );
 }
 
 #[test]
@@ -62,17 +65,28 @@ fn blue_blinks_the_signal_bars() {
             ..UnitState::default()
         });
         let one = period(&[bars]);
-        assert_eq!(blinks(&mut e, Led::Blue, t0, one), usize::from(bars), "{bars} bars");
-        assert_eq!(blinks(&mut e, Led::Blue, t0, one * 3), 3 * usize::from(bars));
-        // Each blink is BLINK_ON long, BLINK_ON + BLINK_OFF apart.
+        assert_eq!(
+            blinks(&mut e, Led::Blue, t0, one),
+            usize::from(bars),
+            "{bars} bars"
+        );
+        assert_eq!(
+            blinks(&mut e, Led::Blue, t0, one * 3),
+            3 * usize::from(bars)
+        );
+        // A pause first, then each blink BLINK_ON long, BLINK_ON + BLINK_OFF apart.
         let intervals = lit(&mut e, Led::Blue, t0, one);
         for (i, (start, len)) in intervals.iter().enumerate() {
             assert_eq!(*len, BLINK_ON);
-            assert_eq!(*start, (BLINK_ON + BLINK_OFF) * i as u32);
+            assert_eq!(*start, PAUSE + (BLINK_ON + BLINK_OFF) * i as u32);
         }
     }
     let (mut e, t0) = engine(UnitState::default());
-    assert_eq!(blinks(&mut e, Led::Blue, t0, Duration::from_secs(10)), 0, "no signal: dark");
+    assert_eq!(
+        blinks(&mut e, Led::Blue, t0, Duration::from_secs(10)),
+        0,
+        "no signal: dark"
+    );
 }
 
 #[test]
@@ -110,10 +124,15 @@ fn green_steady_for_five_seconds_after_an_sms() {
         },
         at,
     );
-    let intervals = lit(&mut e, Led::Green, at, Duration::from_secs(5) + period(&[1]));
+    let intervals = lit(
+        &mut e,
+        Led::Green,
+        at,
+        Duration::from_secs(5) + period(&[1]),
+    );
     assert_eq!(intervals[0], (Duration::ZERO, SMS_RECEIVED), "steady 5 s");
-    // Then back to one LTE blink, starting a fresh group.
-    assert_eq!(intervals[1], (SMS_RECEIVED, BLINK_ON));
+    // Then, after a pause, back to one LTE blink.
+    assert_eq!(intervals[1], (SMS_RECEIVED + PAUSE, BLINK_ON));
     assert_eq!(intervals.len(), 2);
 }
 
@@ -123,9 +142,20 @@ fn yellow_while_sending_or_dialling() {
         busy: true,
         ..UnitState::default()
     });
-    assert_eq!(lit(&mut e, Led::Yellow, t0, Duration::from_secs(3)), [(Duration::ZERO, Duration::from_secs(3))]);
+    assert_eq!(
+        lit(&mut e, Led::Yellow, t0, Duration::from_secs(3)),
+        [(Duration::ZERO, Duration::from_secs(3))]
+    );
     e.update(UnitState::default(), t0 + Duration::from_secs(3));
-    assert_eq!(blinks(&mut e, Led::Yellow, t0 + Duration::from_secs(3), Duration::from_secs(3)), 0);
+    assert_eq!(
+        blinks(
+            &mut e,
+            Led::Yellow,
+            t0 + Duration::from_secs(3),
+            Duration::from_secs(3)
+        ),
+        0
+    );
 }
 
 #[test]
@@ -135,7 +165,10 @@ fn red_steady_for_a_corrupt_configuration_over_any_code() {
         errors: [ErrorCode::NoNetwork].into(),
         ..UnitState::default()
     });
-    assert_eq!(lit(&mut e, Led::Red, t0, Duration::from_secs(10)), [(Duration::ZERO, Duration::from_secs(10))]);
+    assert_eq!(
+        lit(&mut e, Led::Red, t0, Duration::from_secs(10)),
+        [(Duration::ZERO, Duration::from_secs(10))]
+    );
     assert_eq!(e.describe(Led::Red), "red: steady (corrupt configuration)");
 }
 
@@ -155,8 +188,15 @@ fn red_blinks_each_error_code() {
             errors: [code].into(),
             ..UnitState::default()
         });
-        assert_eq!(blinks(&mut e, Led::Red, t0, period(&[n])), usize::from(n), "{code:?}");
-        assert_eq!(blinks(&mut e, Led::Red, t0, period(&[n]) * 2), 2 * usize::from(n));
+        assert_eq!(
+            blinks(&mut e, Led::Red, t0, period(&[n])),
+            usize::from(n),
+            "{code:?}"
+        );
+        assert_eq!(
+            blinks(&mut e, Led::Red, t0, period(&[n]) * 2),
+            2 * usize::from(n)
+        );
     }
     let (e, _) = engine(UnitState {
         errors: [ErrorCode::NoNetwork].into(),
@@ -177,7 +217,11 @@ fn several_codes_take_turns_lowest_first_with_a_pause_between() {
     let gap = intervals[1].0 - (intervals[0].0 + intervals[0].1);
     assert_eq!(gap, BLINK_OFF + PAUSE);
     for pair in intervals[1..].windows(2) {
-        assert_eq!(pair[1].0 - pair[0].0, BLINK_ON + BLINK_OFF, "blinks within a group");
+        assert_eq!(
+            pair[1].0 - pair[0].0,
+            BLINK_ON + BLINK_OFF,
+            "blinks within a group"
+        );
     }
     assert_eq!(
         e.describe(Led::Red),
@@ -220,5 +264,8 @@ fn a_changed_code_starts_from_its_first_blink() {
         },
         later,
     );
-    assert_eq!(lit(&mut e, Led::Red, later, period(&[2]))[0], (Duration::ZERO, BLINK_ON));
+    assert_eq!(
+        lit(&mut e, Led::Red, later, period(&[2]))[0],
+        (PAUSE, BLINK_ON)
+    );
 }

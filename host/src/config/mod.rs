@@ -14,6 +14,7 @@ use std::num::{NonZeroU32, NonZeroU64};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use firmware_bridge::gpio::GpioConfig;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -41,7 +42,7 @@ pub enum ConfigError {
     },
     /// The file is not valid TOML, has an unknown key or a bad value.
     #[error(
-        "{file}:{}: {}{message}{}",
+        "{file}{}: {}{message}{}",
         DisplayLocation(.location),
         DisplayKey(.key),
         DisplayLine(.location)
@@ -63,8 +64,8 @@ struct DisplayLocation<'a>(&'a Option<Location>);
 impl fmt::Display for DisplayLocation<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
-            Some(l) => write!(f, "{}:{}", l.line, l.column),
-            None => f.write_str("?"),
+            Some(l) => write!(f, ":{}:{}", l.line, l.column),
+            None => Ok(()),
         }
     }
 }
@@ -165,6 +166,23 @@ pub struct BoardConfig {
     /// Number of outputs, the ALARM output last (simulated board).
     #[serde(default = "default_outputs")]
     pub outputs: u8,
+    /// Debounce time of the inputs, in milliseconds.
+    #[serde(default = "default_debounce_ms")]
+    pub debounce_ms: u64,
+    /// The simulated board's extended I/O card, if it has one.
+    pub extended: Option<SimCard>,
+    /// The wiring of a real board (`kind = "linux"`).
+    pub gpio: Option<Spanned<GpioConfig>>,
+}
+
+/// `[board.extended]` on the simulated board.
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+pub struct SimCard {
+    /// Inputs on the card.
+    pub inputs: u8,
+    /// Outputs on the card.
+    pub outputs: u8,
 }
 
 fn default_inputs() -> u8 {
@@ -175,12 +193,19 @@ fn default_outputs() -> u8 {
     5
 }
 
+fn default_debounce_ms() -> u64 {
+    5
+}
+
 impl Default for BoardConfig {
     fn default() -> Self {
         Self {
             kind: BoardKind::Sim,
             inputs: default_inputs(),
             outputs: default_outputs(),
+            debounce_ms: default_debounce_ms(),
+            extended: None,
+            gpio: None,
         }
     }
 }
@@ -336,6 +361,32 @@ impl Config {
         base: &Path,
         builtins: &[&str],
     ) -> Result<(), (Option<Range<usize>>, String, String)> {
+        let board = &self.board;
+        if board.kind == BoardKind::Linux && board.gpio.is_none() {
+            return Err((
+                None,
+                "board.gpio".into(),
+                "a \"linux\" board needs its wiring in [board.gpio]".into(),
+            ));
+        }
+        if let Some(gpio) = &board.gpio
+            && (gpio.get_ref().outputs.is_empty() || gpio.get_ref().inputs.is_empty())
+        {
+            return Err((
+                Some(gpio.span()),
+                "board.gpio".into(),
+                "the board needs at least one input and one output (the last output is ALARM)"
+                    .into(),
+            ));
+        }
+        if board.kind == BoardKind::Sim && (board.inputs == 0 || board.outputs == 0) {
+            return Err((
+                None,
+                "board".into(),
+                "the board needs at least one input and one output (the last output is ALARM)"
+                    .into(),
+            ));
+        }
         let mut names = std::collections::HashSet::new();
         for (i, plugin) in self.plugins.iter_mut().enumerate() {
             let key = |field: &str| format!("plugins[{i}].{field}");

@@ -13,7 +13,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use firmware_bridge::board::{Board, BoardError, Contact as BoardContact, InputId, OutputId};
+use firmware_bridge::board::{
+    Board, BoardError, CardState, Contact as BoardContact, InputId, OutputId,
+};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -317,9 +319,9 @@ impl Capabilities {
         self.services.board.output_count()
     }
 
-    /// `io.alarm-output`: the manual's ALARM output is the last one.
+    /// `io.alarm-output`
     pub fn alarm_output(&self) -> u8 {
-        self.services.board.output_count()
+        self.services.board.alarm_output().0
     }
 
     /// `io.read-input`
@@ -421,7 +423,7 @@ impl Capabilities {
             sim: modem.sim,
             operator: modem.operator,
             server_connected: *self.services.server_connected.lock().unwrap(),
-            extended_io: false,
+            extended_io: *self.services.board.card().borrow() == CardState::Present,
             input_count: self.input_count(),
             output_count: self.output_count(),
             uptime_s: self.services.started.elapsed().as_secs(),
