@@ -1,0 +1,3 @@
+//! The modem: SMS in PDU mode.
+
+pub mod pdu;
