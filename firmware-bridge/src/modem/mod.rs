@@ -1,3 +1,4 @@
-//! The modem: SMS in PDU mode.
+//! The modem: AT commands and SMS in PDU mode.
 
+pub mod at;
 pub mod pdu;

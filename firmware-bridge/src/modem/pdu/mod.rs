@@ -82,7 +82,9 @@ impl Address {
         };
         if digits.is_empty()
             || digits.len() > 20
-            || !digits.chars().all(|c| c.is_ascii_digit() || c == '*' || c == '#')
+            || !digits
+                .chars()
+                .all(|c| c.is_ascii_digit() || c == '*' || c == '#')
         {
             return None;
         }
@@ -131,8 +133,8 @@ impl Address {
         let value = r.take(len.div_ceil(2), "address")?;
         Ok(match toa & 0x70 {
             0x50 => {
-                let septets = gsm7::unpack(value, len * 4 / 7, 0)
-                    .ok_or(PduError::Truncated("address"))?;
+                let septets =
+                    gsm7::unpack(value, len * 4 / 7, 0).ok_or(PduError::Truncated("address"))?;
                 Address::Alphanumeric(gsm7::decode(&septets))
             }
             _ => {
@@ -395,18 +397,22 @@ fn alphabet(dcs: u8) -> Result<Alphabet, PduError> {
         0 => Ok(Alphabet::Gsm7),
         1 => Ok(Alphabet::Data),
         2 => Ok(Alphabet::Ucs2),
-        _ => Err(PduError::Unsupported(format!("reserved alphabet in DCS {dcs:#04x}"))),
+        _ => Err(PduError::Unsupported(format!(
+            "reserved alphabet in DCS {dcs:#04x}"
+        ))),
     };
     match dcs >> 4 {
         // General data coding (compressed text is not supported).
-        0x0..=0x3 if dcs & 0x20 != 0 => {
-            Err(PduError::Unsupported("compressed text".into()))
-        }
+        0x0..=0x3 if dcs & 0x20 != 0 => Err(PduError::Unsupported("compressed text".into())),
         0x0..=0x7 => from_bits((dcs >> 2) & 3),
         // Message waiting indication groups.
         0xc | 0xd => Ok(Alphabet::Gsm7),
         0xe => Ok(Alphabet::Ucs2),
-        0xf => Ok(if dcs & 0x4 != 0 { Alphabet::Data } else { Alphabet::Gsm7 }),
+        0xf => Ok(if dcs & 0x4 != 0 {
+            Alphabet::Data
+        } else {
+            Alphabet::Gsm7
+        }),
         _ => Err(PduError::Unsupported(format!("DCS {dcs:#04x}"))),
     }
 }
@@ -428,7 +434,9 @@ fn decode_user_data(
     let mut header_octets = 0;
     if has_header {
         let udhl = usize::from(*ud.first().ok_or(PduError::Truncated("user data header"))?);
-        let header = ud.get(1..1 + udhl).ok_or(PduError::Truncated("user data header"))?;
+        let header = ud
+            .get(1..1 + udhl)
+            .ok_or(PduError::Truncated("user data header"))?;
         concat = parse_header(header);
         header_octets = 1 + udhl;
     }

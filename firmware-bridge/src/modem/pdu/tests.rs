@@ -53,7 +53,8 @@ fn swedish_letters_are_in_the_gsm_alphabet() {
 
 #[test]
 fn plain_deliver() {
-    let d = deliver("07919730071111F1000B919746121611F10000811170021222230DC8329BFD6681EE6F399B1C02");
+    let d =
+        deliver("07919730071111F1000B919746121611F10000811170021222230DC8329BFD6681EE6F399B1C02");
     assert_eq!(d.smsc, Some(Address::International("79037011111".into())));
     assert_eq!(d.sender, Address::International("79642161111".into()));
     assert_eq!(d.sender.to_string(), "+79642161111");
@@ -65,14 +66,17 @@ fn plain_deliver() {
 
 #[test]
 fn negative_time_zone() {
-    let d = deliver("07919730071111F1000B919746121611F100008111700212222B0DC8329BFD6681EE6F399B1C02");
+    let d =
+        deliver("07919730071111F1000B919746121611F100008111700212222B0DC8329BFD6681EE6F399B1C02");
     assert_eq!(d.timestamp.zone_quarters, -32);
     assert_eq!(d.timestamp.unix, NOV_7_2018_202122 + 8 * 3600);
 }
 
 #[test]
 fn alphanumeric_sender() {
-    let d = deliver("07911326060032F0000DD0D432DBFC96D30100001121313121114012D7327BFC6E9741F437885A669BDF723A");
+    let d = deliver(
+        "07911326060032F0000DD0D432DBFC96D30100001121313121114012D7327BFC6E9741F437885A669BDF723A",
+    );
     assert_eq!(d.sender, Address::Alphanumeric("Telfort".into()));
     assert_eq!(d.smsc.unwrap().to_string(), "+31626000230");
     assert_eq!(d.body.text(), "Welcome to Telfort");
@@ -100,16 +104,27 @@ fn ucs2_deliver() {
 
 #[test]
 fn flash_message_class_zero() {
-    let d = deliver("07919730071111F1000B919746121611F10010811170021222231054747A0E4ACF416190991D9EA343");
+    let d = deliver(
+        "07919730071111F1000B919746121611F10010811170021222231054747A0E4ACF416190991D9EA343",
+    );
     assert_eq!(d.dcs, 0x10);
     assert_eq!(d.body.text(), "This is a flash!");
 }
 
 #[test]
 fn concatenated_8_bit_reference() {
-    let one = deliver("07919730071111F1400B919746121611F10000100161916223230D0500032E020190E175DD1D06");
-    let two = deliver("07919730071111F1400B919746121611F10000100161916233230E0500032E020240ED303D4C0F03");
-    assert_eq!(one.concat, Some(Concat { reference: 0x2e, total: 2, seq: 1 }));
+    let one =
+        deliver("07919730071111F1400B919746121611F10000100161916223230D0500032E020190E175DD1D06");
+    let two =
+        deliver("07919730071111F1400B919746121611F10000100161916233230E0500032E020240ED303D4C0F03");
+    assert_eq!(
+        one.concat,
+        Some(Concat {
+            reference: 0x2e,
+            total: 2,
+            seq: 1
+        })
+    );
     assert_eq!(one.body.text(), "Hakuna");
     assert_eq!(two.body.text(), " matata");
     let mut r = Reassembler::new(Duration::from_secs(60));
@@ -144,9 +159,12 @@ fn parts_with_the_same_reference_from_other_messages_do_not_mix() {
     // 0x1234 and 0x1235 share their second part's text but are different messages.
     let mut r = Reassembler::new(Duration::from_secs(60));
     let now = Instant::now();
-    let a1 = deliver("07919730071111F1400B919746121611F10000811170021222230E06080412340201C8329BFD6601");
+    let a1 =
+        deliver("07919730071111F1400B919746121611F10000811170021222230E06080412340201C8329BFD6601");
     let b1 = deliver("07919730071111F1400B919746121611F10000811170021222230B06080412350201C8340B");
-    let b2 = deliver("07919730071111F1400B919746121611F10000811170021232230F06080412350202A0FB5BCE268700");
+    let b2 = deliver(
+        "07919730071111F1400B919746121611F10000811170021232230F06080412350202A0FB5BCE268700",
+    );
     assert_eq!(r.push(a1, now), None);
     assert_eq!(r.push(b1, now), None);
     assert_eq!(r.push(b2, now).unwrap().text, "Hi, world!");
@@ -158,7 +176,16 @@ fn a_missing_part_times_out_with_a_gap() {
     let t0 = Instant::now();
     let to = Address::International("46701234567".into());
     let long = "x".repeat(400);
-    let pdus = encode_deliver(&to, &to, &long, Timestamp { unix: 0, zone_quarters: 4 }, 7);
+    let pdus = encode_deliver(
+        &to,
+        &to,
+        &long,
+        Timestamp {
+            unix: 0,
+            zone_quarters: 4,
+        },
+        7,
+    );
     assert_eq!(pdus.len(), 3);
     assert_eq!(r.push(decode_deliver(&pdus[0]).unwrap(), t0), None);
     assert_eq!(r.push(decode_deliver(&pdus[2]).unwrap(), t0), None);
@@ -167,7 +194,10 @@ fn a_missing_part_times_out_with_a_gap() {
     let late = r.expire(t0 + Duration::from_secs(30));
     assert_eq!(late.len(), 1);
     assert!(late[0].incomplete);
-    assert_eq!(late[0].text, format!("{}[…]{}", "x".repeat(153), "x".repeat(94)));
+    assert_eq!(
+        late[0].text,
+        format!("{}[…]{}", "x".repeat(153), "x".repeat(94))
+    );
 }
 
 #[test]
@@ -188,7 +218,10 @@ fn submit_vector() {
 
 #[test]
 fn submit_vectors_from_node_pdu() {
-    let s = decode_submit(&from_hex("001100039199F90000FF1A4937BD2C7787E9E9B73BCC06C1D16F7719E4AEB7C56539").unwrap()).unwrap();
+    let s = decode_submit(
+        &from_hex("001100039199F90000FF1A4937BD2C7787E9E9B73BCC06C1D16F7719E4AEB7C56539").unwrap(),
+    )
+    .unwrap();
     assert_eq!(s.recipient.to_string(), "+999");
     assert_eq!(s.body.text(), "International phone number");
     let s = decode_submit(&from_hex("000100038199F9000005C8329BFD06").unwrap()).unwrap();
@@ -198,15 +231,36 @@ fn submit_vectors_from_node_pdu() {
 
 #[test]
 fn addresses() {
-    assert_eq!(Address::parse("+46 70-123 45 67"), Some(Address::International("46701234567".into())));
-    assert_eq!(Address::parse("0701234567").unwrap().to_string(), "0701234567");
+    assert_eq!(
+        Address::parse("+46 70-123 45 67"),
+        Some(Address::International("46701234567".into()))
+    );
+    assert_eq!(
+        Address::parse("0701234567").unwrap().to_string(),
+        "0701234567"
+    );
     assert_eq!(Address::parse("+"), None);
     assert_eq!(Address::parse("call me"), None);
     let name = Address::Alphanumeric("Larm AB".into());
-    let pdus = encode_deliver(&Address::International("4670000".into()), &name, "hej", Timestamp { unix: 1_700_000_000, zone_quarters: -14 }, 0);
+    let pdus = encode_deliver(
+        &Address::International("4670000".into()),
+        &name,
+        "hej",
+        Timestamp {
+            unix: 1_700_000_000,
+            zone_quarters: -14,
+        },
+        0,
+    );
     let d = decode_deliver(&pdus[0]).unwrap();
     assert_eq!(d.sender, name);
-    assert_eq!(d.timestamp, Timestamp { unix: 1_700_000_000, zone_quarters: -14 });
+    assert_eq!(
+        d.timestamp,
+        Timestamp {
+            unix: 1_700_000_000,
+            zone_quarters: -14
+        }
+    );
 }
 
 #[test]
@@ -215,9 +269,14 @@ fn swedish_ucs2_and_emoji_split_on_character_boundaries() {
     let bodies = split(&text);
     assert!(bodies.len() > 1);
     for body in &bodies {
-        let Body::Ucs2(units) = body else { panic!("UCS2 expected") };
+        let Body::Ucs2(units) = body else {
+            panic!("UCS2 expected")
+        };
         assert!(units.len() <= UCS2_PART);
-        assert!(String::from_utf16(units).is_ok(), "no surrogate pair is split");
+        assert!(
+            String::from_utf16(units).is_ok(),
+            "no surrogate pair is split"
+        );
     }
     let to = Address::parse("+46701234567").unwrap();
     let mut r = Reassembler::new(Duration::from_secs(60));
@@ -229,7 +288,10 @@ fn swedish_ucs2_and_emoji_split_on_character_boundaries() {
         let as_deliver = Deliver {
             smsc: None,
             sender: to.clone(),
-            timestamp: Timestamp { unix: 0, zone_quarters: 0 },
+            timestamp: Timestamp {
+                unix: 0,
+                zone_quarters: 0,
+            },
             dcs: s.dcs,
             concat: s.concat,
             body: s.body,
@@ -243,13 +305,26 @@ fn swedish_ucs2_and_emoji_split_on_character_boundaries() {
 fn escapes_are_not_split_across_parts() {
     let text = format!("{}€€€€€", "a".repeat(152));
     let bodies = split(&text);
-    let Body::Gsm7(first) = &bodies[0] else { panic!() };
-    assert_eq!(first.len(), 152, "the euro's escape pair moved to the next part");
+    let Body::Gsm7(first) = &bodies[0] else {
+        panic!()
+    };
+    assert_eq!(
+        first.len(),
+        152,
+        "the euro's escape pair moved to the next part"
+    );
 }
 
 #[test]
 fn garbage_is_an_error_not_a_panic() {
-    for hex in ["", "00", "0791", "07919730071111F1000B91", "07919730071111F1FF", "0011000B916407281553F80000AA0A"] {
+    for hex in [
+        "",
+        "00",
+        "0791",
+        "07919730071111F1000B91",
+        "07919730071111F1FF",
+        "0011000B916407281553F80000AA0A",
+    ] {
         let bytes = from_hex(hex).unwrap();
         assert!(decode_deliver(&bytes).is_err(), "{hex}");
         assert!(decode_submit(&bytes).is_err(), "{hex}");
