@@ -221,10 +221,10 @@ async fn send_payload<W: AsyncWrite + Unpin>(writer: &mut W, current: &mut Optio
         Some(payload) => {
             let mut bytes = payload.into_bytes();
             bytes.push(CTRL_Z);
-            if let Err(e) = writer.write_all(&bytes).await {
-                if let Some(c) = current.take() {
-                    let _ = c.reply.send(Err(AtError::Closed(e.to_string())));
-                }
+            if let Err(e) = writer.write_all(&bytes).await
+                && let Some(c) = current.take()
+            {
+                let _ = c.reply.send(Err(AtError::Closed(e.to_string())));
             }
         }
         // A prompt nobody asked for: cancel it.
