@@ -61,6 +61,14 @@ const CTRL_Z: u8 = 0x1a;
 const ESC: u8 = 0x1b;
 
 impl AtClient {
+    /// A client whose engine is gone: every command fails with `Closed`.
+    /// Replacing a client with it closes the port once nothing else uses it.
+    pub fn disconnected() -> AtClient {
+        AtClient {
+            requests: mpsc::channel(1).0,
+        }
+    }
+
     /// Sends `command` and returns its response lines (echo and final code
     /// removed).
     pub async fn command(&self, command: &str, timeout: Duration) -> Result<Vec<String>, AtError> {
