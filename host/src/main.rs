@@ -14,6 +14,8 @@ use larm_host::plugins::{self, builtin_names};
 use larm_host::unit::Unit;
 use tokio::io::AsyncBufReadExt;
 
+mod cli;
+
 #[derive(Parser)]
 #[command(name = "larmd", version, about = "The larm alarm unit's runtime")]
 struct Cli {
@@ -39,6 +41,39 @@ enum Command {
     Plugin {
         #[command(subcommand)]
         command: PluginCommand,
+    },
+    /// Modem tools.
+    Modem {
+        #[command(subcommand)]
+        command: ModemCommand,
+    },
+    /// Simulators, to try a config without hardware.
+    Sim {
+        #[command(subcommand)]
+        command: SimCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModemCommand {
+    /// Opens a modem port and prints SIM state, signal, network, operator and IMEI.
+    Probe {
+        /// The serial port (`/dev/ttyUSB2`, or the simulator's pty).
+        #[arg(long)]
+        port: PathBuf,
+        /// Baud rate.
+        #[arg(long, default_value_t = 115_200)]
+        baud: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum SimCommand {
+    /// Runs the modem simulator on a pseudo-terminal and prints its path.
+    Modem {
+        /// `ec2x` (LTE) or `sim800` (GSM only).
+        #[arg(long, default_value = "ec2x")]
+        profile: String,
     },
 }
 
@@ -66,6 +101,12 @@ fn main() -> ExitCode {
         Command::Plugin {
             command: PluginCommand::Inspect { file },
         } => inspect(&file),
+        Command::Modem {
+            command: ModemCommand::Probe { port, baud },
+        } => block_on(cli::modem::probe(&port, baud)),
+        Command::Sim {
+            command: SimCommand::Modem { profile },
+        } => block_on(cli::modem::simulate(&profile)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -129,9 +170,14 @@ fn inspect(file: &Path) -> anyhow::Result<()> {
 }
 
 fn run(path: &Path) -> anyhow::Result<()> {
+    block_on(run_unit(path))
+}
+
+/// Runs `task` on a tokio runtime.
+fn block_on(task: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
-    let result = runtime.block_on(run_unit(path));
-    // The console's read of stdin sits in a blocking thread that only ends
+    let result = runtime.block_on(task);
+    // A console's read of stdin sits in a blocking thread that only ends
     // with input; do not wait for it.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     result

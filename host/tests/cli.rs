@@ -159,3 +159,156 @@ fn pulling_the_extended_card_blinks_code_five_until_it_is_back() {
     larmd.wait_for("LED red: off");
     larmd.stop();
 }
+
+/// `larmd sim modem` as a separate process.
+struct SimProcess {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: mpsc::Receiver<String>,
+    path: String,
+}
+
+impl SimProcess {
+    fn start(profile: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_larmd"))
+            .args(["sim", "modem", "--profile", profile])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (tx, stdout) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let first = stdout.recv_timeout(Duration::from_secs(30)).unwrap();
+        let path = first.rsplit(' ').next().unwrap().to_string();
+        assert!(first.starts_with("simulated"), "{first}");
+        Self {
+            stdin: child.stdin.take().unwrap(),
+            child,
+            stdout,
+            path,
+        }
+    }
+
+    fn send(&mut self, command: &str) {
+        writeln!(self.stdin, "{command}").unwrap();
+    }
+
+    fn probe(&self) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_larmd"))
+            .args(["modem", "probe", "--port", &self.path])
+            .output()
+            .unwrap()
+    }
+
+    /// Probes until the output (stdout and stderr) contains `text`: the
+    /// simulator takes its stdin commands in its own time.
+    fn probe_until(&self, text: &str) -> std::process::Output {
+        for _ in 0..50 {
+            let out = self.probe();
+            let all = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            if all.contains(text) {
+                return out;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the probe never showed `{text}`");
+    }
+}
+
+impl Drop for SimProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn modem_probe_against_the_simulator() {
+    let sim = SimProcess::start("ec2x");
+    let out = sim.probe();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "SIM:      ready",
+        "signal:   4 bars (CSQ 20)",
+        "network:  LTE",
+        "operator: Telia",
+        "IMEI:     861234567890123",
+    ] {
+        assert!(text.contains(expected), "{expected} in\n{text}");
+    }
+
+    let mut sim = SimProcess::start("sim800");
+    sim.send("signal 7");
+    sim.send("sim pin");
+    let text = String::from_utf8_lossy(&sim.probe_until("PIN required").stdout).to_string();
+    assert!(text.contains("SIM:      PIN required"), "{text}");
+    assert!(text.contains("signal:   1 bars (CSQ 7)"), "{text}");
+    assert!(text.contains("network:  not registered"), "{text}");
+}
+
+#[test]
+fn modem_probe_fails_clearly() {
+    let out = Command::new(env!("CARGO_BIN_EXE_larmd"))
+        .args(["modem", "probe", "--port", "/dev/ttyNOPE7"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/dev/ttyNOPE7 does not exist"));
+
+    let mut sim = SimProcess::start("ec2x");
+    sim.send("silent on");
+    let out = sim.probe_until("does not answer");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("does not answer"), "{stderr}");
+}
+
+#[tokio::test]
+async fn the_simulator_prints_what_the_unit_sends() {
+    let mut sim = SimProcess::start("ec2x");
+    let mut modem = firmware_bridge::modem::Modem::open(Path::new(&sim.path), 115_200).unwrap();
+    modem.init().await.unwrap();
+    modem
+        .send_sms("+46701234567", "Larm: dörren är öppen")
+        .await
+        .unwrap();
+    modem
+        .dial("+46701234567", Duration::from_millis(50))
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(sim.stdout.recv_timeout(Duration::from_secs(30)).unwrap());
+    }
+    assert_eq!(
+        seen,
+        [
+            "SMS to +46701234567: Larm: dörren är öppen",
+            "dialled +46701234567",
+            "hung up"
+        ]
+    );
+    sim.send("sms +46709876543 1234 STATUS");
+    match tokio::time::timeout(Duration::from_secs(30), modem.next_event())
+        .await
+        .unwrap()
+    {
+        Some(firmware_bridge::modem::ModemEvent::Sms(sms)) => assert_eq!(sms.text, "1234 STATUS"),
+        other => panic!("{other:?}"),
+    }
+}

@@ -1,0 +1,3 @@
+//! Subcommands of `larmd` beyond running the unit.
+
+pub mod modem;
