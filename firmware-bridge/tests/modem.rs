@@ -179,6 +179,26 @@ async fn a_hung_modem_is_noticed_and_restarted() {
 }
 
 #[tokio::test]
+async fn a_modem_that_stops_answering_is_recovered() {
+    let (sim, mut modem) = started(Profile::Sim800).await;
+    assert!(
+        !modem.recover_if_hung().await.unwrap(),
+        "a healthy modem is left alone"
+    );
+    sim.set_silent(true);
+    // The modem comes back only after a power cycle: here, a few seconds later.
+    let waker = sim.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        waker.set_silent(false);
+    });
+    assert!(modem.recover_if_hung().await.unwrap());
+    assert!(modem.alive().await);
+    sim.deliver_sms("+46701234567", "back");
+    assert_eq!(next_sms(&mut modem).await.text, "back");
+}
+
+#[tokio::test]
 async fn voice_call_alarm_and_incoming_calls() {
     let (sim, mut modem) = started(Profile::Ec2x).await;
     let mut events = sim.events();

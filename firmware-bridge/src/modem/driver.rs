@@ -120,6 +120,8 @@ pub struct Modem {
     reassembler: Reassembler,
     reference: u8,
     pending: Vec<ModemEvent>,
+    /// URCs that came in while the driver was busy restarting.
+    held: std::collections::VecDeque<Urc>,
 }
 
 fn open_port(
@@ -151,6 +153,7 @@ impl Modem {
             reassembler: Reassembler::new(REASSEMBLY_TIMEOUT),
             reference: 0,
             pending: Vec::new(),
+            held: std::collections::VecDeque::new(),
         })
     }
 
@@ -388,6 +391,21 @@ impl Modem {
         self.at.command("AT", Duration::from_secs(2)).await.is_ok()
     }
 
+    /// Checks that the modem answers; if it does not (twice, a few seconds
+    /// apart), restarts it. Returns whether a restart was needed.
+    pub async fn recover_if_hung(&mut self) -> Result<bool, ModemError> {
+        if self.alive().await {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if self.alive().await {
+            return Ok(false);
+        }
+        warn!(port = %self.path.display(), "the modem stopped answering");
+        self.restart().await?;
+        Ok(true)
+    }
+
     /// Restarts the modem (`AT+CFUN=1,1`, or just reopening the port if it
     /// does not answer), waits for it to answer again, and initialises it.
     pub async fn restart(&mut self) -> Result<SimState, ModemError> {
@@ -410,7 +428,14 @@ impl Modem {
                 return Err(AtError::Timeout("AT after restart".into()).into());
             }
         }
-        self.init().await
+        let sim = self.init().await?;
+        // The boot messages of a restart we asked for are not news.
+        while let Ok(urc) = self.urcs.try_recv() {
+            if !matches!(urc, Urc::Ready(_) | Urc::Sim(_)) {
+                self.held.push_back(urc);
+            }
+        }
+        Ok(sim)
     }
 
     /// The next thing that happens on the modem's side. New messages are
@@ -422,7 +447,10 @@ impl Modem {
                 return Some(event);
             }
             let expiry = self.reassembler.deadline();
-            let urc = tokio::select! {
+            let urc = if let Some(urc) = self.held.pop_front() {
+                urc
+            } else {
+                tokio::select! {
                 urc = self.urcs.recv() => urc?,
                 () = sleep_until(expiry) => {
                     for sms in self.reassembler.expire(Instant::now()) {
@@ -430,6 +458,7 @@ impl Modem {
                         self.pending.push(ModemEvent::Sms(sms));
                     }
                     continue;
+                }
                 }
             };
             match urc {

@@ -255,7 +255,27 @@ pub fn classify(line: &str, command: Option<&str>) -> Class {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        /// Any bytes frame and classify without panicking (cargo-fuzz does
+        /// the long runs: `firmware-bridge/fuzz`).
+        #[test]
+        fn any_bytes_frame_and_classify(bytes in proptest::collection::vec(any::<u8>(), 0..3000)) {
+            let mut framer = Framer::default();
+            for chunk in bytes.chunks(5) {
+                for token in framer.push(chunk) {
+                    if let Token::Line(line) = token {
+                        prop_assert!(line.len() <= MAX_LINE * 4);
+                        let _ = classify(&line, None);
+                        let _ = classify(&line, Some("AT+CEREG?"));
+                    }
+                }
+            }
+        }
+    }
 
     fn lines(tokens: Vec<Token>) -> Vec<String> {
         tokens
