@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use firmware_bridge::board::{Contact, InputId};
 use firmware_bridge::leds;
+use firmware_bridge::modem::sim::{SimEvent, SimModem};
 use larm_host::config::Config;
 use larm_host::plugins::compat;
 use larm_host::plugins::runtime::Runtime;
@@ -25,11 +26,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Runs the unit.
+    /// Runs the unit (with no config: a standard unit on the simulated
+    /// board and modem, `examples/sim.toml`).
     Run {
         /// The config file.
         #[arg(long)]
-        config: PathBuf,
+        config: Option<PathBuf>,
     },
     /// Checks a config file and the components it names, then exits.
     Check {
@@ -96,7 +98,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { config } => run(&config),
+        Command::Run { config } => run(config.as_deref()),
         Command::Check { config } => check(&config),
         Command::Plugin {
             command: PluginCommand::Inspect { file },
@@ -169,9 +171,12 @@ fn inspect(file: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run(path: &Path) -> anyhow::Result<()> {
+fn run(path: Option<&Path>) -> anyhow::Result<()> {
     block_on(run_unit(path))
 }
+
+/// The standard unit on the simulated board and modem.
+const DEFAULT_CONFIG: &str = include_str!("../../examples/sim.toml");
 
 /// Runs `task` on a tokio runtime.
 fn block_on(task: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
@@ -183,11 +188,21 @@ fn block_on(task: impl std::future::Future<Output = anyhow::Result<()>>) -> anyh
     result
 }
 
-async fn run_unit(path: &Path) -> anyhow::Result<()> {
-    let config = load_config(path)?;
-    let unit = Unit::build(&config)?;
+async fn run_unit(path: Option<&Path>) -> anyhow::Result<()> {
+    let config = match path {
+        Some(path) => load_config(path)?,
+        None => Config::parse(
+            DEFAULT_CONFIG,
+            Path::new("examples/sim.toml (built in)"),
+            &builtin_names(),
+        )?,
+    };
+    let unit = Unit::build(&config).await?;
     if let Some(sim) = unit.sim.clone() {
-        tokio::spawn(sim_console(sim));
+        tokio::spawn(sim_console(sim, unit.sim_modem.clone()));
+    }
+    if let Some(modem) = &unit.sim_modem {
+        tokio::spawn(print_modem(modem.events()));
     }
     tokio::spawn(print_leds(unit.led_state()));
     tracing::info!("larmd running; Ctrl-C stops it");
@@ -205,12 +220,32 @@ async fn run_unit(path: &Path) -> anyhow::Result<()> {
 
 /// Reads commands from stdin to drive the simulated board. When stdin ends
 /// (a service, a test), larmd keeps running.
-async fn sim_console(sim: std::sync::Arc<firmware_bridge::board::SimBoard>) {
-    const HELP: &str = "commands: close N, open N (input N), card out, card in (extended I/O card)";
+async fn sim_console(
+    sim: std::sync::Arc<firmware_bridge::board::SimBoard>,
+    modem: Option<SimModem>,
+) {
+    const HELP: &str = "commands: close N, open N (input N), card out, card in (extended I/O card), \
+                        sms FROM TEXT, ring FROM (with the simulated modem)";
     eprintln!("simulated board: {HELP}");
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         let words: Vec<&str> = line.split_whitespace().collect();
+        match (words.as_slice(), &modem) {
+            (["sms", from, ..], Some(modem)) => {
+                let text = line.trim_start()[3..].trim_start()[from.len()..].trim_start();
+                modem.deliver_sms(from, text);
+                continue;
+            }
+            (["ring", from], Some(modem)) => {
+                modem.ring(from);
+                continue;
+            }
+            (["sms" | "ring", ..], None) => {
+                eprintln!("no simulated modem ([modem] simulator = \"ec2x\" in the config)");
+                continue;
+            }
+            _ => {}
+        }
         let (contact, n) = match words.as_slice() {
             ["close", n] => (Contact::Closed, n),
             ["open", n] => (Contact::Open, n),
@@ -233,6 +268,18 @@ async fn sim_console(sim: std::sync::Arc<firmware_bridge::board::SimBoard>) {
                 }
             }
             Err(_) => eprintln!("`{n}` is not an input number"),
+        }
+    }
+}
+
+/// Prints what the unit sends through the simulated modem.
+async fn print_modem(mut events: tokio::sync::broadcast::Receiver<SimEvent>) {
+    while let Ok(event) = events.recv().await {
+        match event {
+            SimEvent::SmsSent { to, text } => tracing::info!("modem: SMS sent to {to}: {text:?}"),
+            SimEvent::Dialled(number) => tracing::info!("modem: dialling {number}"),
+            SimEvent::HungUp => tracing::info!("modem: hung up"),
+            SimEvent::Restarted => tracing::info!("modem: restarted"),
         }
     }
 }

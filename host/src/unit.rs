@@ -9,13 +9,18 @@ use std::time::Duration;
 
 use anyhow::Context;
 use firmware_bridge::board::{Board, CardState, Contact as BoardContact, SimBoard, SimConfig};
-use firmware_bridge::leds::{self, ErrorCode, UnitState};
+use firmware_bridge::leds::{self, ErrorCode, Network, UnitState};
+use firmware_bridge::modem::sim::{Profile, SimModem};
 use tokio::sync::{broadcast, mpsc, watch};
 use tracing::{info, warn};
 
 use crate::config::{BoardKind, Config};
+use crate::modem::{self, Incoming, Outgoing};
 use crate::plugins::PluginManager;
-use crate::plugins::bindings::larm::plugin::types::{Contact, InputEvent};
+use crate::plugins::bindings::larm::plugin::system::RestartTarget;
+use crate::plugins::bindings::larm::plugin::types::{
+    CallEvent, Contact, InputEvent, NetworkType, SimState, SmsMessage,
+};
 use crate::plugins::caps::{Action, Services};
 use crate::plugins::runtime::Runtime;
 use crate::state::State;
@@ -28,16 +33,20 @@ pub struct Unit {
     pub services: Arc<Services>,
     /// The plugins.
     pub plugins: PluginManager,
+    /// The simulated modem, when the config asks for one.
+    pub sim_modem: Option<SimModem>,
     actions: mpsc::UnboundedReceiver<Action>,
     edges: broadcast::Receiver<firmware_bridge::board::InputEdge>,
     led_state: watch::Sender<UnitState>,
+    incoming: mpsc::UnboundedReceiver<Incoming>,
+    outgoing: Option<mpsc::UnboundedSender<Outgoing>>,
 }
 
 impl Unit {
     /// Builds the unit: opens the state in the data dir, the board, and
     /// loads every plugin (a plugin that cannot be loaded is logged and
-    /// left out; the unit runs the others).
-    pub fn build(config: &Config) -> anyhow::Result<Self> {
+    /// left out; the unit runs the others), and starts the modem task.
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
         let data_dir = data_dir(config);
         let state = Arc::new(
             State::open(&data_dir)
@@ -69,12 +78,54 @@ impl Unit {
             .map_err(|e| anyhow::anyhow!("starting the plugin runtime: {e:#}"))?;
         let mut plugins = PluginManager::new(runtime, services.clone());
         plugins.start_all(config);
+
+        let (incoming_tx, incoming) = mpsc::unbounded_channel();
+        let mut sim_modem = None;
+        let mut outgoing = None;
+        if let Some(m) = &config.modem {
+            let port = match (&m.port, &m.simulator) {
+                (Some(port), _) => port.clone(),
+                (None, Some(profile)) => {
+                    let profile = Profile::by_name(profile)
+                        .with_context(|| format!("no modem simulator profile `{profile}`"))?;
+                    let simulated =
+                        SimModem::start(profile).context("starting the modem simulator")?;
+                    info!(port = %simulated.path().display(), "modem simulator running");
+                    let port = simulated.path().to_path_buf();
+                    sim_modem = Some(simulated);
+                    port
+                }
+                (None, None) => unreachable!("validated on config load"),
+            };
+            match modem::open(&port, m.baud).await {
+                Ok((driver, stored)) => {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    outgoing = Some(tx);
+                    tokio::spawn(modem::run(
+                        driver,
+                        stored,
+                        services.clone(),
+                        incoming_tx,
+                        rx,
+                    ));
+                }
+                // The unit still runs its inputs and outputs; the red LED
+                // shows the modem error.
+                Err(e) => {
+                    tracing::error!("modem on {}: {e}", port.display());
+                    *services.modem.lock().unwrap() = Some(Default::default());
+                }
+            }
+        }
         Ok(Self {
             sim,
             services,
             plugins,
+            sim_modem,
             actions,
             edges,
+            incoming,
+            outgoing,
             led_state: watch::channel(UnitState::default()).0,
         })
     }
@@ -115,7 +166,36 @@ impl Unit {
                     }
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
-                Some(action) = self.actions.recv() => carry_out(action),
+                Some(action) = self.actions.recv() => {
+                    let mut batch = vec![action];
+                    while let Ok(more) = self.actions.try_recv() {
+                        batch.push(more);
+                    }
+                    // Restarts go last, so the replies queued with them are
+                    // sent first (as `system.restart` promises).
+                    batch.sort_by_key(|a| matches!(a, Action::Restart { .. }));
+                    for action in batch {
+                        self.carry_out(action);
+                    }
+                }
+                Some(incoming) = self.incoming.recv() => match incoming {
+                    Incoming::Sms(sms) => {
+                        let sender = sms.sender.to_string();
+                        info!(%sender, "SMS received: {:?}", sms.text);
+                        let message = SmsMessage {
+                            sender: sender.clone(),
+                            text: sms.text,
+                            sent_at: sms.timestamp.unix,
+                        };
+                        if self.plugins.sms(message).await.is_none() {
+                            info!(%sender, "no command set took the SMS");
+                        }
+                    }
+                    Incoming::Call(caller) => {
+                        info!(caller = caller.as_deref().unwrap_or("unknown"), "incoming call");
+                        self.plugins.call(CallEvent { caller }).await;
+                    }
+                },
                 () = &mut shutdown => break,
             }
         }
@@ -154,39 +234,81 @@ async fn watch_status(services: Arc<Services>, led_state: watch::Sender<UnitStat
 fn unit_state(services: &Services, card: CardState) -> UnitState {
     let mut state = UnitState {
         server_connected: *services.server_connected.lock().unwrap(),
+        sms_received: *services.last_sms.lock().unwrap(),
         ..UnitState::default()
     };
     if card == CardState::Missing {
         state.errors.insert(ErrorCode::ExtendedIo);
     }
+    if let Some(modem) = services.modem.lock().unwrap().as_ref() {
+        state.busy = modem.busy;
+        state.signal_bars = modem.signal_bars;
+        state.network = match modem.network {
+            NetworkType::Lte => Network::Lte,
+            NetworkType::Gsm | NetworkType::Umts => Network::Gsm,
+            NetworkType::None => Network::None,
+        };
+        let code = if !modem.answering {
+            Some(ErrorCode::Modem)
+        } else if modem.sim != SimState::Ready {
+            Some(ErrorCode::Sim)
+        } else if modem.network == NetworkType::None {
+            Some(ErrorCode::NoNetwork)
+        } else if modem.signal_bars <= 1 {
+            Some(ErrorCode::LowSignal)
+        } else {
+            None
+        };
+        state.errors.extend(code);
+    }
     state
 }
 
-/// Carries out or logs what a plugin asked for. The modem and the server
-/// link are not part of this build yet: their actions are logged as not sent.
-fn carry_out(action: Action) {
-    match action {
-        Action::Output { by, output, on } => {
-            info!(
-                "output {output} {} (by {by})",
-                if on { "on" } else { "off" }
-            );
+impl Unit {
+    /// Carries out what a plugin asked for: SMS and calls go to the modem.
+    fn carry_out(&self, action: Action) {
+        let to_modem = |request: Outgoing| match &self.outgoing {
+            Some(modem) => {
+                let _ = modem.send(request);
+            }
+            None => warn!("no modem: {request:?} not carried out"),
+        };
+        match action {
+            Action::Output { by, output, on } => {
+                info!(
+                    "output {output} {} (by {by})",
+                    if on { "on" } else { "off" }
+                );
+            }
+            Action::Sms { by, to, text } => {
+                info!("SMS to {to} (by {by}): {text:?}");
+                to_modem(Outgoing::Sms { to, text });
+            }
+            Action::Call { by, number, ring_s } => {
+                info!("alarm call to {number} for {ring_s} s (by {by})");
+                to_modem(Outgoing::Call {
+                    number,
+                    ring: Duration::from_secs(ring_s.into()),
+                });
+            }
+            Action::Report { by, report } => info!("report (by {by}): {report:?}"),
+            Action::Connect { by } => info!("server connection requested (by {by})"),
+            Action::SetInterval { by, minutes } => {
+                info!("connection interval set to {minutes} min (by {by})");
+            }
+            Action::Restart {
+                by,
+                target: RestartTarget::Modem,
+            } => {
+                info!("modem restart requested (by {by})");
+                to_modem(Outgoing::Restart);
+            }
+            Action::Restart {
+                by,
+                target: RestartTarget::Unit,
+            } => warn!("restart of the unit requested (by {by}); restart larmd's service to apply"),
+            Action::FactoryReset { by } => warn!("factory settings restored (by {by})"),
         }
-        Action::Sms { by, to, text } => {
-            warn!("SMS to {to} (by {by}) not sent, no modem driver in this build: {text:?}");
-        }
-        Action::Call { by, number, ring_s } => {
-            warn!(
-                "call to {number} for {ring_s} s (by {by}) not made, no modem driver in this build"
-            );
-        }
-        Action::Report { by, report } => info!("report (by {by}): {report:?}"),
-        Action::Connect { by } => info!("server connection requested (by {by})"),
-        Action::SetInterval { by, minutes } => {
-            info!("connection interval set to {minutes} min (by {by})");
-        }
-        Action::Restart { by, target } => warn!("restart of {target:?} requested (by {by})"),
-        Action::FactoryReset { by } => warn!("factory settings restored (by {by})"),
     }
 }
 

@@ -1,5 +1,8 @@
 //! `larmd plugin inspect` and `larmd run` as a separate process.
 
+mod common;
+
+use common::Larmd;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, ChildStdin};
@@ -7,9 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-fn guest(name: &str) -> std::path::PathBuf {
-    Path::new(env!("OUT_DIR")).join(format!("guests/{name}.wasm"))
-}
+use common::guest;
 
 fn inspect(name: &str) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_larmd"))
@@ -42,96 +43,6 @@ fn inspect_explains_an_unusable_component() {
     assert!(text.contains("larm:plugin/rule@1.0.0"), "{text}");
 }
 
-/// `larmd run` as a separate process, its log read line by line.
-struct Larmd {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: mpsc::Receiver<String>,
-    log: Vec<String>,
-    _dir: tempfile::TempDir,
-}
-
-impl Larmd {
-    /// Starts larmd with `config` (TOML; `@follow` stands for the example
-    /// component's path) in a fresh folder.
-    fn start(config: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("unit.toml");
-        let config = config.replace(
-            "@follow",
-            &format!("{:?}", guest("follow-input").display().to_string()),
-        );
-        std::fs::write(&file, format!("data_dir = \"data\"\n{config}")).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_larmd"))
-            .args(["run", "--config"])
-            .arg(&file)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, lines) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        Self {
-            stdin: child.stdin.take(),
-            child,
-            lines,
-            log: Vec::new(),
-            _dir: dir,
-        }
-    }
-
-    /// Types a console command.
-    fn send(&mut self, command: &str) {
-        writeln!(self.stdin.as_mut().unwrap(), "{command}").unwrap();
-    }
-
-    /// Waits until a log line contains `text`.
-    fn wait_for(&mut self, text: &str) {
-        while !self.log.iter().any(|l| l.contains(text)) {
-            match self.lines.recv_timeout(Duration::from_secs(60)) {
-                Ok(line) => self.log.push(line),
-                Err(_) => panic!("`{text}` never logged:\n{}", self.log.join("\n")),
-            }
-        }
-    }
-
-    /// Stops larmd with SIGTERM and returns its whole log.
-    fn stop(mut self) -> Vec<String> {
-        assert!(
-            self.child.try_wait().unwrap().is_none(),
-            "larmd exited early"
-        );
-        Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        let status = self.child.wait().unwrap();
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(10)) {
-            self.log.push(line);
-        }
-        assert!(
-            status.success(),
-            "SIGTERM stops larmd cleanly: {:#?}",
-            self.log
-        );
-        std::mem::take(&mut self.log)
-    }
-}
-
-impl Drop for Larmd {
-    /// A failed test must not leave larmd running.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn run_follows_inputs_and_keeps_running_without_stdin() {
     let mut larmd = Larmd::start(
@@ -141,11 +52,7 @@ fn run_follows_inputs_and_keeps_running_without_stdin() {
     // Then run with stdin closed, as under a service manager.
     larmd.stdin = None;
     larmd.wait_for("output 1 on (by follow)");
-    let log = larmd.stop();
-    assert!(
-        log.iter().any(|l| l.contains("stopping plugins")),
-        "{log:#?}"
-    );
+    larmd.stop();
 }
 
 #[test]
@@ -154,7 +61,6 @@ fn pulling_the_extended_card_blinks_code_five_until_it_is_back() {
     larmd.wait_for("LED red: off");
     larmd.send("card out");
     larmd.wait_for("LED red: 5 blinks (extended I/O card missing)");
-    larmd.log.clear();
     larmd.send("card in");
     larmd.wait_for("LED red: off");
     larmd.stop();

@@ -443,42 +443,70 @@ impl Modem {
     /// the message is whole (or its missing parts time out).
     pub async fn next_event(&mut self) -> Option<ModemEvent> {
         loop {
-            if let Some(event) = self.pending.pop() {
+            let wake = self.wait().await?;
+            if let Some(event) = self.process(wake).await {
                 return Some(event);
-            }
-            let expiry = self.reassembler.deadline();
-            let urc = if let Some(urc) = self.held.pop_front() {
-                urc
-            } else {
-                tokio::select! {
-                urc = self.urcs.recv() => urc?,
-                () = sleep_until(expiry) => {
-                    for sms in self.reassembler.expire(Instant::now()) {
-                        warn!(sender = %sms.sender, "parts of a long SMS never came; delivering what arrived");
-                        self.pending.push(ModemEvent::Sms(sms));
-                    }
-                    continue;
-                }
-                }
-            };
-            match urc {
-                Urc::NewMessage { index, .. } => match self.read_message(index).await {
-                    Ok(Some(sms)) => return Some(ModemEvent::Sms(sms)),
-                    Ok(None) => {}
-                    Err(e) => warn!("reading SMS {index}: {e}"),
-                },
-                Urc::Message(hex) => {
-                    if let Some(sms) = self.take_part(&hex) {
-                        return Some(ModemEvent::Sms(sms));
-                    }
-                }
-                Urc::Ring => {}
-                Urc::Caller(number) => return Some(ModemEvent::Call(number)),
-                Urc::Ready(what) if what == "RDY" => return Some(ModemEvent::Restarted),
-                other => debug!("modem: {other:?}"),
             }
         }
     }
+
+    /// Waits for something to handle. Cancel-safe: use it in `select!`
+    /// with other work, then hand what it returns to [`Modem::process`].
+    pub async fn wait(&mut self) -> Option<Wake> {
+        if let Some(urc) = self.held.pop_front() {
+            return Some(Wake::Urc(urc));
+        }
+        if !self.pending.is_empty() {
+            return Some(Wake::Pending);
+        }
+        let expiry = self.reassembler.deadline();
+        tokio::select! {
+            urc = self.urcs.recv() => urc.map(Wake::Urc),
+            () = sleep_until(expiry) => Some(Wake::Expired),
+        }
+    }
+
+    /// Handles what [`Modem::wait`] returned; the event it makes, if any.
+    pub async fn process(&mut self, wake: Wake) -> Option<ModemEvent> {
+        let urc = match wake {
+            Wake::Pending => return self.pending.pop(),
+            Wake::Expired => {
+                for sms in self.reassembler.expire(Instant::now()) {
+                    warn!(sender = %sms.sender, "parts of a long SMS never came; delivering what arrived");
+                    self.pending.push(ModemEvent::Sms(sms));
+                }
+                return self.pending.pop();
+            }
+            Wake::Urc(urc) => urc,
+        };
+        match urc {
+            Urc::NewMessage { index, .. } => match self.read_message(index).await {
+                Ok(sms) => sms.map(ModemEvent::Sms),
+                Err(e) => {
+                    warn!("reading SMS {index}: {e}");
+                    None
+                }
+            },
+            Urc::Message(hex) => self.take_part(&hex).map(ModemEvent::Sms),
+            Urc::Caller(number) => Some(ModemEvent::Call(number)),
+            Urc::Ready(what) if what == "RDY" => Some(ModemEvent::Restarted),
+            other => {
+                debug!("modem: {other:?}");
+                None
+            }
+        }
+    }
+}
+
+/// Something for [`Modem::process`] to handle.
+#[derive(Debug)]
+pub enum Wake {
+    /// An unsolicited result code.
+    Urc(Urc),
+    /// Missing parts of a long SMS timed out.
+    Expired,
+    /// Events are waiting.
+    Pending,
 }
 
 async fn sleep_until(at: Option<Instant>) {

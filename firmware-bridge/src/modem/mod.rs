@@ -11,4 +11,4 @@ pub mod driver;
 pub mod pdu;
 pub mod sim;
 
-pub use driver::{Modem, ModemError, ModemEvent, Network, SimState, Status};
+pub use driver::{Modem, ModemError, ModemEvent, Network, SimState, Status, Wake};

@@ -127,12 +127,15 @@ pub struct Config {
     pub plugins: Vec<PluginConfig>,
 }
 
-/// `[modem]`
+/// `[modem]`: a serial port, or the modem simulator on a pseudo-terminal.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModemConfig {
     /// Serial device, e.g. `/dev/ttyUSB2`.
-    pub port: PathBuf,
+    pub port: Option<PathBuf>,
+    /// Instead of `port`: run the modem simulator (`"ec2x"` or `"sim800"`)
+    /// and use its pseudo-terminal.
+    pub simulator: Option<String>,
     /// Baud rate.
     #[serde(default = "default_baud")]
     pub baud: u32,
@@ -361,6 +364,16 @@ impl Config {
         base: &Path,
         builtins: &[&str],
     ) -> Result<(), (Option<Range<usize>>, String, String)> {
+        if let Some(modem) = &self.modem
+            && modem.port.is_some() == modem.simulator.is_some()
+        {
+            return Err((
+                None,
+                "modem".into(),
+                "give the modem's `port`, or `simulator = \"ec2x\"` (or \"sim800\"), not both"
+                    .into(),
+            ));
+        }
         let board = &self.board;
         if board.kind == BoardKind::Linux && board.gpio.is_none() {
             return Err((

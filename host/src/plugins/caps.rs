@@ -96,9 +96,13 @@ pub enum Action {
 }
 
 /// The modem's view of the unit, as the status capability shows it. The
-/// modem driver keeps it current.
+/// modem task keeps it current.
 #[derive(Debug, Clone)]
 pub struct ModemStatus {
+    /// The modem answers commands.
+    pub answering: bool,
+    /// An SMS is being sent or a call dialled.
+    pub busy: bool,
     /// Bars, 0-5.
     pub signal_bars: u8,
     /// Registered network.
@@ -112,6 +116,8 @@ pub struct ModemStatus {
 impl Default for ModemStatus {
     fn default() -> Self {
         Self {
+            answering: false,
+            busy: false,
             signal_bars: 0,
             network: NetworkType::None,
             sim: SimState::Unknown,
@@ -129,8 +135,10 @@ pub struct Services {
     pub state: Arc<State>,
     /// Where effects go.
     pub actions: mpsc::UnboundedSender<Action>,
-    /// The modem's status.
-    pub modem: Mutex<ModemStatus>,
+    /// The modem's status; None when the unit has no modem configured.
+    pub modem: Mutex<Option<ModemStatus>>,
+    /// When the last SMS arrived (the green LED's 5 s).
+    pub last_sms: Mutex<Option<Instant>>,
     /// Whether the server link is up.
     pub server_connected: Mutex<bool>,
     /// Every plugin's health, by name.
@@ -163,7 +171,8 @@ impl Services {
             board,
             state,
             actions,
-            modem: Mutex::new(ModemStatus::default()),
+            modem: Mutex::new(None),
+            last_sms: Mutex::new(None),
             server_connected: Mutex::new(false),
             health: Mutex::new(BTreeMap::new()),
             throttle: Mutex::new(HashMap::new()),
@@ -415,7 +424,13 @@ impl Capabilities {
 
     /// `status.device`
     pub fn device_status(&self) -> DeviceStatus {
-        let modem = self.services.modem.lock().unwrap().clone();
+        let modem = self
+            .services
+            .modem
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap_or_default();
         DeviceStatus {
             unit_id: self.services.state.unit_id().unwrap_or_default(),
             signal_bars: modem.signal_bars,

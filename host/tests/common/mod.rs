@@ -1,0 +1,124 @@
+//! Running `larmd` as a separate process in tests.
+#![allow(dead_code)] // Each test crate uses its own part of this.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// The path of a guest component built by `host/build.rs`.
+pub fn guest(name: &str) -> std::path::PathBuf {
+    Path::new(env!("OUT_DIR")).join(format!("guests/{name}.wasm"))
+}
+
+/// `larmd run` as a separate process, its log read line by line.
+pub struct Larmd {
+    child: Child,
+    pub stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+    pub log: Vec<String>,
+    dir: tempfile::TempDir,
+}
+
+impl Larmd {
+    /// Starts larmd with `config` (TOML; `@follow` stands for the example
+    /// component's path) in a fresh folder.
+    pub fn start(config: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("unit.toml");
+        let config = config.replace(
+            "@follow",
+            &format!("{:?}", guest("follow-input").display().to_string()),
+        );
+        std::fs::write(&file, format!("data_dir = \"data\"\n{config}")).unwrap();
+        let args = ["run", "--config", file.to_str().unwrap()];
+        Self::spawn(dir, &args)
+    }
+
+    /// Starts `larmd run` with no config (the built-in standard unit) in `dir`.
+    pub fn start_default(dir: tempfile::TempDir) -> Self {
+        Self::spawn(dir, &["run"])
+    }
+
+    fn spawn(dir: tempfile::TempDir, args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_larmd"))
+            .args(args)
+            .current_dir(dir.path())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Self {
+            stdin: child.stdin.take(),
+            child,
+            lines,
+            log: Vec::new(),
+            dir,
+        }
+    }
+
+    /// Types a console command.
+    pub fn send(&mut self, command: &str) {
+        writeln!(self.stdin.as_mut().unwrap(), "{command}").unwrap();
+    }
+
+    /// Waits until a log line contains `text`; returns the lines logged up
+    /// to and including it since the last wait.
+    pub fn wait_for(&mut self, text: &str) -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) => {
+                    let found = line.contains(text);
+                    self.log.push(line.clone());
+                    seen.push(line);
+                    if found {
+                        return seen;
+                    }
+                }
+                Err(_) => panic!("`{text}` never logged:\n{}", self.log.join("\n")),
+            }
+        }
+    }
+
+    /// Stops larmd with SIGTERM; returns its folder for a restart.
+    pub fn stop(mut self) -> tempfile::TempDir {
+        assert!(
+            self.child.try_wait().unwrap().is_none(),
+            "larmd exited early"
+        );
+        Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        let status = self.child.wait().unwrap();
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(10)) {
+            self.log.push(line);
+        }
+        assert!(
+            status.success(),
+            "SIGTERM stops larmd cleanly: {:#?}",
+            self.log
+        );
+        assert!(self.log.iter().any(|l| l.contains("stopping plugins")));
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, dir)
+    }
+}
+
+impl Drop for Larmd {
+    /// A failed test must not leave larmd running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,103 @@
+//! The standard unit end to end: `larmd run` with its built-in config as a
+//! separate process, the modem simulator on a pseudo-terminal, driven
+//! through the console as an installer would with a phone.
+
+mod common;
+
+use common::Larmd;
+
+const PHONE: &str = "+46701234567";
+
+/// Sends the unit an SMS from `PHONE`.
+fn sms(larmd: &mut Larmd, text: &str) {
+    larmd.send(&format!("sms {PHONE} {text}"));
+}
+
+/// Waits for the unit's reply to `PHONE`; returns the lines logged meanwhile.
+fn reply(larmd: &mut Larmd, text: &str) -> Vec<String> {
+    larmd.wait_for(&format!("modem: SMS sent to {PHONE}: {text:?}"))
+}
+
+#[test]
+fn commissioning_as_the_manual_describes() {
+    let mut larmd = Larmd::start_default(tempfile::tempdir().unwrap());
+    larmd.wait_for("larmd running");
+
+    // "When commissioning for the first time, always start with STATUS."
+    sms(&mut larmd, "0000 STATUS");
+    reply(
+        &mut larmd,
+        "IN1-12: 000000000000 OUT1-9: 000000000 ALARM: off Signal: 4/5 LTE. Change the factory password!",
+    );
+
+    sms(&mut larmd, "0000 CHGPASS 1234 1234");
+    reply(&mut larmd, "Password changed");
+
+    sms(&mut larmd, "1234 OUTPUT 3 ON");
+    let seen = reply(&mut larmd, "Output 3 ON");
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("output 3 on (by sms-commands)"))
+    );
+
+    // SETOUTPUT switches without a reply: the next reply is STATUS's.
+    sms(&mut larmd, "1234 SETOUTPUT 3 OFF");
+    larmd.wait_for("output 3 off (by sms-commands)");
+    sms(&mut larmd, "1234 sTaTuS");
+    let seen = reply(
+        &mut larmd,
+        "IN1-12: 000000000000 OUT1-9: 000000000 ALARM: off Signal: 4/5 LTE.",
+    );
+    assert_eq!(
+        seen.iter()
+            .filter(|l| l.contains("modem: SMS sent"))
+            .count(),
+        1,
+        "no reply to SETOUTPUT: {seen:#?}"
+    );
+
+    // The factory password no longer works, and gets no reply.
+    sms(&mut larmd, "0000 STATUS");
+    larmd.wait_for("no command set took the SMS");
+
+    // A bad parameter with the right password gets a reply saying why.
+    sms(&mut larmd, "1234 OUTPUT 3 MAYBE");
+    reply(&mut larmd, "Wrong parameters. Use: OUTPUT n ON/OFF");
+    sms(&mut larmd, "1234 FLY");
+    larmd.wait_for("modem: SMS sent to +46701234567: \"Unknown command FLY.");
+
+    // RESTART GSM restarts the modem.
+    sms(&mut larmd, "1234 RESTART GSM");
+    reply(&mut larmd, "Restarting the modem");
+    larmd.wait_for("modem: restarted");
+
+    // The password survives a restart of larmd.
+    let dir = larmd.stop();
+    let mut larmd = Larmd::start_default(dir);
+    larmd.wait_for("larmd running");
+    sms(&mut larmd, "1234 STATUS");
+    reply(
+        &mut larmd,
+        "IN1-12: 000000000000 OUT1-9: 000000000 ALARM: off Signal: 4/5 LTE.",
+    );
+    larmd.stop();
+}
+
+#[test]
+fn repeated_wrong_passwords_get_the_sender_ignored() {
+    let mut larmd = Larmd::start_default(tempfile::tempdir().unwrap());
+    larmd.wait_for("larmd running");
+    for guess in ["1111", "2222", "3333", "4444", "5555"] {
+        sms(&mut larmd, &format!("{guess} STATUS"));
+        larmd.wait_for("wrong password");
+    }
+    larmd.wait_for("too many wrong passwords");
+    // Even the right password is ignored now, without a reply.
+    sms(&mut larmd, "0000 STATUS");
+    let seen = larmd.wait_for("ignoring throttled sender");
+    assert!(!seen.iter().any(|l| l.contains("modem: SMS sent")));
+    // Another phone is not affected.
+    larmd.send("sms +46709999999 0000 STATUS");
+    larmd.wait_for("modem: SMS sent to +46709999999");
+    larmd.stop();
+}

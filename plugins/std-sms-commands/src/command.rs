@@ -1,0 +1,356 @@
+//! Parsing command SMS and wording replies: pure, so it is tested natively.
+//!
+//! Format (the manual): `[password] [command] [parameter 1] [parameter 2]`,
+//! command words in any letter case.
+
+/// A command with its parameters checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `STATUS`
+    Status,
+    /// `CHGPASS new repeat`
+    ChangePassword(String),
+    /// `FACRESET`
+    FactoryReset,
+    /// `CONNECT`
+    Connect,
+    /// `CONINTVL minutes` (0 = never)
+    Interval(u32),
+    /// `OUTPUT n ON|OFF` (reply) or `SETOUTPUT n ON|OFF` (no reply)
+    Output {
+        /// Output number.
+        output: u8,
+        /// On or off.
+        on: bool,
+        /// Whether to reply.
+        reply: bool,
+    },
+    /// `RESTART GSM` (true) or `RESTART ALL` (false)
+    Restart {
+        /// Only the modem.
+        modem_only: bool,
+    },
+}
+
+/// Why a command with the right password cannot be carried out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// Not a command word.
+    Unknown(String),
+    /// A parameter is missing or wrong; the text says what the command takes.
+    Usage(&'static str),
+    /// CHGPASS: the two passwords differ.
+    Mismatch,
+    /// CHGPASS: the password has the wrong length or characters.
+    BadPassword,
+}
+
+/// The password and the rest of a command SMS, or None if it has no
+/// command word at all. Trailing padding (CR, spaces) is ignored.
+pub fn split(text: &str) -> Option<(&str, Vec<&str>)> {
+    let mut words = text.split_whitespace();
+    let password = words.next()?;
+    let rest: Vec<&str> = words.collect();
+    (!rest.is_empty()).then_some((password, rest))
+}
+
+/// A valid password: 1-8 characters of 0-9, a-z, A-Z.
+pub fn valid_password(p: &str) -> bool {
+    (1..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
+/// Parses the words after the password.
+pub fn parse(words: &[&str]) -> Result<Command, Problem> {
+    let word = words[0].to_ascii_uppercase();
+    let param = |i: usize| words.get(i).map(|w| w.to_ascii_uppercase());
+    let on_off = |w: Option<String>| match w.as_deref() {
+        Some("ON") => Some(true),
+        Some("OFF") => Some(false),
+        _ => None,
+    };
+    match word.as_str() {
+        "STATUS" => Ok(Command::Status),
+        "CHGPASS" => match (words.get(1), words.get(2)) {
+            (Some(new), Some(repeat)) if new != repeat => Err(Problem::Mismatch),
+            (Some(new), Some(_)) if !valid_password(new) => Err(Problem::BadPassword),
+            (Some(new), Some(_)) => Ok(Command::ChangePassword(new.to_string())),
+            _ => Err(Problem::Usage("CHGPASS new new")),
+        },
+        "FACRESET" => Ok(Command::FactoryReset),
+        "CONNECT" => Ok(Command::Connect),
+        "CONINTVL" => param(1)
+            .and_then(|m| m.parse().ok())
+            .map(Command::Interval)
+            .ok_or(Problem::Usage("CONINTVL minutes (0 = never)")),
+        "OUTPUT" | "SETOUTPUT" => {
+            let usage = if word == "OUTPUT" {
+                "OUTPUT n ON/OFF"
+            } else {
+                "SETOUTPUT n ON/OFF"
+            };
+            match (param(1).and_then(|n| n.parse().ok()), on_off(param(2))) {
+                (Some(output), Some(on)) => Ok(Command::Output {
+                    output,
+                    on,
+                    reply: word == "OUTPUT",
+                }),
+                _ => Err(Problem::Usage(usage)),
+            }
+        }
+        "RESTART" => match param(1).as_deref() {
+            Some("GSM") => Ok(Command::Restart { modem_only: true }),
+            Some("ALL") => Ok(Command::Restart { modem_only: false }),
+            _ => Err(Problem::Usage("RESTART GSM/ALL")),
+        },
+        _ => Err(Problem::Unknown(words[0].to_string())),
+    }
+}
+
+/// Reply language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    /// English.
+    En,
+    /// Swedish.
+    Sv,
+}
+
+impl Lang {
+    /// From the config's `language`.
+    pub fn parse(code: &str) -> Option<Lang> {
+        match code {
+            "en" => Some(Lang::En),
+            "sv" => Some(Lang::Sv),
+            _ => None,
+        }
+    }
+}
+
+/// What the unit says.
+pub enum Reply<'a> {
+    /// A problem with the command.
+    Problem(&'a Problem),
+    /// The password was changed.
+    PasswordChanged,
+    /// Factory settings restored.
+    FactoryReset,
+    /// Connecting now.
+    Connecting,
+    /// The interval was set.
+    Interval(u32),
+    /// An output was switched.
+    Output(u8, bool),
+    /// No such output.
+    NoOutput(u8, u8),
+    /// Restarting.
+    Restarting(bool),
+    /// Something the unit could not do right now.
+    Failed(&'a str),
+}
+
+/// The text of a reply.
+pub fn word(lang: Lang, reply: Reply<'_>) -> String {
+    use Lang::*;
+    let on_off = |on: bool| match (lang, on) {
+        (En, true) => "ON",
+        (En, false) => "OFF",
+        (Sv, true) => "PÅ",
+        (Sv, false) => "AV",
+    };
+    match (lang, reply) {
+        (En, Reply::Problem(Problem::Unknown(w))) => format!(
+            "Unknown command {w}. Commands: STATUS CHGPASS FACRESET CONNECT CONINTVL OUTPUT SETOUTPUT RESTART"
+        ),
+        (Sv, Reply::Problem(Problem::Unknown(w))) => format!(
+            "Okänt kommando {w}. Kommandon: STATUS CHGPASS FACRESET CONNECT CONINTVL OUTPUT SETOUTPUT RESTART"
+        ),
+        (En, Reply::Problem(Problem::Usage(u))) => format!("Wrong parameters. Use: {u}"),
+        (Sv, Reply::Problem(Problem::Usage(u))) => format!("Fel parametrar. Skriv: {u}"),
+        (En, Reply::Problem(Problem::Mismatch)) => {
+            "Password not changed: the two passwords differ".into()
+        }
+        (Sv, Reply::Problem(Problem::Mismatch)) => {
+            "Lösenordet är inte ändrat: lösenorden är olika".into()
+        }
+        (En, Reply::Problem(Problem::BadPassword)) => {
+            "Password not changed: use 1-8 characters 0-9 a-z A-Z".into()
+        }
+        (Sv, Reply::Problem(Problem::BadPassword)) => {
+            "Lösenordet är inte ändrat: använd 1-8 tecken 0-9 a-z A-Z".into()
+        }
+        (En, Reply::PasswordChanged) => "Password changed".into(),
+        (Sv, Reply::PasswordChanged) => "Lösenordet är ändrat".into(),
+        (En, Reply::FactoryReset) => "Factory settings restored".into(),
+        (Sv, Reply::FactoryReset) => "Fabriksinställningar återställda".into(),
+        (En, Reply::Connecting) => "Connecting to the server".into(),
+        (Sv, Reply::Connecting) => "Ansluter till servern".into(),
+        (En, Reply::Interval(0)) => "Connection interval: never".into(),
+        (Sv, Reply::Interval(0)) => "Anslutningsintervall: aldrig".into(),
+        (En, Reply::Interval(m)) => format!("Connection interval: {m} min"),
+        (Sv, Reply::Interval(m)) => format!("Anslutningsintervall: {m} min"),
+        (En, Reply::Output(n, on)) => format!("Output {n} {}", on_off(on)),
+        (Sv, Reply::Output(n, on)) => format!("Utgång {n} {}", on_off(on)),
+        (En, Reply::NoOutput(n, count)) => format!("No output {n}: outputs are 1-{count}"),
+        (Sv, Reply::NoOutput(n, count)) => format!("Utgång {n} finns inte: utgångar är 1-{count}"),
+        (En, Reply::Restarting(true)) => "Restarting the modem".into(),
+        (Sv, Reply::Restarting(true)) => "Startar om modemet".into(),
+        (En, Reply::Restarting(false)) => "Restarting the unit".into(),
+        (Sv, Reply::Restarting(false)) => "Startar om enheten".into(),
+        (En, Reply::Failed(why)) => format!("Could not do it: {why}"),
+        (Sv, Reply::Failed(why)) => format!("Gick inte: {why}"),
+    }
+}
+
+/// What `STATUS` reports.
+pub struct Status {
+    /// Inputs closed to COM, input 1 first.
+    pub inputs: Vec<bool>,
+    /// Outputs on, output 1 first (the ALARM output among them).
+    pub outputs: Vec<bool>,
+    /// The ALARM output is on.
+    pub alarm: bool,
+    /// Signal bars 0-5.
+    pub bars: u8,
+    /// "LTE", "GSM" or none.
+    pub network: Option<&'static str>,
+    /// The factory password is still in use.
+    pub factory_password: bool,
+}
+
+/// The `STATUS` reply, one SMS: inputs (1 = closed) and outputs (1 = on)
+/// as digit strings, output 1 first, and the ALARM output's state.
+pub fn status(lang: Lang, s: &Status) -> String {
+    let bits = |v: &[bool]| {
+        v.iter()
+            .map(|&b| if b { '1' } else { '0' })
+            .collect::<String>()
+    };
+    let network = s.network.unwrap_or(match lang {
+        Lang::En => "no network",
+        Lang::Sv => "inget nät",
+    });
+    let (out, alarm_word, on, off, warn) = match lang {
+        Lang::En => ("OUT", "ALARM", "on", "off", " Change the factory password!"),
+        Lang::Sv => ("UT", "LARM", "på", "av", " Byt fabrikslösenordet!"),
+    };
+    format!(
+        "IN1-{}: {} {out}1-{}: {} {alarm_word}: {} Signal: {}/5 {network}.{}",
+        s.inputs.len(),
+        bits(&s.inputs),
+        s.outputs.len(),
+        bits(&s.outputs),
+        if s.alarm { on } else { off },
+        s.bars,
+        if s.factory_password { warn } else { "" }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(text: &str) -> Result<Command, Problem> {
+        let (_, words) = split(text).unwrap();
+        parse(&words)
+    }
+
+    #[test]
+    fn the_manuals_examples() {
+        assert_eq!(split("0000 CHGPASS 1234 1234").unwrap().0, "0000");
+        assert_eq!(
+            cmd("0000 CHGPASS 1234 1234"),
+            Ok(Command::ChangePassword("1234".into()))
+        );
+        assert_eq!(
+            cmd("1234 OUTPUT 3 ON"),
+            Ok(Command::Output {
+                output: 3,
+                on: true,
+                reply: true
+            })
+        );
+        assert_eq!(cmd("1234 STATUS"), Ok(Command::Status));
+    }
+
+    #[test]
+    fn any_letter_case_and_padding() {
+        assert_eq!(cmd("1234 sTaTuS\r"), Ok(Command::Status));
+        assert_eq!(
+            cmd("1234 setoutput 2 off  "),
+            Ok(Command::Output {
+                output: 2,
+                on: false,
+                reply: false
+            })
+        );
+        assert_eq!(
+            cmd("1234 restart gsm"),
+            Ok(Command::Restart { modem_only: true })
+        );
+        assert_eq!(
+            cmd("1234 Restart All"),
+            Ok(Command::Restart { modem_only: false })
+        );
+        assert_eq!(cmd("1234 conintvl 0"), Ok(Command::Interval(0)));
+        assert_eq!(cmd("1234 connect"), Ok(Command::Connect));
+        assert_eq!(cmd("1234 facreset"), Ok(Command::FactoryReset));
+    }
+
+    #[test]
+    fn passwords_are_checked() {
+        assert_eq!(cmd("0000 CHGPASS 1234 1235"), Err(Problem::Mismatch));
+        assert_eq!(
+            cmd("0000 CHGPASS 123456789 123456789"),
+            Err(Problem::BadPassword)
+        );
+        assert_eq!(cmd("0000 CHGPASS åäö åäö"), Err(Problem::BadPassword));
+        assert_eq!(
+            cmd("0000 CHGPASS 1234"),
+            Err(Problem::Usage("CHGPASS new new"))
+        );
+        assert!(valid_password("aZ09") && !valid_password(""));
+    }
+
+    #[test]
+    fn bad_commands_say_what_is_wrong() {
+        assert_eq!(
+            cmd("1234 OUTPUT 3 MAYBE"),
+            Err(Problem::Usage("OUTPUT n ON/OFF"))
+        );
+        assert_eq!(
+            cmd("1234 CONINTVL soon"),
+            Err(Problem::Usage("CONINTVL minutes (0 = never)"))
+        );
+        assert_eq!(cmd("1234 FLY"), Err(Problem::Unknown("FLY".into())));
+        assert!(split("1234").is_none(), "a password alone is no command");
+        assert!(split("").is_none());
+        let reply = word(Lang::En, Reply::Problem(&Problem::Unknown("FLY".into())));
+        assert!(
+            reply.starts_with("Unknown command FLY.") && reply.len() <= 160,
+            "{reply}"
+        );
+    }
+
+    #[test]
+    fn status_fits_one_sms_in_both_languages() {
+        let s = Status {
+            inputs: vec![true, false, false, false, false, false, false, false],
+            outputs: vec![false, false, true, false, true],
+            alarm: true,
+            bars: 4,
+            network: Some("LTE"),
+            factory_password: true,
+        };
+        let en = status(Lang::En, &s);
+        assert_eq!(
+            en,
+            "IN1-8: 10000000 OUT1-5: 00101 ALARM: on Signal: 4/5 LTE. Change the factory password!"
+        );
+        let sv = status(Lang::Sv, &s);
+        assert_eq!(
+            sv,
+            "IN1-8: 10000000 UT1-5: 00101 LARM: på Signal: 4/5 LTE. Byt fabrikslösenordet!"
+        );
+        assert!(en.chars().count() <= 160 && sv.chars().count() <= 160);
+    }
+}
