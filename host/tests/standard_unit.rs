@@ -101,3 +101,49 @@ fn repeated_wrong_passwords_get_the_sender_ignored() {
     larmd.wait_for("modem: SMS sent to +46709999999");
     larmd.stop();
 }
+
+#[test]
+fn an_input_alarm_sends_sms_rings_and_sets_alarm_until_restored() {
+    let mut larmd = Larmd::start_default(tempfile::tempdir().unwrap());
+    larmd.wait_for("larmd running");
+
+    larmd.send("close 1");
+    let mut seen = reply(&mut larmd, "Alarm: Input 1");
+    seen.extend(larmd.wait_for("modem: dialling +46701234567"));
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("output 5 on (by input-rules)")),
+        "ALARM on"
+    );
+    larmd.wait_for("LED yellow: steady (sending SMS / dialling)");
+
+    larmd.send("open 1");
+    // The restore SMS waits for the alarm call to end; ALARM goes off at once.
+    let seen = reply(&mut larmd, "Restored: Input 1");
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("output 5 off (by input-rules)")),
+        "{seen:#?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("report (by input-rules): Report::Restore"))
+    );
+
+    // Input 3 has a 2 s delay: a blip does nothing, a lasting alarm fires,
+    // with its Swedish text intact.
+    larmd.send("close 3");
+    larmd.send("open 3");
+    larmd.send("close 3");
+    let seen = reply(&mut larmd, "Larm: Frysrummet är för varmt!");
+    assert_eq!(
+        seen.iter()
+            .filter(|l| l.contains("Frysrummet är för varmt"))
+            .count(),
+        2,
+        "one alarm (queued and sent), not two: {seen:#?}"
+    );
+    larmd.send("open 3");
+    reply(&mut larmd, "Frysrummet är OK igen");
+    larmd.stop();
+}

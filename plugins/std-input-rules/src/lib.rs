@@ -1,0 +1,209 @@
+//! The standard input rules (world `input-rule`), as the manual describes:
+//! per input NO/NC and a time delay (the input must stay in its alarm state
+//! for the delay; a shorter blip does nothing). On alarm: SMS to the alarm
+//! numbers with the input's alarm text, a voice call to the call numbers, a
+//! server report, and the ALARM output on. On restore: the restore SMS (if
+//! its text is not empty), a report, and the ALARM output off once no input
+//! is in alarm.
+//!
+//! Everything is a device setting, read at each event so a change takes
+//! effect at once: `input.N.name`, `input.N.mode` (`NO`/`NC`),
+//! `input.N.delay-s`, `input.N.alarm-text`, `input.N.restore-text`,
+//! `alarm.sms` and `alarm.call` (comma-separated numbers), `alarm.ring-s`.
+//! The plugin config gives the unit's defaults for settings not set yet:
+//!
+//! ```toml
+//! [plugins.config]
+//! "alarm.sms" = "+46701234567"
+//! "input.2.mode" = "NC"
+//! "input.2.delay-s" = "10"
+//! ```
+//!
+//! Which inputs are in alarm is kept in `kv`, so a restore after a restart
+//! of the plugin or of the unit still switches ALARM off and reports it.
+//! Grants it needs: `outputs = "any"` (the ALARM output), `sms = "any"`,
+//! `calls = "any"`, `server = true`, `settings = "read"`.
+
+mod rules;
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+wit_bindgen::generate!({
+    world: "input-rule",
+    path: "../../wit",
+});
+
+use exports::larm::plugin::rule::Guest;
+use larm::plugin::log::{Level, log};
+use larm::plugin::types::{Alarm, Contact, InputEvent, Report, TimerEvent};
+use larm::plugin::{clock, io, kv, server, settings, sms, timers, voice};
+use rules::{InputSettings, input_settings, numbers};
+
+struct StdInputRules;
+
+/// The plugin config's defaults for device settings.
+static DEFAULTS: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
+/// Delay timers running, by input.
+static PENDING: Mutex<BTreeMap<u8, u64>> = Mutex::new(BTreeMap::new());
+
+/// A device setting, else the config's default.
+fn setting(key: &str) -> Option<String> {
+    match settings::get(key) {
+        Ok(Some(v)) => Some(v),
+        Ok(None) => DEFAULTS.lock().unwrap().get(key).cloned(),
+        Err(e) => {
+            log(Level::Error, &format!("settings.get {key}: {e:?}"));
+            DEFAULTS.lock().unwrap().get(key).cloned()
+        }
+    }
+}
+
+fn settings_of(input: u8) -> InputSettings {
+    let (s, problems) = input_settings(input, setting);
+    for p in problems {
+        log(Level::Warn, &p);
+    }
+    s
+}
+
+fn in_alarm_key(input: u8) -> String {
+    format!("alarm.{input}")
+}
+
+fn in_alarm(input: u8) -> bool {
+    kv::get(&in_alarm_key(input)).is_some()
+}
+
+fn warn_on<T>(what: &str, result: Result<T, larm::plugin::types::Error>) {
+    if let Err(e) = result {
+        log(Level::Warn, &format!("{what}: {e:?}"));
+    }
+}
+
+impl Guest for StdInputRules {
+    fn init(config: String) -> Result<(), String> {
+        let defaults = rules::config_defaults(&config)?;
+        *DEFAULTS.lock().unwrap() = defaults.into_iter().collect();
+        // An input already in alarm at start (an NC loop cut while the unit
+        // was off), or restored meanwhile, counts as an edge now.
+        for input in 1..=io::input_count() {
+            if let Ok(contact) = io::read_input(input) {
+                let alarm_state = settings_of(input).mode.alarm(contact == Contact::Closed);
+                if alarm_state != in_alarm(input) {
+                    handle(input, contact);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_input(event: InputEvent) {
+        handle(event.input, event.contact);
+    }
+
+    fn on_timer(event: TimerEvent) {
+        let Some(input) = event
+            .tag
+            .strip_prefix("delay:")
+            .and_then(|n| n.parse().ok())
+        else {
+            return;
+        };
+        PENDING.lock().unwrap().remove(&input);
+        // Still in alarm after the whole delay (also after a restart of the plugin)?
+        let s = settings_of(input);
+        let closed = matches!(io::read_input(input), Ok(Contact::Closed));
+        if s.mode.alarm(closed) && !in_alarm(input) {
+            fire(input, &s);
+        }
+    }
+}
+
+/// An input is now `contact`.
+fn handle(input: u8, contact: Contact) {
+    let s = settings_of(input);
+    let alarm_state = s.mode.alarm(contact == Contact::Closed);
+    let pending = PENDING.lock().unwrap().remove(&input);
+    if let Some(timer) = pending {
+        // A change before the delay ran out: the blip does nothing.
+        timers::cancel(timer);
+    }
+    match (alarm_state, in_alarm(input)) {
+        (true, false) if s.delay_s == 0 => fire(input, &s),
+        (true, false) => {
+            let tag = format!("delay:{input}");
+            match timers::set(u64::from(s.delay_s) * 1000, &tag) {
+                Ok(id) => {
+                    PENDING.lock().unwrap().insert(input, id);
+                }
+                Err(e) => {
+                    log(
+                        Level::Error,
+                        &format!("cannot time the delay ({e:?}); alarming now"),
+                    );
+                    fire(input, &s);
+                }
+            }
+        }
+        (false, true) => restore(input, &s),
+        _ => {}
+    }
+}
+
+fn alarm(input: u8, s: &InputSettings, text: &str) -> Alarm {
+    Alarm {
+        input,
+        name: s.name.clone(),
+        text: text.to_string(),
+        at: clock::wall_now(),
+    }
+}
+
+fn fire(input: u8, s: &InputSettings) {
+    log(Level::Info, &format!("alarm on input {input} ({})", s.name));
+    warn_on("remembering the alarm", kv::set(&in_alarm_key(input), b"1"));
+    warn_on("ALARM output", io::set_output(io::alarm_output(), true));
+    for number in numbers(setting("alarm.sms")) {
+        warn_on(
+            &format!("alarm SMS to {number}"),
+            sms::send(&number, &s.alarm_text),
+        );
+    }
+    let ring_s = setting("alarm.ring-s")
+        .and_then(|r| r.trim().parse().ok())
+        .unwrap_or(30);
+    for number in numbers(setting("alarm.call")) {
+        warn_on(
+            &format!("alarm call to {number}"),
+            voice::dial(&number, ring_s),
+        );
+    }
+    warn_on(
+        "alarm report",
+        server::send(&Report::Alarm(alarm(input, s, &s.alarm_text))),
+    );
+}
+
+fn restore(input: u8, s: &InputSettings) {
+    log(Level::Info, &format!("input {input} ({}) restored", s.name));
+    warn_on("forgetting the alarm", kv::delete(&in_alarm_key(input)));
+    if !s.restore_text.is_empty() {
+        for number in numbers(setting("alarm.sms")) {
+            warn_on(
+                &format!("restore SMS to {number}"),
+                sms::send(&number, &s.restore_text),
+            );
+        }
+    }
+    let any_left = kv::keys().iter().any(|k| k.starts_with("alarm."));
+    if !any_left {
+        warn_on("ALARM output", io::set_output(io::alarm_output(), false));
+    }
+    warn_on(
+        "restore report",
+        server::send(&Report::Restore(alarm(input, s, &s.restore_text))),
+    );
+}
+
+export!(StdInputRules);
