@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -225,7 +226,7 @@ async fn sim_console(
     modem: Option<SimModem>,
 ) {
     const HELP: &str = "commands: close N, open N (input N), card out, card in (extended I/O card), \
-                        sms FROM TEXT, ring FROM (with the simulated modem)";
+                        sms FROM TEXT, ring FROM, modem COMMAND (with the simulated modem; `modem help`)";
     eprintln!("simulated board: {HELP}");
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     while let Ok(Some(line)) = lines.next_line().await {
@@ -240,7 +241,14 @@ async fn sim_console(
                 modem.ring(from);
                 continue;
             }
-            (["sms" | "ring", ..], None) => {
+            (["modem", ..], Some(modem)) => {
+                let rest = line.trim_start()["modem".len()..].trim();
+                if let Err(e) = cli::modem::command(modem, rest) {
+                    eprintln!("{e}\nmodem {}", cli::modem::HELP);
+                }
+                continue;
+            }
+            (["sms" | "ring" | "modem", ..], None) => {
                 eprintln!("no simulated modem ([modem] simulator = \"ec2x\" in the config)");
                 continue;
             }
@@ -297,9 +305,20 @@ async fn print_leds(mut states: tokio::sync::watch::Receiver<leds::UnitState>) {
             }
         }
         shown = described;
-        if states.changed().await.is_err() {
-            return;
+        // Patterns also change with time (green's 5 s after an SMS).
+        let wake = engine
+            .next_change(now())
+            .unwrap_or_else(|| now() + Duration::from_secs(3600));
+        tokio::select! {
+            changed = states.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                engine.update(states.borrow_and_update().clone(), now());
+            }
+            () = tokio::time::sleep_until(wake.into()) => {
+                engine.levels(now());
+            }
         }
-        engine.update(states.borrow_and_update().clone(), now());
     }
 }

@@ -12,9 +12,6 @@ use tracing::{error, info, warn};
 use crate::plugins::bindings::larm::plugin::types::{NetworkType, SimState};
 use crate::plugins::caps::{ModemStatus, Services};
 
-/// How often the modem's status is read (and its health checked).
-const STATUS_EVERY: Duration = Duration::from_secs(30);
-
 /// What the modem brings in.
 #[derive(Debug)]
 pub enum Incoming {
@@ -64,10 +61,12 @@ pub async fn open(
 }
 
 /// Runs the modem task. Received messages (those stored at start first) go
-/// to `incoming`; `outgoing` is what to send.
+/// to `incoming`; `outgoing` is what to send. The modem's status is read,
+/// and its health checked, every `status_every`.
 pub async fn run(
     mut modem: Modem,
     stored: Vec<Sms>,
+    status_every: Duration,
     services: Arc<Services>,
     incoming: mpsc::UnboundedSender<Incoming>,
     mut outgoing: mpsc::UnboundedReceiver<Outgoing>,
@@ -76,7 +75,7 @@ pub async fn run(
         let _ = incoming.send(Incoming::Sms(sms));
     }
     refresh_status(&modem, &services).await;
-    let mut tick = tokio::time::interval(STATUS_EVERY);
+    let mut tick = tokio::time::interval(status_every);
     tick.tick().await;
     loop {
         tokio::select! {
@@ -142,6 +141,9 @@ async fn restart(modem: &mut Modem, services: &Services) {
 fn set_busy(services: &Services, busy: bool) {
     if let Some(status) = services.modem.lock().unwrap().as_mut() {
         status.busy = busy;
+        if !busy {
+            status.busy_ended = Some(Instant::now());
+        }
     }
 }
 
@@ -166,12 +168,21 @@ async fn refresh_status(modem: &Modem, services: &Services) {
                 modem::SimState::Error(_) => SimState::Error,
             },
             operator: s.operator,
-            busy: false,
+            ..ModemStatus::default()
         },
         Err(e) => {
             warn!("modem status: {e}");
             ModemStatus::default()
         }
     };
-    *services.modem.lock().unwrap() = Some(status);
+    let mut shared = services.modem.lock().unwrap();
+    // Sending goes on while the status is read.
+    let (busy, busy_ended) = shared
+        .as_ref()
+        .map_or((false, None), |s| (s.busy, s.busy_ended));
+    *shared = Some(ModemStatus {
+        busy,
+        busy_ended,
+        ..status
+    });
 }

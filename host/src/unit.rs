@@ -14,12 +14,12 @@ use firmware_bridge::modem::sim::{Profile, SimModem};
 use tokio::sync::{broadcast, mpsc, watch};
 use tracing::{info, warn};
 
-use crate::config::{BoardKind, Config};
+use crate::config::{BoardKind, Config, normalize_number};
 use crate::modem::{self, Incoming, Outgoing};
 use crate::plugins::PluginManager;
 use crate::plugins::bindings::larm::plugin::system::RestartTarget;
 use crate::plugins::bindings::larm::plugin::types::{
-    CallEvent, Contact, InputEvent, NetworkType, SimState, SmsMessage,
+    CallEvent, Contact, InputEvent, NetworkType, PluginState, SimState, SmsMessage,
 };
 use crate::plugins::caps::{Action, Services};
 use crate::plugins::runtime::Runtime;
@@ -40,6 +40,7 @@ pub struct Unit {
     led_state: watch::Sender<UnitState>,
     incoming: mpsc::UnboundedReceiver<Incoming>,
     outgoing: Option<mpsc::UnboundedSender<Outgoing>>,
+    allow_from: Vec<String>,
 }
 
 impl Unit {
@@ -73,7 +74,10 @@ impl Unit {
         };
         let edges = board.subscribe();
         let (tx, actions) = mpsc::unbounded_channel();
-        let services = Arc::new(Services::new(board, state, tx));
+        let mut services = Services::new(board, state, tx);
+        services.max_password_failures = config.sms.password_failures.get();
+        services.lockout = Duration::from_secs(config.sms.lockout_s);
+        let services = Arc::new(services);
         let runtime = Runtime::new(Some(data_dir.join("cache")))
             .map_err(|e| anyhow::anyhow!("starting the plugin runtime: {e:#}"))?;
         let mut plugins = PluginManager::new(runtime, services.clone());
@@ -104,6 +108,7 @@ impl Unit {
                     tokio::spawn(modem::run(
                         driver,
                         stored,
+                        Duration::from_secs(m.status_interval_s.get()),
                         services.clone(),
                         incoming_tx,
                         rx,
@@ -126,6 +131,7 @@ impl Unit {
             edges,
             incoming,
             outgoing,
+            allow_from: config.sms.allow_from.clone(),
             led_state: watch::channel(UnitState::default()).0,
         })
     }
@@ -182,6 +188,10 @@ impl Unit {
                     Incoming::Sms(sms) => {
                         let sender = sms.sender.to_string();
                         info!(%sender, "SMS received: {:?}", sms.text);
+                        if !self.allowed(&sender) {
+                            warn!(%sender, "SMS dropped: the sender is not in [sms] allow_from");
+                            continue;
+                        }
                         let message = SmsMessage {
                             sender: sender.clone(),
                             text: sms.text,
@@ -230,6 +240,10 @@ async fn watch_status(services: Arc<Services>, led_state: watch::Sender<UnitStat
     }
 }
 
+/// The yellow LED stays lit at least this long, so a send that takes a
+/// moment is still seen.
+const YELLOW_AT_LEAST: Duration = Duration::from_secs(1);
+
 /// What the LEDs should show.
 fn unit_state(services: &Services, card: CardState) -> UnitState {
     let mut state = UnitState {
@@ -240,8 +254,22 @@ fn unit_state(services: &Services, card: CardState) -> UnitState {
     if card == CardState::Missing {
         state.errors.insert(ErrorCode::ExtendedIo);
     }
+    // A plugin that keeps failing is an internal error: restarting helps
+    // only if the fault was passing, which is what the manual says to try.
+    let quarantined = services
+        .health
+        .lock()
+        .unwrap()
+        .values()
+        .any(|h| h.state == PluginState::Quarantined);
+    if quarantined {
+        state.errors.insert(ErrorCode::Internal);
+    }
     if let Some(modem) = services.modem.lock().unwrap().as_ref() {
-        state.busy = modem.busy;
+        state.busy = modem.busy
+            || modem
+                .busy_ended
+                .is_some_and(|t| t.elapsed() < YELLOW_AT_LEAST);
         state.signal_bars = modem.signal_bars;
         state.network = match modem.network {
             NetworkType::Lte => Network::Lte,
@@ -265,6 +293,16 @@ fn unit_state(services: &Services, card: CardState) -> UnitState {
 }
 
 impl Unit {
+    /// Whether `sender` may send commands (`[sms] allow_from`).
+    fn allowed(&self, sender: &str) -> bool {
+        let sender = normalize_number(sender);
+        self.allow_from.is_empty()
+            || self
+                .allow_from
+                .iter()
+                .any(|a| normalize_number(a) == sender)
+    }
+
     /// Carries out what a plugin asked for: SMS and calls go to the modem.
     fn carry_out(&self, action: Action) {
         let to_modem = |request: Outgoing| match &self.outgoing {

@@ -147,3 +147,93 @@ fn an_input_alarm_sends_sms_rings_and_sets_alarm_until_restored() {
     reply(&mut larmd, "Frysrummet är OK igen");
     larmd.stop();
 }
+
+#[test]
+fn the_status_leds_show_what_the_manual_lists() {
+    let mut larmd = Larmd::start(
+        r#"
+[modem]
+simulator = "ec2x"
+status_interval_s = 1
+
+[board.extended]
+inputs = 2
+outputs = 2
+
+[[plugins]]
+name = "sms-commands"
+builtin = "std-sms-commands"
+[plugins.grants]
+password = true
+sms = "any"
+"#,
+    );
+    larmd.wait_for("LED blue: 4 blinks (signal strength)");
+    larmd.wait_for("LED green: 1 blink, LTE (network)");
+
+    larmd.send("modem signal 5");
+    larmd.wait_for("LED red: 1 blink (low signal strength)");
+    larmd.send("modem signal 20");
+    larmd.wait_for("LED red: off");
+
+    larmd.send("modem network gsm");
+    larmd.wait_for("LED green: 2 blinks, GSM (network)");
+    larmd.send("modem network none");
+    larmd.wait_for("LED red: 3 blinks (no network)");
+    larmd.send("modem network lte");
+    larmd.wait_for("LED red: off");
+
+    larmd.send("modem sim pin");
+    larmd.wait_for("LED red: 2 blinks (SIM card error or PIN)");
+    larmd.send("modem sim ready");
+    larmd.wait_for("LED red: off");
+
+    larmd.send("card out");
+    larmd.wait_for("LED red: 5 blinks (extended I/O card missing)");
+    larmd.send("card in");
+    larmd.wait_for("LED red: off");
+
+    sms(&mut larmd, "0000 STATUS");
+    larmd.wait_for("LED green: steady (SMS received)");
+    larmd.wait_for("LED yellow: steady (sending SMS / dialling)");
+    larmd.wait_for("LED green: 1 blink, LTE (network)");
+    larmd.stop();
+}
+
+#[test]
+fn allow_list_and_throttle_come_from_the_config() {
+    let mut larmd = Larmd::start(
+        r#"
+[modem]
+simulator = "sim800"
+
+[sms]
+password_failures = 2
+lockout_s = 3600
+allow_from = ["+46 70-123 45 67"]
+
+[[plugins]]
+name = "sms-commands"
+builtin = "std-sms-commands"
+[plugins.grants]
+password = true
+sms = "any"
+[plugins.config]
+language = "sv"
+"#,
+    );
+    larmd.wait_for("larmd running");
+    larmd.send("sms +46709999999 0000 STATUS");
+    larmd.wait_for("SMS dropped: the sender is not in [sms] allow_from");
+    sms(&mut larmd, "0000 STATUS");
+    reply(
+        &mut larmd,
+        "IN1-8: 00000000 UT1-5: 00000 LARM: av Signal: 4/5 GSM. Byt fabrikslösenordet!",
+    );
+    sms(&mut larmd, "1111 STATUS");
+    sms(&mut larmd, "2222 STATUS");
+    larmd.wait_for("too many wrong passwords");
+    sms(&mut larmd, "0000 STATUS");
+    larmd.wait_for("ignoring throttled sender");
+    larmd.stop();
+}

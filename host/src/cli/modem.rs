@@ -51,7 +51,8 @@ pub async fn probe(port: &Path, baud: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-const HELP: &str = "commands:
+/// The simulator's commands.
+pub const HELP: &str = "commands:
   sms FROM TEXT        deliver an SMS from FROM
   ring FROM            an incoming call from FROM
   signal N             signal strength as +CSQ reports it (0-31, 99 = unknown)
@@ -92,7 +93,8 @@ pub async fn simulate(profile: &str) -> anyhow::Result<()> {
     std::future::pending().await
 }
 
-fn command(sim: &SimModem, line: &str) -> Result<(), String> {
+/// Carries out one simulator command (see [`HELP`]).
+pub fn command(sim: &SimModem, line: &str) -> Result<(), String> {
     let mut words = line.splitn(3, ' ');
     let (verb, arg) = (words.next().unwrap_or_default(), words.next());
     let on_off = |a: Option<&str>| match a {

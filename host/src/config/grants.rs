@@ -106,7 +106,8 @@ impl Scope<String> {
     }
 }
 
-fn normalize_number(number: &str) -> String {
+/// A phone number without the spaces and dashes people write in it.
+pub fn normalize_number(number: &str) -> String {
     number
         .chars()
         .filter(|c| !c.is_whitespace() && *c != '-')

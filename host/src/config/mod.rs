@@ -6,7 +6,7 @@
 
 mod grants;
 
-pub use grants::{Grants, Scope, SettingsAccess, SystemAction};
+pub use grants::{Grants, Scope, SettingsAccess, SystemAction, normalize_number};
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -121,6 +121,9 @@ pub struct Config {
     /// Plugin runtime limits and supervision.
     #[serde(default)]
     pub runtime: RuntimeConfig,
+    /// Who may command the unit by SMS.
+    #[serde(default)]
+    pub sms: SmsConfig,
     /// The plugins to run, in order (for SMS command sets, the order in
     /// which they are asked to claim a message).
     #[serde(default)]
@@ -139,6 +142,13 @@ pub struct ModemConfig {
     /// Baud rate.
     #[serde(default = "default_baud")]
     pub baud: u32,
+    /// How often the modem's status (signal, network, SIM) is read, in seconds.
+    #[serde(default = "default_status_interval")]
+    pub status_interval_s: NonZeroU64,
+}
+
+fn default_status_interval() -> NonZeroU64 {
+    NonZeroU64::new(30).unwrap()
 }
 
 fn default_baud() -> u32 {
@@ -227,6 +237,29 @@ pub struct HttpConfig {
 pub struct ServerConfig {
     /// `mqtt://host:port` or `mqtts://host:port`.
     pub url: String,
+}
+
+/// `[sms]`: protection of the SMS command interface.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmsConfig {
+    /// Wrong passwords from one sender before it is ignored.
+    pub password_failures: NonZeroU32,
+    /// How long, in seconds, a sender is then ignored.
+    pub lockout_s: u64,
+    /// If not empty, only these numbers may send commands; others are
+    /// dropped (and logged) before any plugin sees them.
+    pub allow_from: Vec<String>,
+}
+
+impl Default for SmsConfig {
+    fn default() -> Self {
+        Self {
+            password_failures: NonZeroU32::new(5).unwrap(),
+            lockout_s: 600,
+            allow_from: Vec::new(),
+        }
+    }
 }
 
 /// `[runtime]`: defaults for every plugin; a plugin's `limits` override them.

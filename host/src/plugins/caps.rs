@@ -103,6 +103,9 @@ pub struct ModemStatus {
     pub answering: bool,
     /// An SMS is being sent or a call dialled.
     pub busy: bool,
+    /// When the last send or call ended (the yellow LED stays lit a moment
+    /// longer, so a quick send can be seen).
+    pub busy_ended: Option<Instant>,
     /// Bars, 0-5.
     pub signal_bars: u8,
     /// Registered network.
@@ -118,6 +121,7 @@ impl Default for ModemStatus {
         Self {
             answering: false,
             busy: false,
+            busy_ended: None,
             signal_bars: 0,
             network: NetworkType::None,
             sim: SimState::Unknown,
@@ -145,9 +149,9 @@ pub struct Services {
     pub health: Mutex<BTreeMap<String, PluginHealth>>,
     /// Wrong-password throttle, by sender.
     throttle: Mutex<HashMap<String, Throttle>>,
-    /// Wrong passwords from one sender before it is ignored.
+    /// Wrong passwords from one sender before it is ignored (`[sms]`).
     pub max_password_failures: u32,
-    /// How long a throttled sender is ignored.
+    /// How long a throttled sender is ignored (`[sms]`).
     pub lockout: Duration,
     /// Where timers run; none outside a tokio runtime (benchmarks).
     pub runtime: Option<tokio::runtime::Handle>,
