@@ -1,12 +1,14 @@
 //! larmd: the larm unit's runtime.
 //!
 //! - [`config`]: the TOML config, loaded and validated.
+//! - [`http`]: the local HTTP API.
 //! - [`modem`]: the modem task between the driver and the event loop.
 //! - [`plugins`]: the WebAssembly plugin runtime.
 //! - [`state`]: persisted settings, password and plugin stores.
 //! - [`unit`]: the running unit and its event loop.
 
 pub mod config;
+pub mod http;
 pub mod modem;
 pub mod plugins;
 pub mod state;

@@ -206,6 +206,25 @@ async fn run_unit(path: Option<&Path>) -> anyhow::Result<()> {
         tokio::spawn(print_modem(modem.events()));
     }
     tokio::spawn(print_leds(unit.led_state()));
+    if let Some(http) = &config.http {
+        let api = larm_host::http::Api {
+            services: unit.services.clone(),
+            leds: unit.led_state(),
+            sim: unit.sim.clone(),
+            sim_modem: unit.sim_modem.clone(),
+            token: http.token.clone(),
+        };
+        let listen = *http.listen.get_ref();
+        // Bound here, so a taken port stops larmd at start with a clear error.
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("HTTP API on {listen}"))?;
+        tokio::spawn(async move {
+            if let Err(e) = larm_host::http::serve(listener, api).await {
+                tracing::error!("HTTP API on {listen}: {e}");
+            }
+        });
+    }
     tracing::info!("larmd running; Ctrl-C stops it");
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;

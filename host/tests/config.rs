@@ -183,3 +183,17 @@ fn the_examples_pass_check() {
         );
     }
 }
+
+#[test]
+fn an_api_reachable_from_other_hosts_needs_a_token() {
+    let (at, key, message) = error("[http]\nlisten = \"0.0.0.0:8080\"\n");
+    assert_eq!(at.line, 2);
+    assert_eq!(key.as_deref(), Some("http.token"));
+    assert!(message.contains("needs `token`"), "{message}");
+    Config::parse(
+        "[http]\nlisten = \"0.0.0.0:8080\"\ntoken = \"s3cret\"\n",
+        Path::new("unit.toml"),
+        &[],
+    )
+    .unwrap();
+}

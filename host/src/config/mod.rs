@@ -227,8 +227,15 @@ impl Default for BoardConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
-    /// Address to listen on, e.g. `127.0.0.1:8080`.
-    pub listen: SocketAddr,
+    /// Address to listen on; loopback port 8080 unless given.
+    #[serde(default = "default_listen")]
+    pub listen: Spanned<SocketAddr>,
+    /// Bearer token clients must send; required unless `listen` is loopback.
+    pub token: Option<String>,
+}
+
+fn default_listen() -> Spanned<SocketAddr> {
+    Spanned::new(0..0, SocketAddr::from(([127, 0, 0, 1], 8080)))
 }
 
 /// `[server]`
@@ -397,6 +404,17 @@ impl Config {
         base: &Path,
         builtins: &[&str],
     ) -> Result<(), (Option<Range<usize>>, String, String)> {
+        if let Some(http) = &self.http
+            && !http.listen.get_ref().ip().is_loopback()
+            && http.token.as_deref().is_none_or(str::is_empty)
+        {
+            return Err((
+                Some(http.listen.span()),
+                "http.token".into(),
+                "an HTTP API reachable from other hosts needs `token` (clients send it as a bearer token)"
+                    .into(),
+            ));
+        }
         if let Some(modem) = &self.modem
             && modem.port.is_some() == modem.simulator.is_some()
         {

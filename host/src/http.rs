@@ -1,0 +1,244 @@
+//! The local HTTP API (axum), JSON:
+//!
+//! - `GET /api/v1/status`: inputs, outputs, LEDs, modem, plugins and their health.
+//! - `PUT /api/v1/outputs/{n}` with `{"on": true}`: switches an output.
+//! - On the simulated board and modem: `PUT /api/v1/sim/inputs/{n}` with
+//!   `{"closed": true}`, and `POST /api/v1/sim/sms` with `{"from": "+46…",
+//!   "text": "1234 STATUS"}`.
+//!
+//! With `[http] token` set, every request needs `Authorization: Bearer <token>`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use firmware_bridge::board::{Contact, InputId, OutputId, SimBoard};
+use firmware_bridge::leds::{self, LedEngine, UnitState};
+use firmware_bridge::modem::sim::SimModem;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::plugins::bindings::larm::plugin::types::{NetworkType, PluginState, SimState};
+use crate::plugins::caps::{Action, Services};
+
+/// What the API serves.
+#[derive(Clone)]
+pub struct Api {
+    /// The unit's services.
+    pub services: Arc<Services>,
+    /// What the LEDs show.
+    pub leds: watch::Receiver<UnitState>,
+    /// The simulated board, if any.
+    pub sim: Option<Arc<SimBoard>>,
+    /// The simulated modem, if any.
+    pub sim_modem: Option<SimModem>,
+    /// The bearer token, if required.
+    pub token: Option<String>,
+}
+
+/// `GET /api/v1/status`
+#[derive(Serialize)]
+pub struct StatusBody {
+    unit_id: String,
+    inputs: Vec<Terminal>,
+    outputs: Vec<Terminal>,
+    alarm_output: u8,
+    extended_io: String,
+    leds: Vec<String>,
+    modem: Option<ModemBody>,
+    plugins: Vec<PluginBody>,
+}
+
+#[derive(Serialize)]
+struct Terminal {
+    id: u8,
+    /// Inputs: closed to COM; outputs: on. None if it cannot be read.
+    active: Option<bool>,
+}
+
+#[derive(Serialize)]
+struct ModemBody {
+    answering: bool,
+    sim: &'static str,
+    signal_bars: u8,
+    network: &'static str,
+    operator: Option<String>,
+}
+
+#[derive(Serialize)]
+struct PluginBody {
+    name: String,
+    state: &'static str,
+    faults: u32,
+    last_fault: Option<String>,
+}
+
+/// `PUT /api/v1/outputs/{n}`
+#[derive(Deserialize)]
+pub struct OutputBody {
+    on: bool,
+}
+
+/// `PUT /api/v1/sim/inputs/{n}`
+#[derive(Deserialize)]
+pub struct InputBody {
+    closed: bool,
+}
+
+/// `POST /api/v1/sim/sms`
+#[derive(Deserialize)]
+pub struct SmsBody {
+    from: String,
+    text: String,
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
+}
+
+async fn status(State(api): State<Api>) -> Json<StatusBody> {
+    let s = &api.services;
+    let board = &s.board;
+    let engine = LedEngine::new(api.leds.borrow().clone(), Instant::now());
+    let modem = s.modem.lock().unwrap().clone().map(|m| ModemBody {
+        answering: m.answering,
+        sim: match m.sim {
+            SimState::Ready => "ready",
+            SimState::PinRequired => "pin-required",
+            SimState::Locked => "locked",
+            SimState::NotInserted => "not-inserted",
+            SimState::Error => "error",
+            SimState::Unknown => "unknown",
+        },
+        signal_bars: m.signal_bars,
+        network: match m.network {
+            NetworkType::Lte => "lte",
+            NetworkType::Umts => "umts",
+            NetworkType::Gsm => "gsm",
+            NetworkType::None => "none",
+        },
+        operator: m.operator,
+    });
+    Json(StatusBody {
+        unit_id: s.state.unit_id().unwrap_or_default(),
+        inputs: (1..=board.input_count())
+            .map(|id| Terminal {
+                id,
+                active: board
+                    .read_input(InputId(id))
+                    .ok()
+                    .map(|c| c == Contact::Closed),
+            })
+            .collect(),
+        outputs: (1..=board.output_count())
+            .map(|id| Terminal {
+                id,
+                active: board.read_output(OutputId(id)).ok(),
+            })
+            .collect(),
+        alarm_output: board.alarm_output().0,
+        extended_io: format!("{:?}", *board.card().borrow()).to_lowercase(),
+        leds: leds::LEDS.iter().map(|&l| engine.describe(l)).collect(),
+        modem,
+        plugins: s
+            .health
+            .lock()
+            .unwrap()
+            .values()
+            .map(|h| PluginBody {
+                name: h.name.clone(),
+                state: match h.state {
+                    PluginState::Running => "running",
+                    PluginState::Restarted => "restarted",
+                    PluginState::Quarantined => "quarantined",
+                },
+                faults: h.faults,
+                last_fault: h.last_fault.clone(),
+            })
+            .collect(),
+    })
+}
+
+async fn set_output(
+    State(api): State<Api>,
+    Path(n): Path<u8>,
+    Json(body): Json<OutputBody>,
+) -> Response {
+    match api.services.board.set_output(OutputId(n), body.on) {
+        Ok(()) => {
+            let _ = api.services.actions.send(Action::Output {
+                by: "http".into(),
+                output: n,
+                on: body.on,
+            });
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}
+
+async fn sim_input(
+    State(api): State<Api>,
+    Path(n): Path<u8>,
+    Json(body): Json<InputBody>,
+) -> Response {
+    let Some(sim) = &api.sim else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "the unit is not on the simulated board",
+        );
+    };
+    let contact = if body.closed {
+        Contact::Closed
+    } else {
+        Contact::Open
+    };
+    match sim.set_input(InputId(n), contact) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}
+
+async fn sim_sms(State(api): State<Api>, Json(body): Json<SmsBody>) -> Response {
+    let Some(modem) = &api.sim_modem else {
+        return error(StatusCode::NOT_FOUND, "the unit has no simulated modem");
+    };
+    modem.deliver_sms(&body.from, &body.text);
+    StatusCode::ACCEPTED.into_response()
+}
+
+async fn authorize(State(api): State<Api>, request: Request, next: Next) -> Response {
+    if let Some(token) = &api.token {
+        let sent = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if sent != Some(token.as_str()) {
+            return error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
+        }
+    }
+    next.run(request).await
+}
+
+/// The API's routes.
+pub fn router(api: Api) -> Router {
+    Router::new()
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/outputs/{n}", put(set_output))
+        .route("/api/v1/sim/inputs/{n}", put(sim_input))
+        .route("/api/v1/sim/sms", post(sim_sms))
+        .layer(middleware::from_fn_with_state(api.clone(), authorize))
+        .with_state(api)
+}
+
+/// Serves the API on `listener` until the task is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, api: Api) -> std::io::Result<()> {
+    tracing::info!("HTTP API on http://{}", listener.local_addr()?);
+    axum::serve(listener, router(api)).await
+}

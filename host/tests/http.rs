@@ -1,0 +1,145 @@
+//! The local HTTP API against `larmd run` as a separate process.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use common::Larmd;
+
+/// One HTTP/1.1 request; returns (status code, body).
+fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    token: Option<&str>,
+) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    let body = body.unwrap_or("");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let code = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+/// Starts larmd with the API and returns it with the API's address.
+fn start(extra: &str) -> (Larmd, String) {
+    let mut larmd = Larmd::start(&format!(
+        r#"
+[http]
+listen = "127.0.0.1:0"
+{extra}
+
+[modem]
+simulator = "ec2x"
+
+[[plugins]]
+name = "sms-commands"
+builtin = "std-sms-commands"
+[plugins.grants]
+password = true
+sms = "any"
+outputs = "any"
+"#
+    ));
+    let line = larmd.wait_for("HTTP API on http://").pop().unwrap();
+    let addr = line.rsplit("http://").next().unwrap().trim().to_string();
+    (larmd, addr)
+}
+
+fn status(addr: &str, token: Option<&str>) -> serde_json::Value {
+    let (code, body) = request(addr, "GET", "/api/v1/status", None, token);
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// Asks for the status until `ready` holds (the modem's first status read
+/// comes a moment after start).
+fn status_when(addr: &str, ready: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    for _ in 0..100 {
+        let s = status(addr, None);
+        if ready(&s) {
+            return s;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("the status never got there: {}", status(addr, None));
+}
+
+#[test]
+fn status_outputs_and_the_simulator() {
+    let (mut larmd, addr) = start("");
+    let s = status_when(&addr, |s| s["modem"]["answering"] == true);
+    assert_eq!(s["inputs"].as_array().unwrap().len(), 8);
+    assert_eq!(s["outputs"].as_array().unwrap().len(), 5);
+    assert_eq!(s["alarm_output"], 5);
+    assert_eq!(s["modem"]["network"], "lte");
+    assert_eq!(s["modem"]["signal_bars"], 4);
+    assert_eq!(s["plugins"][0]["name"], "sms-commands");
+    assert_eq!(s["plugins"][0]["state"], "running");
+    assert_eq!(s["leds"].as_array().unwrap().len(), 4);
+
+    let (code, _) = request(
+        &addr,
+        "PUT",
+        "/api/v1/outputs/2",
+        Some(r#"{"on":true}"#),
+        None,
+    );
+    assert_eq!(code, 204);
+    larmd.wait_for("output 2 on (by http)");
+    assert_eq!(status(&addr, None)["outputs"][1]["active"], true);
+    let (code, body) = request(
+        &addr,
+        "PUT",
+        "/api/v1/outputs/9",
+        Some(r#"{"on":true}"#),
+        None,
+    );
+    assert_eq!(code, 400);
+    assert!(body.contains("output 9 does not exist"), "{body}");
+    let (code, _) = request(&addr, "PUT", "/api/v1/outputs/2", Some("not json"), None);
+    assert!((400..500).contains(&code));
+
+    let (code, _) = request(
+        &addr,
+        "PUT",
+        "/api/v1/sim/inputs/1",
+        Some(r#"{"closed":true}"#),
+        None,
+    );
+    assert_eq!(code, 204);
+    larmd.wait_for("input 1 closed");
+    assert_eq!(status(&addr, None)["inputs"][0]["active"], true);
+
+    let sms = r#"{"from":"+46701234567","text":"0000 OUTPUT 3 ON"}"#;
+    let (code, _) = request(&addr, "POST", "/api/v1/sim/sms", Some(sms), None);
+    assert_eq!(code, 202);
+    larmd.wait_for("modem: SMS sent to +46701234567: \"Output 3 ON\"");
+    larmd.stop();
+}
+
+#[test]
+fn a_token_is_required_when_configured() {
+    let (larmd, addr) = start("token = \"s3cret\"");
+    let (code, _) = request(&addr, "GET", "/api/v1/status", None, None);
+    assert_eq!(code, 401);
+    let (code, _) = request(&addr, "GET", "/api/v1/status", None, Some("wrong"));
+    assert_eq!(code, 401);
+    assert_eq!(status(&addr, Some("s3cret"))["alarm_output"], 5);
+    larmd.stop();
+}
