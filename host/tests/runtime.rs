@@ -246,19 +246,29 @@ async fn calls_outside_the_grants_are_refused() {
     h.follow_still_works().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn unknown_world_is_rejected_before_activation() {
-    let mut h = Harness::new(&format!(
-        "[[plugins]]\nname = \"gadget\"\nfile = \"@guest-unknown-world\"\n{FOLLOW}"
+/// Loads `guest` as plugin `name` beside `follow`; returns the harness and
+/// the one load error, checked to be a compatibility error.
+fn rejected(name: &str, guest: &str) -> (Harness, CompatError, String) {
+    let h = Harness::new(&format!(
+        "[[plugins]]\nname = \"{name}\"\nfile = \"@{guest}\"\n{FOLLOW}"
     ));
     assert_eq!(h.failed.len(), 1);
     let message = h.failed[0].to_string();
+    let PluginError::Load { source, .. } = &h.failed[0] else {
+        panic!("not a load error: {message}");
+    };
+    let LoadError::Incompatible(compat) = &**source else {
+        panic!("not a compatibility error: {message}");
+    };
+    let compat = compat.clone();
+    (h, compat, message)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_world_is_rejected_before_activation() {
+    let (mut h, error, message) = rejected("gadget", "guest-unknown-world");
     assert!(
-        matches!(
-            &h.failed[0],
-            PluginError::Load { source, .. }
-                if matches!(**source, LoadError::Incompatible(CompatError::UnknownWorld { .. }))
-        ),
+        matches!(error, CompatError::UnknownWorld { .. }),
         "{message}"
     );
     assert!(message.contains("acme:gadget/widget@0.1.0"), "{message}");
@@ -269,19 +279,8 @@ async fn unknown_world_is_rejected_before_activation() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn incompatible_wit_version_is_rejected_before_activation() {
-    let mut h = Harness::new(&format!(
-        "[[plugins]]\nname = \"future\"\nfile = \"@guest-future-version\"\n{FOLLOW}"
-    ));
-    assert_eq!(h.failed.len(), 1);
-    let message = h.failed[0].to_string();
-    assert!(
-        matches!(
-            &h.failed[0],
-            PluginError::Load { source, .. }
-                if matches!(**source, LoadError::Incompatible(CompatError::Version { .. }))
-        ),
-        "{message}"
-    );
+    let (mut h, error, message) = rejected("future", "guest-future-version");
+    assert!(matches!(error, CompatError::Version { .. }), "{message}");
     assert!(message.contains("larm:plugin/rule@1.0.0"), "{message}");
     assert!(message.contains("larm:plugin@0.1.0"), "{message}");
     h.follow_still_works().await;

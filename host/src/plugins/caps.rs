@@ -187,6 +187,11 @@ impl Services {
         }
     }
 
+    /// Every plugin's health, by name.
+    pub fn plugin_health(&self) -> Vec<PluginHealth> {
+        self.health.lock().unwrap().values().cloned().collect()
+    }
+
     /// Milliseconds since the unit started: the plugins' monotonic clock.
     pub fn monotonic_ms(&self, at: Instant) -> u64 {
         at.saturating_duration_since(self.started).as_millis() as u64
@@ -451,13 +456,7 @@ impl Capabilities {
 
     /// `status.plugins`
     pub fn plugin_health(&self) -> Vec<PluginHealth> {
-        self.services
-            .health
-            .lock()
-            .unwrap()
-            .values()
-            .cloned()
-            .collect()
+        self.services.plugin_health()
     }
 
     /// `password.verify`: throttled per sender; a throttled sender is told

@@ -56,7 +56,7 @@ impl fmt::Display for PluginKind {
 }
 
 /// Why a component cannot run here.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum CompatError {
     /// It exports none of the larm plugin interfaces.
     #[error(

@@ -199,20 +199,18 @@ impl PluginManager {
     /// Offers an SMS to the command sets in order; returns the name of the
     /// one that claimed it.
     pub async fn sms(&self, message: SmsMessage) -> Option<String> {
-        for handle in self.of_kind(PluginKind::SmsCommands) {
-            let outcome = self.send(handle, PluginEvent::Sms(message.clone())).await;
-            if outcome == Ok(Outcome::Claimed(true)) {
-                return Some(handle.name.clone());
-            }
-        }
-        None
+        self.offer(PluginEvent::Sms(message)).await
     }
 
     /// Offers a call to the command sets in order; returns who claimed it.
     pub async fn call(&self, call: CallEvent) -> Option<String> {
+        self.offer(PluginEvent::Call(call)).await
+    }
+
+    /// Offers an event to the command sets in order until one claims it.
+    async fn offer(&self, event: PluginEvent) -> Option<String> {
         for handle in self.of_kind(PluginKind::SmsCommands) {
-            let outcome = self.send(handle, PluginEvent::Call(call.clone())).await;
-            if outcome == Ok(Outcome::Claimed(true)) {
+            if self.send(handle, event.clone()).await == Ok(Outcome::Claimed(true)) {
                 return Some(handle.name.clone());
             }
         }
@@ -290,13 +288,7 @@ impl PluginManager {
 
     /// Every plugin's health.
     pub fn health(&self) -> Vec<PluginHealth> {
-        self.services
-            .health
-            .lock()
-            .unwrap()
-            .values()
-            .cloned()
-            .collect()
+        self.services.plugin_health()
     }
 
     /// Stops every plugin after what is queued, and waits for them.
