@@ -1,6 +1,7 @@
 //! The local HTTP API (axum), JSON:
 //!
-//! - `GET /api/v1/status`: inputs, outputs, LEDs, modem, plugins and their health.
+//! - `GET /api/v1/status`: inputs, outputs, LEDs, modem, plugins and their
+//!   health, device settings.
 //! - `PUT /api/v1/outputs/{n}` with `{"on": true}`: switches an output.
 //! - On the simulated board and modem: `PUT /api/v1/sim/inputs/{n}` with
 //!   `{"closed": true}`, and `POST /api/v1/sim/sms` with `{"from": "+46…",
@@ -52,6 +53,8 @@ pub struct StatusBody {
     leds: Vec<String>,
     modem: Option<ModemBody>,
     plugins: Vec<PluginBody>,
+    /// Device settings (input names, delays, alarm numbers, interval...).
+    settings: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Serialize)]
@@ -160,6 +163,12 @@ async fn status(State(api): State<Api>) -> Json<StatusBody> {
                 faults: h.faults,
                 last_fault: h.last_fault.clone(),
             })
+            .collect(),
+        settings: s
+            .state
+            .settings("")
+            .unwrap_or_default()
+            .into_iter()
             .collect(),
     })
 }

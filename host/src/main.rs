@@ -190,15 +190,22 @@ fn block_on(task: impl std::future::Future<Output = anyhow::Result<()>>) -> anyh
 }
 
 async fn run_unit(path: Option<&Path>) -> anyhow::Result<()> {
-    let config = match path {
-        Some(path) => load_config(path)?,
-        None => Config::parse(
-            DEFAULT_CONFIG,
-            Path::new("examples/sim.toml (built in)"),
-            &builtin_names(),
-        )?,
+    let (config, corrupt) = match path {
+        Some(path) => Config::load_or_last_good(path, &builtin_names())?,
+        None => (
+            Config::parse(
+                DEFAULT_CONFIG,
+                Path::new("examples/sim.toml (built in)"),
+                &builtin_names(),
+            )?,
+            None,
+        ),
     };
-    let unit = Unit::build(&config).await?;
+    if let Some(error) = &corrupt {
+        tracing::error!("{error}");
+        tracing::error!("the config is corrupt: running the last good one until it is fixed");
+    }
+    let unit = Unit::build(&config, corrupt.is_some()).await?;
     if let Some(sim) = unit.sim.clone() {
         tokio::spawn(sim_console(sim, unit.sim_modem.clone()));
     }
@@ -225,9 +232,9 @@ async fn run_unit(path: Option<&Path>) -> anyhow::Result<()> {
             }
         });
     }
-    tracing::info!("larmd running; Ctrl-C stops it");
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
+    tracing::info!("larmd running; Ctrl-C stops it");
     unit.run(async move {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}

@@ -255,6 +255,18 @@ fn new_unit_id() -> String {
     format!("larm-{}", hex(&Sha256::digest(seed)[..4]))
 }
 
+/// Writes `bytes` to `path` so that a crash leaves either the old file or
+/// the new one: temp file, fsync, rename, fsync the folder.
+pub fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir)?;
+    let mut file = tempfile::NamedTempFile::new_in(dir)?;
+    file.write_all(bytes)?;
+    file.as_file().sync_all()?;
+    file.persist(path).map_err(|e| e.error)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
 /// Lower-case hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()

@@ -47,7 +47,9 @@ impl Unit {
     /// Builds the unit: opens the state in the data dir, the board, and
     /// loads every plugin (a plugin that cannot be loaded is logged and
     /// left out; the unit runs the others), and starts the modem task.
-    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+    /// `config_corrupt` says the config file was bad and `config` is the
+    /// last good one.
+    pub async fn build(config: &Config, config_corrupt: bool) -> anyhow::Result<Self> {
         let data_dir = data_dir(config);
         let state = Arc::new(
             State::open(&data_dir)
@@ -77,6 +79,7 @@ impl Unit {
         let mut services = Services::new(board, state, tx);
         services.max_password_failures = config.sms.password_failures.get();
         services.lockout = Duration::from_secs(config.sms.lockout_s);
+        services.config_corrupt = config_corrupt;
         let services = Arc::new(services);
         let runtime = Runtime::new(Some(data_dir.join("cache")))
             .map_err(|e| anyhow::anyhow!("starting the plugin runtime: {e:#}"))?;
@@ -249,6 +252,7 @@ fn unit_state(services: &Services, card: CardState) -> UnitState {
     let mut state = UnitState {
         server_connected: *services.server_connected.lock().unwrap(),
         sms_received: *services.last_sms.lock().unwrap(),
+        config_corrupt: services.config_corrupt,
         ..UnitState::default()
     };
     if card == CardState::Missing {

@@ -218,3 +218,24 @@ async fn the_simulator_prints_what_the_unit_sends() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_corrupt_config_runs_the_last_good_one_with_the_red_led_steady() {
+    let mut larmd = Larmd::start(
+        "[[plugins]]\nname = \"follow\"\nfile = @follow\n[plugins.grants]\noutputs = [1]\n",
+    );
+    larmd.wait_for("larmd running");
+    let dir = larmd.stop();
+    // Half a write, as a power cut while editing would leave it.
+    std::fs::write(
+        dir.path().join("unit.toml"),
+        "data_dir = \"data\"\n[[plugins]]\nname = \"fol",
+    )
+    .unwrap();
+    let mut larmd = Larmd::restart(dir);
+    larmd.wait_for("the config is corrupt: running the last good one");
+    larmd.wait_for("LED red: steady (corrupt configuration)");
+    larmd.send("close 1");
+    larmd.wait_for("output 1 on (by follow)");
+    larmd.stop();
+}

@@ -36,17 +36,8 @@ fn request(
     (code, body)
 }
 
-/// Starts larmd with the API and returns it with the API's address.
-fn start(extra: &str) -> (Larmd, String) {
-    let mut larmd = Larmd::start(&format!(
-        r#"
-[http]
-listen = "127.0.0.1:0"
-{extra}
-
-[modem]
-simulator = "ec2x"
-
+/// The command set most tests use.
+const COMMANDS: &str = r#"
 [[plugins]]
 name = "sms-commands"
 builtin = "std-sms-commands"
@@ -54,11 +45,21 @@ builtin = "std-sms-commands"
 password = true
 sms = "any"
 outputs = "any"
-"#
+"#;
+
+/// Starts larmd with the API (`http` goes into `[http]`) and the plugins
+/// in `plugins`; returns it with the API's address.
+fn start_with(http: &str, plugins: &str) -> (Larmd, String) {
+    let mut larmd = Larmd::start(&format!(
+        "[http]\nlisten = \"127.0.0.1:0\"\n{http}\n[modem]\nsimulator = \"ec2x\"\n{plugins}"
     ));
     let line = larmd.wait_for("HTTP API on http://").pop().unwrap();
     let addr = line.rsplit("http://").next().unwrap().trim().to_string();
     (larmd, addr)
+}
+
+fn start(http: &str) -> (Larmd, String) {
+    start_with(http, COMMANDS)
 }
 
 fn status(addr: &str, token: Option<&str>) -> serde_json::Value {
@@ -141,5 +142,48 @@ fn a_token_is_required_when_configured() {
     let (code, _) = request(&addr, "GET", "/api/v1/status", None, Some("wrong"));
     assert_eq!(code, 401);
     assert_eq!(status(&addr, Some("s3cret"))["alarm_output"], 5);
+    larmd.stop();
+}
+
+#[test]
+fn settings_survive_a_restart_and_facreset_restores_the_defaults() {
+    let (mut larmd, addr) = start_with(
+        "",
+        r#"
+[[plugins]]
+name = "sms-commands"
+builtin = "std-sms-commands"
+[plugins.grants]
+password = true
+sms = "any"
+server = true
+settings = "write"
+system = ["factory-reset"]
+"#,
+    );
+    let send = |addr: &str, text: &str| {
+        let body = format!(r#"{{"from":"+46701234567","text":"{text}"}}"#);
+        assert_eq!(
+            request(addr, "POST", "/api/v1/sim/sms", Some(&body), None).0,
+            202
+        );
+    };
+    send(&addr, "0000 CHGPASS 1234 1234");
+    larmd.wait_for("\"Password changed\"");
+    send(&addr, "1234 CONINTVL 60");
+    larmd.wait_for("\"Connection interval: 60 min\"");
+    assert_eq!(status(&addr, None)["settings"]["server.interval-min"], "60");
+
+    let dir = larmd.stop();
+    let mut larmd = Larmd::restart(dir);
+    let line = larmd.wait_for("HTTP API on http://").pop().unwrap();
+    let addr = line.rsplit("http://").next().unwrap().trim().to_string();
+    assert_eq!(status(&addr, None)["settings"]["server.interval-min"], "60");
+
+    send(&addr, "1234 FACRESET");
+    larmd.wait_for("\"Factory settings restored\"");
+    assert_eq!(status(&addr, None)["settings"], serde_json::json!({}));
+    send(&addr, "0000 STATUS");
+    larmd.wait_for("Change the factory password!");
     larmd.stop();
 }

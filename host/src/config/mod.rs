@@ -369,6 +369,41 @@ impl Config {
         Self::parse(&text, file, builtins)
     }
 
+    /// Loads `file`, keeping a copy of it as the last good config
+    /// (`<file>.last-good`). If it does not load but a last good copy does,
+    /// that copy is used and the error returned beside it: the unit keeps
+    /// working as it did, and shows the corrupt config (red LED steady).
+    pub fn load_or_last_good(
+        file: &Path,
+        builtins: &[&str],
+    ) -> Result<(Config, Option<ConfigError>), ConfigError> {
+        let last_good = PathBuf::from(format!("{}.last-good", file.display()));
+        match Self::load(file, builtins) {
+            Ok(config) => {
+                let dir = file
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
+                let saved = std::fs::read(file)
+                    .and_then(|bytes| crate::state::write_atomically(dir, &last_good, &bytes));
+                if let Err(e) = saved {
+                    tracing::warn!(
+                        "cannot keep {} as the last good config: {e}",
+                        last_good.display()
+                    );
+                }
+                Ok((config, None))
+            }
+            Err(error) => match std::fs::read_to_string(&last_good) {
+                Ok(text) => match Self::parse(&text, file, builtins) {
+                    Ok(config) => Ok((config, Some(error))),
+                    Err(_) => Err(error),
+                },
+                Err(_) => Err(error),
+            },
+        }
+    }
+
     /// Parses and validates config text; `file` names it in errors and
     /// anchors relative paths.
     pub fn parse(text: &str, file: &Path, builtins: &[&str]) -> Result<Config, ConfigError> {

@@ -153,6 +153,8 @@ pub struct Services {
     pub max_password_failures: u32,
     /// How long a throttled sender is ignored (`[sms]`).
     pub lockout: Duration,
+    /// The config file is corrupt and the last good one runs (red LED steady).
+    pub config_corrupt: bool,
     /// Where timers run; none outside a tokio runtime (benchmarks).
     pub runtime: Option<tokio::runtime::Handle>,
     started: Instant,
@@ -182,6 +184,7 @@ impl Services {
             throttle: Mutex::new(HashMap::new()),
             max_password_failures: 5,
             lockout: Duration::from_secs(600),
+            config_corrupt: false,
             runtime: tokio::runtime::Handle::try_current().ok(),
             started: Instant::now(),
         }

@@ -14,7 +14,7 @@ use wasmtime::{Config, Engine};
 use super::bindings::{input_rule, server_adapter, sms_commands};
 use super::compat::{self, CompatError, PluginKind};
 use super::host::{self, HostState};
-use crate::state::hex;
+use crate::state::{hex, write_atomically};
 
 /// How often the epoch advances. A call's deadline is rounded up to ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -204,16 +204,4 @@ fn start_epoch_clock(engine: &Engine) {
             }
         })
         .expect("cannot start the epoch thread");
-}
-
-/// Writes `bytes` to `path` so that a crash leaves either the old file or
-/// the new one: temp file, fsync, rename, fsync the folder.
-pub fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    std::fs::create_dir_all(dir)?;
-    let mut file = tempfile::NamedTempFile::new_in(dir)?;
-    file.write_all(bytes)?;
-    file.as_file().sync_all()?;
-    file.persist(path).map_err(|e| e.error)?;
-    std::fs::File::open(dir)?.sync_all()
 }

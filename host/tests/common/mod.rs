@@ -36,6 +36,11 @@ impl Larmd {
         Self::spawn(dir, &args)
     }
 
+    /// Starts larmd again on the `unit.toml` of `dir` (from [`Larmd::stop`]).
+    pub fn restart(dir: tempfile::TempDir) -> Self {
+        Self::spawn(dir, &["run", "--config", "unit.toml"])
+    }
+
     /// Starts `larmd run` with no config (the built-in standard unit) in `dir`.
     pub fn start_default(dir: tempfile::TempDir) -> Self {
         Self::spawn(dir, &["run"])
