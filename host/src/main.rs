@@ -13,7 +13,7 @@ use larm_host::config::Config;
 use larm_host::plugins::compat;
 use larm_host::plugins::runtime::Runtime;
 use larm_host::plugins::{self, builtin_names};
-use larm_host::unit::Unit;
+use larm_host::unit::{Ending, Unit};
 use tokio::io::AsyncBufReadExt;
 
 mod cli;
@@ -235,13 +235,24 @@ async fn run_unit(path: Option<&Path>) -> anyhow::Result<()> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
     tracing::info!("larmd running; Ctrl-C stops it");
-    unit.run(async move {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate.recv() => {}
-        }
-    })
-    .await;
+    let ending = unit
+        .run(async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+        })
+        .await;
+    if ending == Ending::Restart {
+        // `RESTART ALL`: start afresh, as the same program with the same arguments.
+        use std::os::unix::process::CommandExt;
+        tracing::warn!("restarting larmd");
+        let exe = std::env::current_exe().context("finding larmd's own path")?;
+        let error = std::process::Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .exec();
+        return Err(error).context("restarting larmd");
+    }
     Ok(())
 }
 

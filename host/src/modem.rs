@@ -40,6 +40,8 @@ pub enum Outgoing {
     },
     /// Restart the modem (`RESTART GSM`).
     Restart,
+    /// Answered once everything queued before it has been sent.
+    Flush(tokio::sync::oneshot::Sender<()>),
 }
 
 /// Opens and initialises the modem on `port`, and reads what is stored.
@@ -116,6 +118,9 @@ pub async fn run(
                         Err(e) => error!("alarm call to {number} failed: {e}"),
                     },
                     Outgoing::Restart => restart(&mut modem, &services).await,
+                    Outgoing::Flush(done) => {
+                        let _ = done.send(());
+                    }
                 }
                 set_busy(&services, false);
             }

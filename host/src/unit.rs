@@ -64,6 +64,7 @@ impl Unit {
                     outputs: b.outputs,
                     debounce,
                     card: b.extended.map(|c| (c.inputs, c.outputs)),
+                    closed: b.closed_at_start.clone(),
                 }));
                 (Some(sim.clone()), sim)
             }
@@ -144,15 +145,17 @@ impl Unit {
         self.led_state.subscribe()
     }
 
-    /// Runs until `shutdown` resolves.
-    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
+    /// Runs until `shutdown` resolves, or a plugin asks for the unit to
+    /// restart (`RESTART ALL`), which the caller carries out.
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) -> Ending {
         tokio::pin!(shutdown);
         let leds = tokio::spawn(leds::drive(
             self.services.board.clone(),
             self.led_state.subscribe(),
         ));
         let status = tokio::spawn(watch_status(self.services.clone(), self.led_state.clone()));
-        loop {
+        let mut ending = Ending::Stopped;
+        'events: loop {
             tokio::select! {
                 edge = self.edges.recv() => match edge {
                     Ok(edge) => {
@@ -184,6 +187,12 @@ impl Unit {
                     // sent first (as `system.restart` promises).
                     batch.sort_by_key(|a| matches!(a, Action::Restart { .. }));
                     for action in batch {
+                        if let Action::Restart { by, target: RestartTarget::Unit } = action {
+                            warn!("restart of the unit requested (by {by})");
+                            self.flush_modem().await;
+                            ending = Ending::Restart;
+                            break 'events;
+                        }
                         self.carry_out(action);
                     }
                 }
@@ -216,7 +225,27 @@ impl Unit {
         status.abort();
         leds.abort();
         self.plugins.shutdown();
+        ending
     }
+
+    /// Waits until the modem has sent what is queued (the reply to `RESTART ALL`).
+    async fn flush_modem(&self) {
+        if let Some(modem) = &self.outgoing {
+            let (done, sent) = tokio::sync::oneshot::channel();
+            if modem.send(Outgoing::Flush(done)).is_ok() {
+                let _ = tokio::time::timeout(Duration::from_secs(120), sent).await;
+            }
+        }
+    }
+}
+
+/// How [`Unit::run`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Asked to stop.
+    Stopped,
+    /// A plugin asked for the whole unit to restart.
+    Restart,
 }
 
 /// How often the unit's state is looked at for the status LEDs.
@@ -345,10 +374,11 @@ impl Unit {
                 info!("modem restart requested (by {by})");
                 to_modem(Outgoing::Restart);
             }
+            // Handled by the event loop, which ends the run.
             Action::Restart {
-                by,
                 target: RestartTarget::Unit,
-            } => warn!("restart of the unit requested (by {by}); restart larmd's service to apply"),
+                ..
+            } => {}
             Action::FactoryReset { by } => warn!("factory settings restored (by {by})"),
         }
     }

@@ -27,7 +27,7 @@ fn commissioning_as_the_manual_describes() {
     sms(&mut larmd, "0000 STATUS");
     reply(
         &mut larmd,
-        "IN1-12: 000000000000 OUT1-9: 000000000 ALARM: off Signal: 4/5 LTE. Change the factory password!",
+        "IN1-12: 010000000000 OUT1-9: 000000000 ALARM: off Signal: 4/5 LTE. Change the factory password!",
     );
 
     sms(&mut larmd, "0000 CHGPASS 1234 1234");
@@ -46,7 +46,7 @@ fn commissioning_as_the_manual_describes() {
     sms(&mut larmd, "1234 sTaTuS");
     let seen = reply(
         &mut larmd,
-        "IN1-12: 000000000000 OUT1-9: 000000000 ALARM: off Signal: 4/5 LTE.",
+        "IN1-12: 010000000000 OUT1-9: 000000000 ALARM: off Signal: 4/5 LTE.",
     );
     assert_eq!(
         seen.iter()
@@ -78,7 +78,7 @@ fn commissioning_as_the_manual_describes() {
     sms(&mut larmd, "1234 STATUS");
     reply(
         &mut larmd,
-        "IN1-12: 000000000000 OUT1-9: 000000000 ALARM: off Signal: 4/5 LTE.",
+        "IN1-12: 010000000000 OUT1-9: 000000000 ALARM: off Signal: 4/5 LTE.",
     );
     larmd.stop();
 }
@@ -145,6 +145,30 @@ fn an_input_alarm_sends_sms_rings_and_sets_alarm_until_restored() {
     );
     larmd.send("open 3");
     reply(&mut larmd, "Frysrummet är OK igen");
+
+    // Input 2 is an NC loop, closed at start: opening it is the alarm.
+    larmd.send("open 2");
+    reply(&mut larmd, "Alarm: Dörr");
+    larmd.send("close 2");
+    reply(&mut larmd, "Restored: Dörr");
+    larmd.stop();
+}
+
+#[test]
+fn restart_all_restarts_larmd_after_replying() {
+    let mut larmd = Larmd::start_default(tempfile::tempdir().unwrap());
+    larmd.wait_for("larmd running");
+    sms(&mut larmd, "0000 CHGPASS 4321 4321");
+    reply(&mut larmd, "Password changed");
+    sms(&mut larmd, "4321 RESTART ALL");
+    reply(&mut larmd, "Restarting the unit");
+    larmd.wait_for("restarting larmd");
+    larmd.wait_for("larmd running");
+    sms(&mut larmd, "4321 STATUS");
+    reply(
+        &mut larmd,
+        "IN1-12: 010000000000 OUT1-9: 000000000 ALARM: off Signal: 4/5 LTE.",
+    );
     larmd.stop();
 }
 

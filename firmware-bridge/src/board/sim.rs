@@ -33,6 +33,8 @@ pub struct SimConfig {
     pub debounce: Duration,
     /// The extended card's (inputs, outputs), if one is fitted.
     pub card: Option<(u8, u8)>,
+    /// Inputs closed to COM at start (an NC loop that is wired); the rest are open.
+    pub closed: Vec<u8>,
 }
 
 /// A board held in memory. Inputs start open, outputs and LEDs off.
@@ -58,6 +60,7 @@ impl SimBoard {
             outputs,
             debounce: Duration::ZERO,
             card: None,
+            closed: Vec::new(),
         })
     }
 
@@ -71,7 +74,18 @@ impl SimBoard {
             None => CardState::NotFitted,
         };
         Self {
-            inputs: InputBank::new(vec![(Contact::Open, shape.debounce); usize::from(inputs)]),
+            inputs: InputBank::new(
+                (1..=inputs)
+                    .map(|i| {
+                        let contact = if shape.closed.contains(&i) {
+                            Contact::Closed
+                        } else {
+                            Contact::Open
+                        };
+                        (contact, shape.debounce)
+                    })
+                    .collect(),
+            ),
             state: Mutex::new(State {
                 outputs: vec![false; usize::from(outputs)],
                 leds: [false; 4],
@@ -219,6 +233,7 @@ mod tests {
             outputs: 1,
             debounce: Duration::from_millis(20),
             card: None,
+            closed: vec![],
         });
         let mut edges = board.subscribe();
         board.set_input(InputId(1), Contact::Closed).unwrap();
@@ -257,6 +272,7 @@ mod tests {
             outputs: 2,
             debounce: Duration::ZERO,
             card: Some((4, 4)),
+            closed: vec![6],
         });
         assert_eq!((board.input_count(), board.output_count()), (6, 6));
         assert_eq!(
@@ -266,6 +282,11 @@ mod tests {
         );
         let card = board.card();
         assert_eq!(*card.borrow(), CardState::Present);
+        assert_eq!(
+            board.read_input(InputId(6)),
+            Ok(Contact::Closed),
+            "closed at start"
+        );
         board.set_output(OutputId(5), true).unwrap();
         board.set_card_present(false);
         assert_eq!(*card.borrow(), CardState::Missing);

@@ -184,6 +184,9 @@ pub struct BoardConfig {
     pub debounce_ms: u64,
     /// The simulated board's extended I/O card, if it has one.
     pub extended: Option<SimCard>,
+    /// Simulated board: inputs closed to COM at start (NC loops that are wired).
+    #[serde(default)]
+    pub closed_at_start: Vec<u8>,
     /// The wiring of a real board (`kind = "linux"`).
     pub gpio: Option<Spanned<GpioConfig>>,
 }
@@ -218,6 +221,7 @@ impl Default for BoardConfig {
             outputs: default_outputs(),
             debounce_ms: default_debounce_ms(),
             extended: None,
+            closed_at_start: Vec::new(),
             gpio: None,
         }
     }
