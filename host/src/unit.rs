@@ -395,3 +395,103 @@ pub fn data_dir(config: &Config) -> PathBuf {
             BoardKind::Linux => PathBuf::from("/var/lib/larm"),
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::bindings::larm::plugin::types::PluginHealth;
+    use crate::plugins::caps::ModemStatus;
+
+    fn services() -> Services {
+        Services::new(
+            Arc::new(SimBoard::new(1, 1)),
+            Arc::new(State::in_memory().unwrap()),
+            mpsc::unbounded_channel().0,
+        )
+    }
+
+    fn healthy_modem() -> ModemStatus {
+        ModemStatus {
+            answering: true,
+            sim: SimState::Ready,
+            network: NetworkType::Lte,
+            signal_bars: 4,
+            ..ModemStatus::default()
+        }
+    }
+
+    fn errors(services: &Services) -> Vec<ErrorCode> {
+        unit_state(services, CardState::NotFitted)
+            .errors
+            .into_iter()
+            .collect()
+    }
+
+    #[test]
+    fn no_modem_configured_shows_no_modem_codes() {
+        assert!(errors(&services()).is_empty());
+    }
+
+    #[test]
+    fn modem_states_map_to_the_manuals_codes() {
+        let s = services();
+        let set = |m: ModemStatus| *s.modem.lock().unwrap() = Some(m);
+        set(healthy_modem());
+        assert!(errors(&s).is_empty());
+        let state = unit_state(&s, CardState::NotFitted);
+        assert_eq!((state.signal_bars, state.network), (4, Network::Lte));
+        set(ModemStatus::default());
+        assert_eq!(errors(&s), [ErrorCode::Modem], "not answering: code 4");
+        set(ModemStatus {
+            sim: SimState::PinRequired,
+            ..healthy_modem()
+        });
+        assert_eq!(errors(&s), [ErrorCode::Sim]);
+        set(ModemStatus {
+            network: NetworkType::None,
+            ..healthy_modem()
+        });
+        assert_eq!(errors(&s), [ErrorCode::NoNetwork]);
+        set(ModemStatus {
+            signal_bars: 1,
+            ..healthy_modem()
+        });
+        assert_eq!(errors(&s), [ErrorCode::LowSignal]);
+        set(ModemStatus {
+            busy_ended: Some(std::time::Instant::now()),
+            ..healthy_modem()
+        });
+        assert!(
+            unit_state(&s, CardState::NotFitted).busy,
+            "yellow lingers after a send"
+        );
+    }
+
+    #[test]
+    fn card_quarantine_and_corrupt_config() {
+        let mut s = services();
+        assert_eq!(
+            unit_state(&s, CardState::Missing)
+                .errors
+                .into_iter()
+                .collect::<Vec<_>>(),
+            [ErrorCode::ExtendedIo]
+        );
+        s.health.lock().unwrap().insert(
+            "rules".into(),
+            PluginHealth {
+                name: "rules".into(),
+                state: PluginState::Quarantined,
+                faults: 3,
+                last_fault: None,
+            },
+        );
+        assert_eq!(
+            errors(&s),
+            [ErrorCode::Internal],
+            "a quarantined plugin: code 10"
+        );
+        s.config_corrupt = true;
+        assert!(unit_state(&s, CardState::NotFitted).config_corrupt);
+    }
+}
