@@ -2,19 +2,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use firmware_bridge::board::{Contact, InputId};
-use firmware_bridge::leds;
-use firmware_bridge::modem::sim::{SimEvent, SimModem};
 use larm_host::config::Config;
 use larm_host::plugins::compat;
 use larm_host::plugins::runtime::Runtime;
 use larm_host::plugins::{self, builtin_names};
 use larm_host::unit::{Ending, Unit};
-use tokio::io::AsyncBufReadExt;
 
 mod cli;
 
@@ -207,12 +202,12 @@ async fn run_unit(path: Option<&Path>) -> anyhow::Result<()> {
     }
     let unit = Unit::build(&config, corrupt.is_some()).await?;
     if let Some(sim) = unit.sim.clone() {
-        tokio::spawn(sim_console(sim, unit.sim_modem.clone()));
+        tokio::spawn(cli::console::sim_console(sim, unit.sim_modem.clone()));
     }
     if let Some(modem) = &unit.sim_modem {
-        tokio::spawn(print_modem(modem.events()));
+        tokio::spawn(cli::console::print_modem(modem.events()));
     }
-    tokio::spawn(print_leds(unit.led_state()));
+    tokio::spawn(cli::console::print_leds(unit.led_state()));
     if let Some(http) = &config.http {
         let api = larm_host::http::Api {
             services: unit.services.clone(),
@@ -254,108 +249,4 @@ async fn run_unit(path: Option<&Path>) -> anyhow::Result<()> {
         return Err(error).context("restarting larmd");
     }
     Ok(())
-}
-
-/// Reads commands from stdin to drive the simulated board. When stdin ends
-/// (a service, a test), larmd keeps running.
-async fn sim_console(
-    sim: std::sync::Arc<firmware_bridge::board::SimBoard>,
-    modem: Option<SimModem>,
-) {
-    const HELP: &str = "commands: close N, open N (input N), card out, card in (extended I/O card), \
-                        sms FROM TEXT, ring FROM, modem COMMAND (with the simulated modem; `modem help`)";
-    eprintln!("simulated board: {HELP}");
-    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match (words.as_slice(), &modem) {
-            (["sms", from, ..], Some(modem)) => {
-                let text = line.trim_start()[3..].trim_start()[from.len()..].trim_start();
-                modem.deliver_sms(from, text);
-                continue;
-            }
-            (["ring", from], Some(modem)) => {
-                modem.ring(from);
-                continue;
-            }
-            (["modem", ..], Some(modem)) => {
-                let rest = line.trim_start()["modem".len()..].trim();
-                if let Err(e) = cli::modem::command(modem, rest) {
-                    eprintln!("{e}\nmodem {}", cli::modem::HELP);
-                }
-                continue;
-            }
-            (["sms" | "ring" | "modem", ..], None) => {
-                eprintln!("no simulated modem ([modem] simulator = \"ec2x\" in the config)");
-                continue;
-            }
-            _ => {}
-        }
-        let (contact, n) = match words.as_slice() {
-            ["close", n] => (Contact::Closed, n),
-            ["open", n] => (Contact::Open, n),
-            ["card", state @ ("in" | "out")] => {
-                if !sim.set_card_present(*state == "in") {
-                    eprintln!("this board has no extended card ([board.extended] in the config)");
-                }
-                continue;
-            }
-            [] => continue,
-            _ => {
-                eprintln!("{HELP}");
-                continue;
-            }
-        };
-        match n.parse() {
-            Ok(n) => {
-                if let Err(e) = sim.set_input(InputId(n), contact) {
-                    eprintln!("{e}");
-                }
-            }
-            Err(_) => eprintln!("`{n}` is not an input number"),
-        }
-    }
-}
-
-/// Prints what the unit sends through the simulated modem.
-async fn print_modem(mut events: tokio::sync::broadcast::Receiver<SimEvent>) {
-    while let Ok(event) = events.recv().await {
-        match event {
-            SimEvent::SmsSent { to, text } => tracing::info!("modem: SMS sent to {to}: {text:?}"),
-            SimEvent::Dialled(number) => tracing::info!("modem: dialling {number}"),
-            SimEvent::HungUp => tracing::info!("modem: hung up"),
-            SimEvent::Restarted => tracing::info!("modem: restarted"),
-        }
-    }
-}
-
-/// Logs what the status LEDs show, in words, whenever it changes.
-async fn print_leds(mut states: tokio::sync::watch::Receiver<leds::UnitState>) {
-    let now = std::time::Instant::now;
-    let mut engine = leds::LedEngine::new(states.borrow_and_update().clone(), now());
-    let mut shown: Vec<String> = Vec::new();
-    loop {
-        let described: Vec<String> = leds::LEDS.iter().map(|&l| engine.describe(l)).collect();
-        for (i, line) in described.iter().enumerate() {
-            if shown.get(i) != Some(line) {
-                tracing::info!("LED {line}");
-            }
-        }
-        shown = described;
-        // Patterns also change with time (green's 5 s after an SMS).
-        let wake = engine
-            .next_change(now())
-            .unwrap_or_else(|| now() + Duration::from_secs(3600));
-        tokio::select! {
-            changed = states.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-                engine.update(states.borrow_and_update().clone(), now());
-            }
-            () = tokio::time::sleep_until(wake.into()) => {
-                engine.levels(now());
-            }
-        }
-    }
 }

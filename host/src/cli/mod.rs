@@ -1,3 +1,4 @@
 //! Subcommands of `larmd` beyond running the unit.
 
+pub mod console;
 pub mod modem;

@@ -1,0 +1,113 @@
+//! The console of `larmd run` on the simulated board: commands on stdin,
+//! and what the unit does printed in words.
+
+use std::time::Duration;
+
+use firmware_bridge::board::{Contact, InputId};
+use firmware_bridge::leds;
+use firmware_bridge::modem::sim::{SimEvent, SimModem};
+use tokio::io::AsyncBufReadExt;
+
+/// Reads commands from stdin to drive the simulated board. When stdin ends
+/// (a service, a test), larmd keeps running.
+pub async fn sim_console(
+    sim: std::sync::Arc<firmware_bridge::board::SimBoard>,
+    modem: Option<SimModem>,
+) {
+    const HELP: &str = "commands: close N, open N (input N), card out, card in (extended I/O card), \
+                        sms FROM TEXT, ring FROM, modem COMMAND (with the simulated modem; `modem help`)";
+    eprintln!("simulated board: {HELP}");
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match (words.as_slice(), &modem) {
+            (["sms", from, ..], Some(modem)) => {
+                let text = line.trim_start()[3..].trim_start()[from.len()..].trim_start();
+                modem.deliver_sms(from, text);
+                continue;
+            }
+            (["ring", from], Some(modem)) => {
+                modem.ring(from);
+                continue;
+            }
+            (["modem", ..], Some(modem)) => {
+                let rest = line.trim_start()["modem".len()..].trim();
+                if let Err(e) = super::modem::command(modem, rest) {
+                    eprintln!("{e}\nmodem {}", super::modem::HELP);
+                }
+                continue;
+            }
+            (["sms" | "ring" | "modem", ..], None) => {
+                eprintln!("no simulated modem ([modem] simulator = \"ec2x\" in the config)");
+                continue;
+            }
+            _ => {}
+        }
+        let (contact, n) = match words.as_slice() {
+            ["close", n] => (Contact::Closed, n),
+            ["open", n] => (Contact::Open, n),
+            ["card", state @ ("in" | "out")] => {
+                if !sim.set_card_present(*state == "in") {
+                    eprintln!("this board has no extended card ([board.extended] in the config)");
+                }
+                continue;
+            }
+            [] => continue,
+            _ => {
+                eprintln!("{HELP}");
+                continue;
+            }
+        };
+        match n.parse() {
+            Ok(n) => {
+                if let Err(e) = sim.set_input(InputId(n), contact) {
+                    eprintln!("{e}");
+                }
+            }
+            Err(_) => eprintln!("`{n}` is not an input number"),
+        }
+    }
+}
+
+/// Prints what the unit sends through the simulated modem.
+pub async fn print_modem(mut events: tokio::sync::broadcast::Receiver<SimEvent>) {
+    while let Ok(event) = events.recv().await {
+        match event {
+            SimEvent::SmsSent { to, text } => tracing::info!("modem: SMS sent to {to}: {text:?}"),
+            SimEvent::Dialled(number) => tracing::info!("modem: dialling {number}"),
+            SimEvent::HungUp => tracing::info!("modem: hung up"),
+            SimEvent::Restarted => tracing::info!("modem: restarted"),
+        }
+    }
+}
+
+/// Logs what the status LEDs show, in words, whenever it changes.
+pub async fn print_leds(mut states: tokio::sync::watch::Receiver<leds::UnitState>) {
+    let now = std::time::Instant::now;
+    let mut engine = leds::LedEngine::new(states.borrow_and_update().clone(), now());
+    let mut shown: Vec<String> = Vec::new();
+    loop {
+        let described: Vec<String> = leds::LEDS.iter().map(|&l| engine.describe(l)).collect();
+        for (i, line) in described.iter().enumerate() {
+            if shown.get(i) != Some(line) {
+                tracing::info!("LED {line}");
+            }
+        }
+        shown = described;
+        // Patterns also change with time (green's 5 s after an SMS).
+        let wake = engine
+            .next_change(now())
+            .unwrap_or_else(|| now() + Duration::from_secs(3600));
+        tokio::select! {
+            changed = states.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                engine.update(states.borrow_and_update().clone(), now());
+            }
+            () = tokio::time::sleep_until(wake.into()) => {
+                engine.levels(now());
+            }
+        }
+    }
+}
