@@ -3,7 +3,7 @@
 mod common;
 
 use common::Larmd;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::{Child, ChildStdin};
 use std::process::{Command, Stdio};
@@ -83,13 +83,7 @@ impl SimProcess {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let (tx, stdout) = mpsc::channel();
-        let out = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        let stdout = common::lines_of(child.stdout.take().unwrap());
         let first = stdout.recv_timeout(Duration::from_secs(30)).unwrap();
         let path = first.rsplit(' ').next().unwrap().to_string();
         assert!(first.starts_with("simulated"), "{first}");

@@ -36,6 +36,11 @@ fn request(
     (code, body)
 }
 
+/// A PUT without a token.
+fn put(addr: &str, path: &str, body: &str) -> (u16, String) {
+    request(addr, "PUT", path, Some(body), None)
+}
+
 /// The command set most tests use.
 const COMMANDS: &str = r#"
 [[plugins]]
@@ -94,35 +99,17 @@ fn status_outputs_and_the_simulator() {
     assert_eq!(s["plugins"][0]["state"], "running");
     assert_eq!(s["leds"].as_array().unwrap().len(), 4);
 
-    let (code, _) = request(
-        &addr,
-        "PUT",
-        "/api/v1/outputs/2",
-        Some(r#"{"on":true}"#),
-        None,
-    );
+    let (code, _) = put(&addr, "/api/v1/outputs/2", r#"{"on":true}"#);
     assert_eq!(code, 204);
     larmd.wait_for("output 2 on (by http)");
     assert_eq!(status(&addr, None)["outputs"][1]["active"], true);
-    let (code, body) = request(
-        &addr,
-        "PUT",
-        "/api/v1/outputs/9",
-        Some(r#"{"on":true}"#),
-        None,
-    );
+    let (code, body) = put(&addr, "/api/v1/outputs/9", r#"{"on":true}"#);
     assert_eq!(code, 400);
     assert!(body.contains("output 9 does not exist"), "{body}");
-    let (code, _) = request(&addr, "PUT", "/api/v1/outputs/2", Some("not json"), None);
+    let (code, _) = put(&addr, "/api/v1/outputs/2", "not json");
     assert!((400..500).contains(&code));
 
-    let (code, _) = request(
-        &addr,
-        "PUT",
-        "/api/v1/sim/inputs/1",
-        Some(r#"{"closed":true}"#),
-        None,
-    );
+    let (code, _) = put(&addr, "/api/v1/sim/inputs/1", r#"{"closed":true}"#);
     assert_eq!(code, 204);
     larmd.wait_for("input 1 closed");
     assert_eq!(status(&addr, None)["inputs"][0]["active"], true);

@@ -12,6 +12,18 @@ pub fn guest(name: &str) -> std::path::PathBuf {
     Path::new(env!("OUT_DIR")).join(format!("guests/{name}.wasm"))
 }
 
+/// The lines `reader` yields, on a channel fed by a thread of their own,
+/// so a test can wait for a line with a timeout.
+pub fn lines_of(reader: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(reader).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    lines
+}
+
 /// `larmd run` as a separate process, its log read line by line.
 pub struct Larmd {
     child: Child,
@@ -55,13 +67,7 @@ impl Larmd {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let (tx, lines) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        let lines = lines_of(child.stderr.take().unwrap());
         Self {
             stdin: child.stdin.take(),
             child,
