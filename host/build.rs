@@ -102,7 +102,8 @@ fn main() {
     fs::write(out_dir.join("builtins.rs"), builtins).unwrap();
 }
 
-/// Adds every crate directly under `dir` (a missing dir adds none).
+/// Adds every component crate (`cdylib`) directly under `dir` (a missing
+/// dir adds none).
 fn collect(dir: &Path, builtin: bool, example: bool, guests: &mut Vec<Guest>) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
@@ -112,6 +113,15 @@ fn collect(dir: &Path, builtin: bool, example: bool, guests: &mut Vec<Guest>) {
             let manifest = entry.ok()?.path().join("Cargo.toml");
             let text = fs::read_to_string(manifest).ok()?;
             let doc: toml::Table = text.parse().ok()?;
+            // Libraries shared by plugins are not components.
+            let component = doc
+                .get("lib")
+                .and_then(|lib| lib.get("crate-type"))
+                .and_then(|t| t.as_array())
+                .is_some_and(|t| t.iter().any(|t| t.as_str() == Some("cdylib")));
+            if !component {
+                return None;
+            }
             let package = doc.get("package")?.get("name")?.as_str()?.to_string();
             Some(Guest {
                 package,

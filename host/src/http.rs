@@ -180,7 +180,7 @@ async fn set_output(
 ) -> Response {
     match api.services.board.set_output(OutputId(n), body.on) {
         Ok(()) => {
-            let _ = api.services.actions.send(Action::Output {
+            api.services.emit(Action::Output {
                 by: "http".into(),
                 output: n,
                 on: body.on,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use firmware_bridge::modem::{self, Modem, ModemEvent, pdu::Sms};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
 use crate::plugins::bindings::larm::plugin::types::{NetworkType, SimState};
@@ -21,6 +21,9 @@ pub enum Incoming {
     Call(Option<String>),
 }
 
+/// Where the modem says whether a send or call worked.
+pub type Done = oneshot::Sender<Result<(), String>>;
+
 /// What the unit asks of the modem.
 #[derive(Debug)]
 pub enum Outgoing {
@@ -30,6 +33,8 @@ pub enum Outgoing {
         to: String,
         /// Text.
         text: String,
+        /// Told once the network took it (`+CMGS`) or it failed.
+        done: Done,
     },
     /// Ring a number for a while, then hang up.
     Call {
@@ -37,11 +42,11 @@ pub enum Outgoing {
         number: String,
         /// How long it rings.
         ring: Duration,
+        /// Told once the call was made or failed.
+        done: Done,
     },
     /// Restart the modem (`RESTART GSM`).
     Restart,
-    /// Answered once everything queued before it has been sent.
-    Flush(tokio::sync::oneshot::Sender<()>),
 }
 
 /// Opens and initialises the modem on `port`, and reads what is stored.
@@ -109,18 +114,23 @@ pub async fn run(
                 let Some(request) = request else { return };
                 set_busy(&services, true);
                 match request {
-                    Outgoing::Sms { to, text } => match modem.send_sms(&to, &text).await {
-                        Ok(_) => info!("SMS sent to {to}"),
-                        Err(e) => error!("SMS to {to} not sent: {e}"),
-                    },
-                    Outgoing::Call { number, ring } => match modem.dial(&number, ring).await {
-                        Ok(()) => info!("alarm call to {number} made"),
-                        Err(e) => error!("alarm call to {number} failed: {e}"),
-                    },
-                    Outgoing::Restart => restart(&mut modem, &services).await,
-                    Outgoing::Flush(done) => {
-                        let _ = done.send(());
+                    Outgoing::Sms { to, text, done } => {
+                        let sent = modem.send_sms(&to, &text).await;
+                        match &sent {
+                            Ok(_) => info!("SMS sent to {to}"),
+                            Err(e) => error!("SMS to {to} not sent: {e}"),
+                        }
+                        let _ = done.send(sent.map(drop).map_err(|e| e.to_string()));
                     }
+                    Outgoing::Call { number, ring, done } => {
+                        let made = modem.dial(&number, ring).await;
+                        match &made {
+                            Ok(()) => info!("alarm call to {number} made"),
+                            Err(e) => error!("alarm call to {number} failed: {e}"),
+                        }
+                        let _ = done.send(made.map_err(|e| e.to_string()));
+                    }
+                    Outgoing::Restart => restart(&mut modem, &services).await,
                 }
                 set_busy(&services, false);
             }

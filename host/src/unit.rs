@@ -12,21 +12,26 @@ use firmware_bridge::board::{Board, CardState, Contact as BoardContact, SimBoard
 use firmware_bridge::leds::{self, ErrorCode, Network, UnitState};
 use firmware_bridge::modem::sim::{Profile, SimModem};
 use tokio::sync::{broadcast, mpsc, watch};
-use tracing::{info, warn};
+use tracing::{debug, error, info, warn};
 
-use crate::config::{BoardKind, Config, normalize_number};
+use crate::config::{BoardKind, Config, Step, normalize_number};
 use crate::modem::{self, Incoming, Outgoing};
+use crate::outbox::{self, Item, New, Outbox};
 use crate::plugins::PluginManager;
 use crate::plugins::bindings::larm::plugin::system::RestartTarget;
 use crate::plugins::bindings::larm::plugin::types::{
-    CallEvent, Contact, InputEvent, NetworkType, PluginState, SimState, SmsMessage,
+    CallEvent, Contact, InputEvent, NetworkType, OutputChange, PluginState, Report, SimState,
+    SmsMessage,
 };
 use crate::plugins::caps::{Action, Services};
 use crate::plugins::runtime::Runtime;
+use crate::server::{Control, Link};
 use crate::state::State;
 
 /// A unit built from a config, ready to run.
 pub struct Unit {
+    /// The durable outbox.
+    pub outbox: Arc<Outbox>,
     /// The simulated board, when the config asks for one.
     pub sim: Option<Arc<SimBoard>>,
     /// Shared services (board, state, action channel).
@@ -35,11 +40,12 @@ pub struct Unit {
     pub plugins: PluginManager,
     /// The simulated modem, when the config asks for one.
     pub sim_modem: Option<SimModem>,
-    actions: mpsc::UnboundedReceiver<Action>,
+    actions: mpsc::UnboundedReceiver<Vec<Action>>,
     edges: broadcast::Receiver<firmware_bridge::board::InputEdge>,
     led_state: watch::Sender<UnitState>,
     incoming: mpsc::UnboundedReceiver<Incoming>,
     outgoing: Option<mpsc::UnboundedSender<Outgoing>>,
+    link: Option<mpsc::UnboundedSender<Control>>,
     allow_from: Vec<String>,
 }
 
@@ -81,11 +87,42 @@ impl Unit {
         services.max_password_failures = config.sms.password_failures.get();
         services.lockout = Duration::from_secs(config.sms.lockout_s);
         services.config_corrupt = config_corrupt;
+        let outbox = Arc::new(
+            Outbox::open(
+                &data_dir,
+                config.alarm.route.get_ref().clone(),
+                Duration::from_secs(config.alarm.escalate_after_s.get()),
+            )
+            .with_context(|| format!("opening the outbox in {}", data_dir.display()))?,
+        );
+        let _ = services.outbox.set(outbox.clone());
         let services = Arc::new(services);
         let runtime = Runtime::new(Some(data_dir.join("cache")))
             .map_err(|e| anyhow::anyhow!("starting the plugin runtime: {e:#}"))?;
         let mut plugins = PluginManager::new(runtime, services.clone());
         plugins.start_all(config);
+        let link = match &config.server {
+            Some(server) if plugins.adapters().is_empty() => {
+                tracing::error!(
+                    "[server] is set but no server-adapter plugin runs: the server link is off"
+                );
+                let _ = server;
+                None
+            }
+            Some(server) => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                let link = Link::new(
+                    server.clone(),
+                    services.clone(),
+                    outbox.clone(),
+                    plugins.adapters(),
+                    rx,
+                );
+                tokio::spawn(link.run());
+                Some(tx)
+            }
+            None => None,
+        };
 
         let (incoming_tx, incoming) = mpsc::unbounded_channel();
         let mut sim_modem = None;
@@ -108,6 +145,7 @@ impl Unit {
             match modem::open(&port, m.baud).await {
                 Ok((driver, stored)) => {
                     let (tx, rx) = mpsc::unbounded_channel();
+                    tokio::spawn(outbox::deliver_to_modem(outbox.clone(), tx.clone()));
                     outgoing = Some(tx);
                     tokio::spawn(modem::run(
                         driver,
@@ -127,6 +165,8 @@ impl Unit {
             }
         }
         Ok(Self {
+            outbox,
+            link,
             sim,
             services,
             plugins,
@@ -178,22 +218,22 @@ impl Unit {
                     }
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
-                Some(action) = self.actions.recv() => {
-                    let mut batch = vec![action];
-                    while let Ok(more) = self.actions.try_recv() {
-                        batch.push(more);
-                    }
+                Some(mut event) = self.actions.recv() => {
                     // Restarts go last, so the replies queued with them are
                     // sent first (as `system.restart` promises).
-                    batch.sort_by_key(|a| matches!(a, Action::Restart { .. }));
-                    for action in batch {
-                        if let Action::Restart { by, target: RestartTarget::Unit } = action {
-                            warn!("restart of the unit requested (by {by})");
-                            self.flush_modem().await;
-                            ending = Ending::Restart;
-                            break 'events;
-                        }
-                        self.carry_out(action);
+                    event.sort_by_key(|a| matches!(a, Action::Restart { .. }));
+                    let restart = event
+                        .iter()
+                        .find_map(|a| match a {
+                            Action::Restart { by, target: RestartTarget::Unit } => Some(by.clone()),
+                            _ => None,
+                        });
+                    self.carry_out(event);
+                    if let Some(by) = restart {
+                        warn!("restart of the unit requested (by {by})");
+                        self.flush_modem().await;
+                        ending = Ending::Restart;
+                        break 'events;
                     }
                 }
                 Some(incoming) = self.incoming.recv() => match incoming {
@@ -228,14 +268,19 @@ impl Unit {
         ending
     }
 
-    /// Waits until the modem has sent what is queued (the reply to `RESTART ALL`).
+    /// Waits (two minutes at most) until the SMS and calls queued are
+    /// sent, so the reply to `RESTART ALL` goes before the restart. What is
+    /// not sent by then stays in the outbox for after it.
     async fn flush_modem(&self) {
-        if let Some(modem) = &self.outgoing {
-            let (done, sent) = tokio::sync::oneshot::channel();
-            if modem.send(Outgoing::Flush(done)).is_ok() {
-                let _ = tokio::time::timeout(Duration::from_secs(120), sent).await;
-            }
+        if self.outgoing.is_none() {
+            return;
         }
+        let _ = tokio::time::timeout(Duration::from_secs(120), async {
+            while self.outbox.modem_pending() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await;
     }
 }
 
@@ -287,6 +332,9 @@ fn unit_state(services: &Services, card: CardState) -> UnitState {
     if card == CardState::Missing {
         state.errors.insert(ErrorCode::ExtendedIo);
     }
+    if *services.server_failing.lock().unwrap() {
+        state.errors.insert(ErrorCode::Server);
+    }
     // A plugin that keeps failing is an internal error: restarting helps
     // only if the fault was passing, which is what the manual says to try.
     let quarantined = services
@@ -336,50 +384,106 @@ impl Unit {
                 .any(|a| normalize_number(a) == sender)
     }
 
-    /// Carries out what a plugin asked for: SMS and calls go to the modem.
-    fn carry_out(&self, action: Action) {
-        let to_modem = |request: Outgoing| match &self.outgoing {
-            Some(modem) => {
-                let _ = modem.send(request);
+    /// Carries out the actions of one event: SMS, calls and server reports
+    /// go to the outbox (an alarm's together, so they can escalate), the
+    /// rest to the modem, the server link or the log.
+    fn carry_out(&self, event: Vec<Action>) {
+        let alarm = event.iter().any(|a| {
+            matches!(
+                a,
+                Action::Report {
+                    report: Report::Alarm(_),
+                    ..
+                }
+            )
+        });
+        let step = |s: Step| alarm.then_some(s);
+        let mut queue = Vec::new();
+        for action in event {
+            match action {
+                Action::Output { by, output, on } => {
+                    info!(
+                        "output {output} {} (by {by})",
+                        if on { "on" } else { "off" }
+                    );
+                    queue.extend(self.for_server(Report::OutputChanged(OutputChange {
+                        output,
+                        on,
+                        by,
+                    })));
+                }
+                Action::Sms { by, to, text } => {
+                    info!("SMS to {to} (by {by}): {text:?}");
+                    queue.extend(self.for_modem(Item::Sms { to, text }, step(Step::Sms)));
+                }
+                Action::Call { by, number, ring_s } => {
+                    info!("alarm call to {number} for {ring_s} s (by {by})");
+                    queue.extend(self.for_modem(Item::Call { number, ring_s }, step(Step::Call)));
+                }
+                Action::Report { by, report } => {
+                    debug!("report (by {by}): {report:?}");
+                    queue.extend(self.for_server(report).map(|mut n| {
+                        n.step = step(Step::Server);
+                        n
+                    }));
+                }
+                Action::Connect { by } => {
+                    info!("server connection requested (by {by})");
+                    self.to_link(Control::Connect);
+                }
+                Action::SetInterval { by, minutes } => {
+                    info!("connection interval set to {minutes} min (by {by})");
+                    self.to_link(Control::Interval(minutes));
+                }
+                Action::Restart {
+                    by,
+                    target: RestartTarget::Modem,
+                } => {
+                    info!("modem restart requested (by {by})");
+                    match &self.outgoing {
+                        Some(modem) => {
+                            let _ = modem.send(Outgoing::Restart);
+                        }
+                        None => warn!("no modem to restart"),
+                    }
+                }
+                // The event loop ends the run after this event.
+                Action::Restart {
+                    target: RestartTarget::Unit,
+                    ..
+                } => {}
+                Action::FactoryReset { by } => warn!("factory settings restored (by {by})"),
             }
-            None => warn!("no modem: {request:?} not carried out"),
-        };
-        match action {
-            Action::Output { by, output, on } => {
-                info!(
-                    "output {output} {} (by {by})",
-                    if on { "on" } else { "off" }
-                );
+        }
+        if let Err(e) = self.outbox.push(queue) {
+            error!("{e}: the event's SMS, calls and reports are lost");
+        }
+    }
+
+    /// An outbox entry for the modem, if the unit has one.
+    fn for_modem(&self, item: Item, step: Option<Step>) -> Option<New> {
+        if self.outgoing.is_none() {
+            warn!("no modem: {item:?} not sent");
+            return None;
+        }
+        Some(New { item, step })
+    }
+
+    /// An outbox entry for the server, if the unit has a server link.
+    fn for_server(&self, report: Report) -> Option<New> {
+        self.link.as_ref()?;
+        Some(New {
+            item: Item::Report(report),
+            step: None,
+        })
+    }
+
+    fn to_link(&self, control: Control) {
+        match &self.link {
+            Some(link) => {
+                let _ = link.send(control);
             }
-            Action::Sms { by, to, text } => {
-                info!("SMS to {to} (by {by}): {text:?}");
-                to_modem(Outgoing::Sms { to, text });
-            }
-            Action::Call { by, number, ring_s } => {
-                info!("alarm call to {number} for {ring_s} s (by {by})");
-                to_modem(Outgoing::Call {
-                    number,
-                    ring: Duration::from_secs(ring_s.into()),
-                });
-            }
-            Action::Report { by, report } => info!("report (by {by}): {report:?}"),
-            Action::Connect { by } => info!("server connection requested (by {by})"),
-            Action::SetInterval { by, minutes } => {
-                info!("connection interval set to {minutes} min (by {by})");
-            }
-            Action::Restart {
-                by,
-                target: RestartTarget::Modem,
-            } => {
-                info!("modem restart requested (by {by})");
-                to_modem(Outgoing::Restart);
-            }
-            // Handled by the event loop, which ends the run.
-            Action::Restart {
-                target: RestartTarget::Unit,
-                ..
-            } => {}
-            Action::FactoryReset { by } => warn!("factory settings restored (by {by})"),
+            None => info!("no server link: {control:?} has no effect"),
         }
     }
 }

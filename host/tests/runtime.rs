@@ -29,7 +29,7 @@ fn guest(name: &str) -> PathBuf {
 struct Harness {
     board: Arc<SimBoard>,
     manager: PluginManager,
-    actions: mpsc::UnboundedReceiver<Action>,
+    actions: mpsc::UnboundedReceiver<Vec<Action>>,
     failed: Vec<PluginError>,
 }
 
@@ -75,8 +75,8 @@ impl Harness {
     async fn actions(&mut self) -> Vec<Action> {
         self.manager.flush().await;
         let mut all = Vec::new();
-        while let Ok(action) = self.actions.try_recv() {
-            all.push(action);
+        while let Ok(event) = self.actions.try_recv() {
+            all.extend(event);
         }
         all
     }

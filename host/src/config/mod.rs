@@ -5,8 +5,10 @@
 //! naming the file, line, column and key.
 
 mod grants;
+mod server;
 
 pub use grants::{Grants, Scope, SettingsAccess, SystemAction, normalize_number};
+pub use server::{AlarmConfig, BrokerUrl, ServerConfig, Step};
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -118,6 +120,9 @@ pub struct Config {
     pub http: Option<HttpConfig>,
     /// The server the unit reports to.
     pub server: Option<ServerConfig>,
+    /// How an alarm's server report, SMS and calls escalate.
+    #[serde(default)]
+    pub alarm: AlarmConfig,
     /// Plugin runtime limits and supervision.
     #[serde(default)]
     pub runtime: RuntimeConfig,
@@ -240,14 +245,6 @@ pub struct HttpConfig {
 
 fn default_listen() -> Spanned<SocketAddr> {
     Spanned::new(0..0, SocketAddr::from(([127, 0, 0, 1], 8080)))
-}
-
-/// `[server]`
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServerConfig {
-    /// `mqtt://host:port` or `mqtts://host:port`.
-    pub url: String,
 }
 
 /// `[sms]`: protection of the SMS command interface.
@@ -464,6 +461,10 @@ impl Config {
                     .into(),
             ));
         }
+        if let Some(server) = &mut self.server {
+            server.validate(base)?;
+        }
+        self.alarm.validate()?;
         let board = &self.board;
         if board.kind == BoardKind::Linux && board.gpio.is_none() {
             return Err((

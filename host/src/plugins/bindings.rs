@@ -5,7 +5,8 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "capabilities",
-    additional_derives: [PartialEq],
+    // Serde: the outbox stores reports on disk.
+    additional_derives: [PartialEq, serde::Serialize, serde::Deserialize],
 });
 
 /// Generates a world's bindings, reusing the capability bindings above so

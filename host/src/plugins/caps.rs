@@ -6,8 +6,10 @@
 //!
 //! Effects that leave the unit (SMS, calls, server reports, restarts) are
 //! emitted as [`Action`]s on the unit's action channel: the event loop hands
-//! them to the modem, the outbox or the system. Outputs are switched on the
-//! board directly and then announced as an [`Action::Output`].
+//! them to the outbox or the system. Outputs are switched on the board
+//! directly and then announced as an [`Action::Output`]. The actions of one
+//! event arrive together, so an alarm's report, SMS and calls can escalate
+//! as one.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -137,14 +139,18 @@ pub struct Services {
     pub board: Arc<dyn Board>,
     /// Persisted state.
     pub state: Arc<State>,
-    /// Where effects go.
-    pub actions: mpsc::UnboundedSender<Action>,
+    /// Where effects go: the actions of one event, or one action.
+    pub actions: mpsc::UnboundedSender<Vec<Action>>,
     /// The modem's status; None when the unit has no modem configured.
     pub modem: Mutex<Option<ModemStatus>>,
     /// When the last SMS arrived (the green LED's 5 s).
     pub last_sms: Mutex<Option<Instant>>,
     /// Whether the server link is up.
     pub server_connected: Mutex<bool>,
+    /// Whether the last attempt to sync with the server failed.
+    pub server_failing: Mutex<bool>,
+    /// The outbox, once the unit has one.
+    pub outbox: std::sync::OnceLock<Arc<crate::outbox::Outbox>>,
     /// Every plugin's health, by name.
     pub health: Mutex<BTreeMap<String, PluginHealth>>,
     /// Wrong-password throttle, by sender.
@@ -171,7 +177,7 @@ impl Services {
     pub fn new(
         board: Arc<dyn Board>,
         state: Arc<State>,
-        actions: mpsc::UnboundedSender<Action>,
+        actions: mpsc::UnboundedSender<Vec<Action>>,
     ) -> Self {
         Self {
             board,
@@ -180,6 +186,8 @@ impl Services {
             modem: Mutex::new(None),
             last_sms: Mutex::new(None),
             server_connected: Mutex::new(false),
+            server_failing: Mutex::new(false),
+            outbox: std::sync::OnceLock::new(),
             health: Mutex::new(BTreeMap::new()),
             throttle: Mutex::new(HashMap::new()),
             max_password_failures: 5,
@@ -200,9 +208,30 @@ impl Services {
         at.saturating_duration_since(self.started).as_millis() as u64
     }
 
-    fn emit(&self, action: Action) {
+    /// The unit's status, as `status.device` shows it to plugins.
+    pub fn device_status(&self) -> DeviceStatus {
+        let modem = self.modem.lock().unwrap().clone().unwrap_or_default();
+        let summary = self.outbox.get().map(|o| o.summary()).unwrap_or_default();
+        DeviceStatus {
+            unit_id: self.state.unit_id().unwrap_or_default(),
+            signal_bars: modem.signal_bars,
+            network: modem.network,
+            sim: modem.sim,
+            operator: modem.operator,
+            server_connected: *self.server_connected.lock().unwrap(),
+            extended_io: *self.board.card().borrow() == CardState::Present,
+            input_count: self.board.input_count(),
+            output_count: self.board.output_count(),
+            uptime_s: self.started.elapsed().as_secs(),
+            outbox_depth: summary.depth,
+            outbox_oldest_s: summary.oldest_s,
+        }
+    }
+
+    /// Emits one action on its own.
+    pub fn emit(&self, action: Action) {
         // A closed channel means the unit is shutting down.
-        let _ = self.actions.send(action);
+        let _ = self.actions.send(vec![action]);
     }
 }
 
@@ -223,6 +252,8 @@ pub struct Capabilities {
     services: Arc<Services>,
     timers: Mutex<Timers>,
     timer_sink: Option<TimerSink>,
+    /// The actions of the event being handled; None between events.
+    effects: Mutex<Option<Vec<Action>>>,
 }
 
 fn not_granted(what: String) -> Error {
@@ -258,6 +289,7 @@ impl Capabilities {
             services,
             timers: Mutex::default(),
             timer_sink,
+            effects: Mutex::new(None),
         }
     }
 
@@ -371,7 +403,7 @@ impl Capabilities {
             .board
             .set_output(OutputId(output), on)
             .map_err(from_board)?;
-        self.services.emit(Action::Output {
+        self.emit(Action::Output {
             by: self.name.to_string(),
             output,
             on,
@@ -412,7 +444,7 @@ impl Capabilities {
                 "text longer than {MAX_SMS_TEXT} characters"
             )));
         }
-        self.services.emit(Action::Sms {
+        self.emit(Action::Sms {
             by: self.name.to_string(),
             to,
             text,
@@ -426,7 +458,7 @@ impl Capabilities {
             return Err(self.refuse(&format!("call to {number}"), "calls"));
         }
         check_number(&number)?;
-        self.services.emit(Action::Call {
+        self.emit(Action::Call {
             by: self.name.to_string(),
             number,
             ring_s: ring_s.clamp(1, 300),
@@ -434,27 +466,31 @@ impl Capabilities {
         Ok(())
     }
 
+    /// Starts collecting the actions of one event.
+    pub fn begin_event(&self) {
+        *self.effects.lock().unwrap() = Some(Vec::new());
+    }
+
+    /// Ends the event: its actions go to the unit together.
+    pub fn end_event(&self) {
+        let effects = self.effects.lock().unwrap().take();
+        if let Some(actions) = effects.filter(|a| !a.is_empty()) {
+            let _ = self.services.actions.send(actions);
+        }
+    }
+
+    /// Emits an action: with the event's others while one is handled (see
+    /// [`begin_event`](Self::begin_event)), else on its own.
+    fn emit(&self, action: Action) {
+        match self.effects.lock().unwrap().as_mut() {
+            Some(effects) => effects.push(action),
+            None => self.services.emit(action),
+        }
+    }
+
     /// `status.device`
     pub fn device_status(&self) -> DeviceStatus {
-        let modem = self
-            .services
-            .modem
-            .lock()
-            .unwrap()
-            .clone()
-            .unwrap_or_default();
-        DeviceStatus {
-            unit_id: self.services.state.unit_id().unwrap_or_default(),
-            signal_bars: modem.signal_bars,
-            network: modem.network,
-            sim: modem.sim,
-            operator: modem.operator,
-            server_connected: *self.services.server_connected.lock().unwrap(),
-            extended_io: *self.services.board.card().borrow() == CardState::Present,
-            input_count: self.input_count(),
-            output_count: self.output_count(),
-            uptime_s: self.services.started.elapsed().as_secs(),
-        }
+        self.services.device_status()
     }
 
     /// `status.plugins`
@@ -597,7 +633,7 @@ impl Capabilities {
     /// `server.send`
     pub fn report(&self, report: Report) -> Result<(), Error> {
         self.check_server("server.send")?;
-        self.services.emit(Action::Report {
+        self.emit(Action::Report {
             by: self.name.to_string(),
             report,
         });
@@ -607,7 +643,7 @@ impl Capabilities {
     /// `server.request-connection`
     pub fn request_connection(&self) -> Result<(), Error> {
         self.check_server("server.request-connection")?;
-        self.services.emit(Action::Connect {
+        self.emit(Action::Connect {
             by: self.name.to_string(),
         });
         Ok(())
@@ -616,7 +652,7 @@ impl Capabilities {
     /// `server.set-interval`
     pub fn set_interval(&self, minutes: u32) -> Result<(), Error> {
         self.check_server("server.set-interval")?;
-        self.services.emit(Action::SetInterval {
+        self.emit(Action::SetInterval {
             by: self.name.to_string(),
             minutes,
         });
@@ -639,7 +675,7 @@ impl Capabilities {
             }
             RestartTarget::Unit => self.check_system(SystemAction::RestartUnit, "restart-unit")?,
         }
-        self.services.emit(Action::Restart {
+        self.emit(Action::Restart {
             by: self.name.to_string(),
             target,
         });
@@ -650,7 +686,7 @@ impl Capabilities {
     pub fn factory_reset(&self) -> Result<(), Error> {
         self.check_system(SystemAction::FactoryReset, "factory-reset")?;
         self.services.state.factory_reset().map_err(from_state)?;
-        self.services.emit(Action::FactoryReset {
+        self.emit(Action::FactoryReset {
             by: self.name.to_string(),
         });
         Ok(())

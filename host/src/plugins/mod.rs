@@ -89,6 +89,65 @@ pub fn load(runtime: &Runtime, plugin: &PluginConfig) -> Result<Loaded, PluginEr
         })
 }
 
+/// Sends `event` to a plugin's queue; the receiver gets its outcome.
+fn ask(queue: &mpsc::UnboundedSender<Envelope>, event: PluginEvent) -> oneshot::Receiver<Outcome> {
+    let (tx, rx) = oneshot::channel();
+    let _ = queue.send(Envelope::Event(event, Some(tx)));
+    rx
+}
+
+/// The server adapters, by name: what the server link talks to. Stays
+/// valid when a plugin's component is replaced.
+#[derive(Clone)]
+pub struct Adapters(Vec<(String, mpsc::UnboundedSender<Envelope>)>);
+
+impl Adapters {
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Every adapter's messages for report `id`; an error names an adapter
+    /// that faulted (the report should be tried again later).
+    pub async fn encode(&self, id: &str, report: &Report) -> Result<Vec<Message>, String> {
+        let mut messages = Vec::new();
+        for (name, queue) in &self.0 {
+            match ask(queue, PluginEvent::Report(id.to_string(), report.clone())).await {
+                Ok(Outcome::Messages(m)) => messages.extend(m),
+                Ok(other) => return Err(format!("adapter `{name}` did not encode: {other:?}")),
+                Err(_) => return Err(format!("adapter `{name}` is stopped")),
+            }
+        }
+        Ok(messages)
+    }
+
+    /// Every adapter's messages for a new connection.
+    pub async fn connected(&self) -> Vec<Message> {
+        let mut messages = Vec::new();
+        for (_, queue) in &self.0 {
+            if let Ok(Outcome::Messages(m)) = ask(queue, PluginEvent::Connected).await {
+                messages.extend(m);
+            }
+        }
+        messages
+    }
+
+    /// Hands a downlink message to every adapter; returns what each made
+    /// of it.
+    pub async fn downlink(&self, message: &Message) -> Vec<(String, Result<(), String>)> {
+        let mut results = Vec::new();
+        for (name, queue) in &self.0 {
+            let result = match ask(queue, PluginEvent::Downlink(message.clone())).await {
+                Ok(Outcome::Downlink(r)) => r,
+                Ok(other) => Err(format!("{other:?}")),
+                Err(_) => Err("stopped".into()),
+            };
+            results.push((name.clone(), result));
+        }
+        results
+    }
+}
+
 struct Handle {
     name: String,
     kind: PluginKind,
@@ -181,12 +240,6 @@ impl PluginManager {
         self.plugins.iter().filter(move |h| h.kind == kind)
     }
 
-    fn send(&self, handle: &Handle, event: PluginEvent) -> oneshot::Receiver<Outcome> {
-        let (tx, rx) = oneshot::channel();
-        let _ = handle.queue.send(Envelope::Event(event, Some(tx)));
-        rx
-    }
-
     /// Queues an input edge for every input rule. Returns at once.
     pub fn input(&self, event: InputEvent) {
         for handle in self.of_kind(PluginKind::InputRule) {
@@ -210,24 +263,20 @@ impl PluginManager {
     /// Offers an event to the command sets in order until one claims it.
     async fn offer(&self, event: PluginEvent) -> Option<String> {
         for handle in self.of_kind(PluginKind::SmsCommands) {
-            if self.send(handle, event.clone()).await == Ok(Outcome::Claimed(true)) {
+            if ask(&handle.queue, event.clone()).await == Ok(Outcome::Claimed(true)) {
                 return Some(handle.name.clone());
             }
         }
         None
     }
 
-    /// Has every server adapter encode a report; returns their messages.
-    pub async fn encode(&self, report: Report) -> Vec<Message> {
-        let mut messages = Vec::new();
-        for handle in self.of_kind(PluginKind::ServerAdapter) {
-            if let Ok(Outcome::Messages(m)) =
-                self.send(handle, PluginEvent::Report(report.clone())).await
-            {
-                messages.extend(m);
-            }
-        }
-        messages
+    /// The server adapters, for the server link.
+    pub fn adapters(&self) -> Adapters {
+        Adapters(
+            self.of_kind(PluginKind::ServerAdapter)
+                .map(|h| (h.name.clone(), h.queue.clone()))
+                .collect(),
+        )
     }
 
     /// Replaces plugin `name`'s component with `bytes`, between two events:

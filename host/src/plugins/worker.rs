@@ -35,8 +35,8 @@ pub enum PluginEvent {
     Sms(SmsMessage),
     /// A call rings (SMS command sets).
     Call(CallEvent),
-    /// A report to encode (server adapters).
-    Report(Report),
+    /// A report to encode, with its id (server adapters).
+    Report(String, Report),
     /// The server link came up (server adapters).
     Connected,
     /// A message from the server (server adapters).
@@ -145,17 +145,24 @@ impl Worker {
         std::thread::Builder::new()
             .name(format!("plugin-{}", self.name))
             .spawn(move || {
+                self.caps.begin_event();
                 self.restart();
+                self.caps.end_event();
                 while let Some(envelope) = queue.blocking_recv() {
                     match envelope {
                         Envelope::Event(event, reply) => {
+                            self.caps.begin_event();
                             let outcome = self.handle(event);
+                            self.caps.end_event();
                             if let Some(reply) = reply {
                                 let _ = reply.send(outcome);
                             }
                         }
                         Envelope::Replace(loaded, config, reply) => {
-                            let _ = reply.send(self.replace(*loaded, config));
+                            self.caps.begin_event();
+                            let replaced = self.replace(*loaded, config);
+                            self.caps.end_event();
+                            let _ = reply.send(replaced);
                         }
                         Envelope::Barrier(reply) => {
                             let _ = reply.send(());
@@ -277,7 +284,7 @@ impl Worker {
             .insert(self.name.clone(), health.clone())
             .is_none_or(|old| old != health);
         if changed {
-            let _ = self.services.actions.send(Action::Report {
+            self.services.emit(Action::Report {
                 by: "host".into(),
                 report: Report::PluginHealth(health),
             });
@@ -320,9 +327,9 @@ impl Worker {
                 .larm_plugin_commands()
                 .call_on_timer(store, &e)
                 .map(|()| Outcome::Handled),
-            (Guest::Adapter(g), PluginEvent::Report(r)) => g
+            (Guest::Adapter(g), PluginEvent::Report(id, r)) => g
                 .larm_plugin_adapter()
-                .call_encode(store, &r)
+                .call_encode(store, &id, &r)
                 .map(Outcome::Messages),
             (Guest::Adapter(g), PluginEvent::Connected) => g
                 .larm_plugin_adapter()

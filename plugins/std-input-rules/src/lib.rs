@@ -24,7 +24,7 @@
 //! Grants it needs: `outputs = "any"` (the ALARM output), `sms = "any"`,
 //! `calls = "any"`, `server = true`, `settings = "read"`.
 
-mod rules;
+use std_settings as rules;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;

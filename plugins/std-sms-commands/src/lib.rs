@@ -33,9 +33,6 @@ struct StdSmsCommands;
 /// Reply language of this instance (from `init`).
 static LANG: Mutex<Lang> = Mutex::new(Lang::En);
 
-/// The device setting that keeps the connection interval.
-const INTERVAL_KEY: &str = "server.interval-min";
-
 impl Guest for StdSmsCommands {
     fn init(config: String) -> Result<(), String> {
         let mut lang = Lang::En;
@@ -119,7 +116,7 @@ fn run(lang: Lang, cmd: Command) -> Option<String> {
             Err(e) => failed(e),
         },
         Command::Interval(minutes) => {
-            let stored = settings::set(INTERVAL_KEY, &minutes.to_string());
+            let stored = settings::set(std_settings::INTERVAL_KEY, &minutes.to_string());
             match stored.and_then(|()| server::set_interval(minutes)) {
                 Ok(()) => word(Reply::Interval(minutes)),
                 Err(e) => failed(e),

@@ -1,5 +1,24 @@
-//! The rules themselves, pure so they are tested natively: which contact is
-//! an alarm, and the settings that say how each input behaves.
+//! The standard unit's device settings, shared by the default plugins (a
+//! library, not a component): the keys, what an input's settings mean, and
+//! which values are valid, so a setting changed by SMS, by the server or in
+//! the config is read and checked the same way. Pure, so it is tested
+//! natively.
+//!
+//! | key | value |
+//! |---|---|
+//! | `input.N.name` | the input's name |
+//! | `input.N.mode` | `NO` or `NC` |
+//! | `input.N.delay-s` | seconds the input must stay in alarm |
+//! | `input.N.alarm-text`, `input.N.restore-text` | SMS texts (empty restore text: no restore SMS) |
+//! | `alarm.sms`, `alarm.call` | comma-separated phone numbers |
+//! | `alarm.ring-s` | seconds an alarm call rings |
+//! | `server.interval-min` | connection interval (`CONINTVL`), 0 = never |
+
+/// The setting that keeps the connection interval in minutes (`CONINTVL`).
+pub const INTERVAL_KEY: &str = "server.interval-min";
+
+/// Longest text a setting may hold (an SMS text of ten parts).
+const MAX_VALUE: usize = 1530;
 
 /// How an input is wired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +116,50 @@ pub fn numbers(value: Option<String>) -> Vec<String> {
         .collect()
 }
 
+/// Checks that `value` is valid for setting `key` on a unit with
+/// `inputs` inputs; the error says what is wrong, for the sender.
+pub fn validate(key: &str, value: &str, inputs: u8) -> Result<(), String> {
+    if value.len() > MAX_VALUE {
+        return Err(format!("{key}: longer than {MAX_VALUE} bytes"));
+    }
+    let seconds = |max: u32| match value.trim().parse::<u32>() {
+        Ok(n) if n <= max => Ok(()),
+        _ => Err(format!("{key}: {value:?} is not a number from 0 to {max}")),
+    };
+    let phone_numbers = || {
+        for n in numbers(Some(value.to_string())) {
+            let digits = n.strip_prefix('+').unwrap_or(&n);
+            if digits.is_empty() || digits.len() > 20 || !digits.bytes().all(|b| b.is_ascii_digit())
+            {
+                return Err(format!("{key}: {n:?} is not a phone number"));
+            }
+        }
+        Ok(())
+    };
+    match key.split('.').collect::<Vec<_>>().as_slice() {
+        ["input", n, what] => {
+            match n.parse::<u8>() {
+                Ok(n) if (1..=inputs).contains(&n) => {}
+                _ => return Err(format!("{key}: the unit has inputs 1 to {inputs}")),
+            }
+            match *what {
+                "name" | "alarm-text" | "restore-text" => Ok(()),
+                "mode" => Mode::parse(value)
+                    .map(drop)
+                    .ok_or_else(|| format!("{key}: {value:?} is not NO or NC")),
+                "delay-s" => seconds(24 * 3600),
+                _ => Err(format!(
+                    "{key}: no such input setting (name, mode, delay-s, alarm-text, restore-text)"
+                )),
+            }
+        }
+        ["alarm", "sms"] | ["alarm", "call"] => phone_numbers(),
+        ["alarm", "ring-s"] => seconds(300),
+        ["server", "interval-min"] => seconds(7 * 24 * 60),
+        _ => Err(format!("{key}: no such setting")),
+    }
+}
+
 /// Reads `"key" = "value"` lines of the plugin config (its defaults for
 /// device settings). Keys are quoted dotted names, e.g. `"input.3.mode"`.
 pub fn config_defaults(config: &str) -> Result<Vec<(String, String)>, String> {
@@ -153,6 +216,25 @@ mod tests {
         assert_eq!(s.alarm_text, "Frysrummet är för varmt!");
         assert_eq!(s.restore_text, "Restored: Frysrum");
         assert_eq!(problems.len(), 1);
+    }
+
+    #[test]
+    fn validation_says_what_is_wrong() {
+        assert_eq!(validate("input.2.mode", "nc", 8), Ok(()));
+        assert_eq!(validate("input.2.delay-s", "30", 8), Ok(()));
+        assert_eq!(validate("alarm.sms", "+46701234567, 112", 8), Ok(()));
+        assert_eq!(validate(INTERVAL_KEY, "0", 8), Ok(()));
+        for (key, value, why) in [
+            ("input.9.mode", "NO", "inputs 1 to 8"),
+            ("input.2.mode", "maybe", "not NO or NC"),
+            ("input.2.delay-s", "-1", "not a number"),
+            ("input.2.colour", "red", "no such input setting"),
+            ("alarm.sms", "+46 70 abc", "not a phone number"),
+            ("password", "1234", "no such setting"),
+        ] {
+            let e = validate(key, value, 8).unwrap_err();
+            assert!(e.contains(why), "{key}={value}: {e}");
+        }
     }
 
     #[test]

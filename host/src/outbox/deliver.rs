@@ -1,0 +1,63 @@
+//! Hands the outbox's SMS and calls to the modem, one at a time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::{error, info, warn};
+
+use super::{Item, MAX_BACKOFF, Outbox};
+use crate::modem::Outgoing;
+
+/// How often held entries are looked at for escalation, when nothing else
+/// wakes the sender.
+pub(super) const TICK: Duration = Duration::from_secs(1);
+
+/// Sends the outbox's SMS and calls through the modem task until it is
+/// gone: an entry is removed when the modem confirms it (`+CMGS`, a call
+/// that rang), else tried again after a backoff.
+pub async fn deliver_to_modem(outbox: Arc<Outbox>, modem: mpsc::UnboundedSender<Outgoing>) {
+    loop {
+        let changed = outbox.changed();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        for entry in outbox.take_due(true, usize::MAX) {
+            let (done, result) = oneshot::channel();
+            let (what, request) = match entry.item {
+                Item::Sms { to, text } => {
+                    (format!("SMS to {to}"), Outgoing::Sms { to, text, done })
+                }
+                Item::Call { number, ring_s } => (
+                    format!("call to {number}"),
+                    Outgoing::Call {
+                        number,
+                        ring: Duration::from_secs(ring_s.into()),
+                        done,
+                    },
+                ),
+                Item::Report(_) => unreachable!("take_due(true) returns modem entries only"),
+            };
+            if modem.send(request).is_err() {
+                return;
+            }
+            match result.await {
+                Ok(Ok(())) => {
+                    info!("outbox: {what} done (entry {})", entry.id);
+                    if let Err(e) = outbox.done(entry.id) {
+                        error!("{e}: entry {} may be sent again", entry.id);
+                    }
+                }
+                Ok(Err(why)) => {
+                    if let Some(wait) = outbox.failed(entry.id, MAX_BACKOFF) {
+                        warn!("outbox: {what} failed ({why}); next try in {wait:?}");
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+        tokio::select! {
+            () = &mut changed => {}
+            () = tokio::time::sleep(TICK) => {}
+        }
+    }
+}

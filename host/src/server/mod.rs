@@ -1,0 +1,402 @@
+//! The server link: when to connect, and what a sync does.
+//!
+//! As the manual's unit does, the link syncs every `CONINTVL` minutes
+//! (0 = never), and at once for an alarm or `CONNECT`: it connects, says
+//! `online`, publishes the adapters' connect messages and the status, sends
+//! every report waiting in the outbox, takes the server's pending commands
+//! (the broker queued them in the unit's persistent session), and after
+//! `linger_s` without traffic disconnects. With `stay_connected` it keeps
+//! the connection and sends reports as they come. A failed sync is retried
+//! with backoff; meanwhile the red LED shows code 6. The blue LED is lit
+//! while connected.
+//!
+//! - [`mqtt`]: the transport (rumqttc).
+
+pub mod mqtt;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{debug, error, info, warn};
+
+use crate::config::ServerConfig;
+use crate::outbox::{Item, MAX_BACKOFF, Outbox, now_ms};
+use crate::plugins::Adapters;
+use crate::plugins::bindings::larm::plugin::types::Report;
+use crate::plugins::bindings::server_adapter::exports::larm::plugin::adapter::Message;
+use crate::plugins::caps::Services;
+use mqtt::{Connection, Incoming, MAX_IN_FLIGHT, MqttError};
+
+/// The setting `CONINTVL` keeps the interval in (minutes).
+pub const INTERVAL_SETTING: &str = "server.interval-min";
+
+/// Tag of publishes that are not outbox entries (state, status, connect
+/// messages): their acknowledgement is not waited for.
+const UNTRACKED: u64 = 0;
+
+/// What the rest of the unit asks of the link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Sync now (`CONNECT`).
+    Connect,
+    /// A new connection interval in minutes (`CONINTVL`); 0 = never.
+    Interval(u32),
+}
+
+/// When the next periodic sync is due. Time is passed in, so the policy is
+/// tested with any clock.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    interval: Option<Duration>,
+    next: Option<Instant>,
+}
+
+impl Schedule {
+    /// A schedule with an interval of `minutes` (0 = never), whose first
+    /// sync is due at once (the unit announces itself when it starts).
+    pub fn new(minutes: u32, now: Instant) -> Self {
+        Self {
+            interval: Self::interval(minutes),
+            next: Some(now),
+        }
+    }
+
+    fn interval(minutes: u32) -> Option<Duration> {
+        (minutes > 0).then(|| Duration::from_secs(u64::from(minutes) * 60))
+    }
+
+    /// A sync finished at `now`: the next is one interval later.
+    pub fn synced(&mut self, now: Instant) {
+        self.next = self.interval.map(|i| now + i);
+    }
+
+    /// The interval changed at `now`: the next sync is one new interval
+    /// from now, or never.
+    pub fn set_interval(&mut self, minutes: u32, now: Instant) {
+        self.interval = Self::interval(minutes);
+        self.next = self.interval.map(|i| now + i);
+    }
+
+    /// When the next periodic sync is due; None = only on demand.
+    pub fn next(&self) -> Option<Instant> {
+        self.next
+    }
+
+    /// Whether a periodic sync is due at `now`.
+    pub fn due(&self, now: Instant) -> bool {
+        self.next.is_some_and(|n| n <= now)
+    }
+}
+
+/// The server link.
+pub struct Link {
+    config: ServerConfig,
+    services: Arc<Services>,
+    outbox: Arc<Outbox>,
+    adapters: Adapters,
+    control: mpsc::UnboundedReceiver<Control>,
+    schedule: Schedule,
+    /// A sync was asked for and has not succeeded yet.
+    wanted: bool,
+}
+
+/// Sleeps until `at`, or forever for None.
+async fn until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Link {
+    /// A link for `config`; `control` carries `CONNECT` and `CONINTVL`.
+    pub fn new(
+        config: ServerConfig,
+        services: Arc<Services>,
+        outbox: Arc<Outbox>,
+        adapters: Adapters,
+        control: mpsc::UnboundedReceiver<Control>,
+    ) -> Self {
+        let minutes = services
+            .state
+            .setting(INTERVAL_SETTING)
+            .ok()
+            .flatten()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(config.interval_min);
+        info!(
+            "server link to {}:{}, syncing every {}",
+            config.url.get_ref().host,
+            config.url.get_ref().port,
+            if minutes == 0 {
+                "never (alarms and CONNECT only)".to_string()
+            } else {
+                format!("{minutes} min")
+            }
+        );
+        Self {
+            config,
+            services,
+            outbox,
+            adapters,
+            control,
+            schedule: Schedule::new(minutes, Instant::now()),
+            wanted: true,
+        }
+    }
+
+    fn set_connected(&self, connected: bool) {
+        *self.services.server_connected.lock().unwrap() = connected;
+    }
+
+    fn set_failing(&self, failing: bool) {
+        *self.services.server_failing.lock().unwrap() = failing;
+    }
+
+    fn apply(&mut self, control: Control) {
+        match control {
+            Control::Connect => self.wanted = true,
+            Control::Interval(minutes) => self.schedule.set_interval(minutes, Instant::now()),
+        }
+    }
+
+    /// Runs the link until the control channel closes (the unit stops).
+    pub async fn run(mut self) {
+        let retry_max = Duration::from_secs(self.config.retry_max_s.get());
+        let mut backoff = Duration::from_secs(1);
+        let mut retry_at = None;
+        loop {
+            let now = Instant::now();
+            let must = self.wanted
+                || self.config.stay_connected
+                || self.schedule.due(now)
+                || self.outbox.urgent_due();
+            if must && retry_at.is_none_or(|t| t <= now) {
+                match self.session().await {
+                    Ok(()) => {
+                        self.wanted = false;
+                        self.set_failing(false);
+                        self.schedule.synced(Instant::now());
+                        backoff = Duration::from_secs(1);
+                        retry_at = None;
+                    }
+                    Err(e) => {
+                        warn!("server sync failed: {e}; next try in {backoff:?}");
+                        self.set_failing(true);
+                        self.wanted = true;
+                        retry_at = Some(Instant::now() + backoff);
+                        backoff = (backoff * 2).min(retry_max);
+                    }
+                }
+                continue;
+            }
+            let outbox = self.outbox.clone();
+            let changed = outbox.changed();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if retry_at.is_none() && self.outbox.urgent_due() {
+                continue;
+            }
+            let wake = retry_at.or(self.schedule.next());
+            tokio::select! {
+                () = until(wake) => {}
+                control = self.control.recv() => match control {
+                    Some(Control::Connect) => {
+                        self.wanted = true;
+                        retry_at = None;
+                    }
+                    Some(c) => self.apply(c),
+                    None => return,
+                },
+                () = &mut changed, if retry_at.is_none() => {}
+            }
+        }
+    }
+
+    /// One connection: from connect to disconnect (or to the error that
+    /// ended it). Entries taken from the outbox and not acknowledged are
+    /// given back.
+    async fn session(&mut self) -> Result<(), MqttError> {
+        let unit_id = self.services.state.unit_id().unwrap_or_default();
+        let mut conn = Connection::open(&self.config, &unit_id).await?;
+        info!("connected to the server");
+        self.set_connected(true);
+        self.set_failing(false);
+        let mut taken = HashSet::new();
+        let result = self.exchange(&mut conn, &mut taken).await;
+        self.set_connected(false);
+        for id in taken {
+            self.outbox.retry_later(id);
+        }
+        match &result {
+            Ok(()) => {
+                conn.close().await;
+                info!("server sync done; disconnected");
+            }
+            Err(e) => warn!("server connection lost: {e}"),
+        }
+        result
+    }
+
+    fn publish_all(
+        &self,
+        conn: &mut Connection,
+        messages: Vec<Message>,
+        tag: u64,
+    ) -> Result<(), MqttError> {
+        for m in messages {
+            conn.publish(&m.topic, m.payload, m.retain, tag)?;
+        }
+        Ok(())
+    }
+
+    /// The status, encoded by the adapters.
+    async fn publish_status(&self, conn: &mut Connection) -> Result<(), MqttError> {
+        let status = Report::Status(self.services.device_status());
+        match self
+            .adapters
+            .encode(&format!("status-{}", now_ms()), &status)
+            .await
+        {
+            Ok(messages) => self.publish_all(conn, messages, UNTRACKED),
+            Err(e) => {
+                warn!("status not sent: {e}");
+                Ok(())
+            }
+        }
+    }
+
+    async fn exchange(
+        &mut self,
+        conn: &mut Connection,
+        taken: &mut HashSet<u64>,
+    ) -> Result<(), MqttError> {
+        conn.publish("state", b"online".to_vec(), true, UNTRACKED)?;
+        let hello = self.adapters.connected().await;
+        self.publish_all(conn, hello, UNTRACKED)?;
+        self.publish_status(conn).await?;
+        let linger = Duration::from_secs(self.config.linger_s);
+        let mut last_traffic = Instant::now();
+        loop {
+            self.send_due(conn, taken).await?;
+            let outbox = self.outbox.clone();
+            let changed = outbox.changed();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let idle = conn.in_flight() == 0 && !self.config.stay_connected;
+            tokio::select! {
+                incoming = conn.next() => {
+                    last_traffic = Instant::now();
+                    match incoming? {
+                        Incoming::Acked(UNTRACKED) => {}
+                        Incoming::Acked(id) => {
+                            taken.remove(&id);
+                            debug!("outbox entry {id} acknowledged by the broker");
+                            if let Err(e) = self.outbox.done(id) {
+                                error!("{e}: entry {id} may be sent again");
+                            }
+                        }
+                        Incoming::Downlink { topic, payload } => self.downlink(topic, payload).await,
+                    }
+                }
+                () = &mut changed => {}
+                control = self.control.recv() => match control {
+                    // Connected already: a sync means a fresh status.
+                    Some(Control::Connect) => self.publish_status(conn).await?,
+                    Some(c) => self.apply(c),
+                    None => return Ok(()),
+                },
+                // Staying connected, the status still goes out every interval.
+                () = until(self.schedule.next()), if self.config.stay_connected => {
+                    self.publish_status(conn).await?;
+                    self.schedule.synced(Instant::now());
+                }
+                () = tokio::time::sleep_until(last_traffic + linger), if idle => return Ok(()),
+            }
+        }
+    }
+
+    /// Encodes and publishes the reports due, keeping at most
+    /// [`MAX_IN_FLIGHT`] unacknowledged.
+    async fn send_due(
+        &mut self,
+        conn: &mut Connection,
+        taken: &mut HashSet<u64>,
+    ) -> Result<(), MqttError> {
+        let room = MAX_IN_FLIGHT.saturating_sub(conn.in_flight());
+        for entry in self.outbox.take_due(false, room) {
+            let Item::Report(report) = &entry.item else {
+                unreachable!("take_due(false) returns server entries only")
+            };
+            match self.adapters.encode(&entry.id.to_string(), report).await {
+                // The adapters chose not to send this report.
+                Ok(messages) if messages.is_empty() => {
+                    if let Err(e) = self.outbox.done(entry.id) {
+                        error!("{e}");
+                    }
+                }
+                Ok(messages) => {
+                    taken.insert(entry.id);
+                    self.publish_all(conn, messages, entry.id)?;
+                }
+                Err(e) => {
+                    warn!("report {} not encoded: {e}", entry.id);
+                    self.outbox.failed(entry.id, MAX_BACKOFF);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A message from the server, for the adapters to apply.
+    async fn downlink(&self, topic: String, payload: Vec<u8>) {
+        let limit = self.config.max_downlink_bytes;
+        if payload.len() > limit {
+            warn!(
+                "downlink on `{topic}` rejected: {} bytes, more than max_downlink_bytes ({limit})",
+                payload.len()
+            );
+            return;
+        }
+        let message = Message {
+            topic: topic.clone(),
+            payload,
+            retain: false,
+        };
+        for (adapter, result) in self.adapters.downlink(&message).await {
+            match result {
+                Ok(()) => info!("downlink on `{topic}` applied by {adapter}"),
+                Err(why) => warn!("downlink on `{topic}` rejected by {adapter}: {why}"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conintvl_schedule() {
+        let start = Instant::now();
+        let mut s = Schedule::new(10, start);
+        assert!(s.due(start), "the first sync is at start-up");
+        s.synced(start);
+        assert!(!s.due(start + Duration::from_secs(9 * 60)));
+        assert!(s.due(start + Duration::from_secs(10 * 60)));
+        // CONINTVL 0: never again on its own.
+        let later = start + Duration::from_secs(60);
+        s.set_interval(0, later);
+        assert_eq!(s.next(), None);
+        assert!(!s.due(start + Duration::from_secs(365 * 24 * 3600)));
+        // CONINTVL 5 counts from when it was set.
+        s.set_interval(5, later);
+        assert!(!s.due(later + Duration::from_secs(299)));
+        assert!(s.due(later + Duration::from_secs(300)));
+        s.synced(later + Duration::from_secs(300));
+        assert_eq!(s.next(), Some(later + Duration::from_secs(600)));
+    }
+}

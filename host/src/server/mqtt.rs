@@ -1,0 +1,238 @@
+//! The MQTT transport: one connection to the broker through rumqttc, with
+//! what the server link needs on top: the last will, the downlink
+//! subscription, and which of our publishes the broker has acknowledged.
+//!
+//! rumqttc reports a publish's packet id when it writes it
+//! (`Outgoing::Publish`), in the order publishes were queued, and the
+//! broker's PUBACK carries that id: a FIFO of tags maps one to the other.
+//! rumqttc is kept behind this module (its maintenance is in doubt, see
+//! `notes/crates.md`), so it can be swapped without touching the link.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS,
+    TlsConfiguration, Transport,
+};
+
+use crate::config::ServerConfig;
+
+/// How long to wait for the broker to accept a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// rumqttc's request queue; the link keeps fewer publishes in flight.
+const QUEUE: usize = 256;
+/// Publishes the link keeps unacknowledged at once.
+pub const MAX_IN_FLIGHT: usize = 32;
+
+/// Why the connection failed or ended.
+#[derive(Debug, thiserror::Error)]
+pub enum MqttError {
+    /// A certificate or key file cannot be read.
+    #[error("reading {0}: {1}")]
+    File(String, std::io::Error),
+    /// The broker cannot be reached, or the connection broke.
+    #[error("{0}")]
+    Connection(#[from] rumqttc::ConnectionError),
+    /// The broker refused the connection.
+    #[error("the broker refused the connection: {0:?}")]
+    Refused(ConnectReturnCode),
+    /// No answer from the broker in time.
+    #[error("no answer from the broker within {0:?}")]
+    Timeout(Duration),
+    /// rumqttc's request queue is gone.
+    #[error("the MQTT client stopped: {0}")]
+    Client(#[from] rumqttc::ClientError),
+}
+
+/// Something the broker sent that the link cares about.
+#[derive(Debug)]
+pub enum Incoming {
+    /// Every message published with this tag was acknowledged.
+    Acked(u64),
+    /// A message on the downlink topic; `topic` is relative to the unit's
+    /// base topic.
+    Downlink {
+        /// Relative topic (`cmd/...`).
+        topic: String,
+        /// Payload.
+        payload: Vec<u8>,
+    },
+}
+
+/// One connection to the broker.
+pub struct Connection {
+    client: AsyncClient,
+    events: EventLoop,
+    base: String,
+    /// Tags of publishes queued but not yet written, in order.
+    queued: VecDeque<u64>,
+    /// Packet id -> tag of publishes written but not acknowledged.
+    written: HashMap<u16, u64>,
+    /// Tag -> publishes not yet acknowledged.
+    outstanding: HashMap<u64, usize>,
+}
+
+/// The unit's base topic: `<prefix>/<unit-id>`.
+pub fn base_topic(config: &ServerConfig, unit_id: &str) -> String {
+    format!("{}/{unit_id}", config.prefix.trim_end_matches('/'))
+}
+
+fn options(config: &ServerConfig, unit_id: &str, base: &str) -> Result<MqttOptions, MqttError> {
+    let url = config.url.get_ref();
+    let client_id = config
+        .client_id
+        .clone()
+        .unwrap_or_else(|| unit_id.to_string());
+    let mut options = MqttOptions::new(client_id, url.host.clone(), url.port);
+    options
+        .set_keep_alive(Duration::from_secs(config.keep_alive_s.get()))
+        // The broker keeps our subscription and queues the server's
+        // commands while the unit is offline between syncs.
+        .set_clean_session(false)
+        .set_last_will(LastWill::new(
+            format!("{base}/state"),
+            "offline",
+            QoS::AtLeastOnce,
+            true,
+        ))
+        // Room above our own limit, so an oversized downlink is refused by
+        // the link (and logged) rather than dropping the connection.
+        .set_max_packet_size(
+            config.max_downlink_bytes.saturating_mul(4).max(64 * 1024),
+            256 * 1024,
+        );
+    if let (Some(user), password) = (&config.username, &config.password) {
+        options.set_credentials(user.clone(), password.clone().unwrap_or_default());
+    }
+    if url.tls {
+        let read = |path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| MqttError::File(path.display().to_string(), e))
+        };
+        let ca = match &config.ca_file {
+            Some(file) => read(file.get_ref())?,
+            None => Vec::new(),
+        };
+        let client_auth = match (&config.client_cert, &config.client_key) {
+            (Some(cert), Some(key)) => Some((read(cert.get_ref())?, read(key.get_ref())?)),
+            _ => None,
+        };
+        options.set_transport(Transport::tls_with_config(TlsConfiguration::Simple {
+            ca,
+            alpn: None,
+            client_auth,
+        }));
+    }
+    Ok(options)
+}
+
+impl Connection {
+    /// Connects, and subscribes to the unit's downlink topic (`<base>/cmd/#`).
+    pub async fn open(config: &ServerConfig, unit_id: &str) -> Result<Self, MqttError> {
+        let base = base_topic(config, unit_id);
+        let (client, mut events) = AsyncClient::new(options(config, unit_id, &base)?, QUEUE);
+        let accepted = tokio::time::timeout(CONNECT_TIMEOUT, async {
+            loop {
+                if let Event::Incoming(Packet::ConnAck(ack)) = events.poll().await? {
+                    return match ack.code {
+                        ConnectReturnCode::Success => Ok(()),
+                        code => Err(MqttError::Refused(code)),
+                    };
+                }
+            }
+        })
+        .await
+        .map_err(|_| MqttError::Timeout(CONNECT_TIMEOUT))?;
+        accepted?;
+        client
+            .subscribe(format!("{base}/cmd/#"), QoS::AtLeastOnce)
+            .await?;
+        Ok(Self {
+            client,
+            events,
+            base,
+            queued: VecDeque::new(),
+            written: HashMap::new(),
+            outstanding: HashMap::new(),
+        })
+    }
+
+    /// Publishes `payload` on `topic` (relative to the base topic) with
+    /// QoS 1; [`Incoming::Acked`] with `tag` follows once every publish
+    /// with that tag is acknowledged.
+    pub fn publish(
+        &mut self,
+        topic: &str,
+        payload: Vec<u8>,
+        retain: bool,
+        tag: u64,
+    ) -> Result<(), MqttError> {
+        let topic = format!("{}/{}", self.base, topic.trim_start_matches('/'));
+        self.client
+            .try_publish(topic, QoS::AtLeastOnce, retain, payload)?;
+        self.queued.push_back(tag);
+        *self.outstanding.entry(tag).or_default() += 1;
+        Ok(())
+    }
+
+    /// Tags with publishes not yet acknowledged.
+    pub fn in_flight(&self) -> usize {
+        self.outstanding.len()
+    }
+
+    /// The next thing the broker sent that the link cares about.
+    pub async fn next(&mut self) -> Result<Incoming, MqttError> {
+        loop {
+            match self.events.poll().await? {
+                Event::Outgoing(Outgoing::Publish(pkid)) => {
+                    if let Some(tag) = self.queued.pop_front() {
+                        self.written.insert(pkid, tag);
+                    }
+                }
+                Event::Incoming(Packet::PubAck(ack)) => {
+                    let Some(tag) = self.written.remove(&ack.pkid) else {
+                        continue;
+                    };
+                    let left = self.outstanding.get_mut(&tag).map(|n| {
+                        *n -= 1;
+                        *n
+                    });
+                    if left == Some(0) {
+                        self.outstanding.remove(&tag);
+                        return Ok(Incoming::Acked(tag));
+                    }
+                }
+                Event::Incoming(Packet::Publish(publish)) => {
+                    let topic = publish
+                        .topic
+                        .strip_prefix(&self.base)
+                        .map(|t| t.trim_start_matches('/').to_string())
+                        .unwrap_or(publish.topic);
+                    return Ok(Incoming::Downlink {
+                        topic,
+                        payload: publish.payload.to_vec(),
+                    });
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Says `offline` on the state topic (a clean disconnect does not fire
+    /// the last will) and disconnects, waiting briefly for both to go out.
+    pub async fn close(mut self) {
+        let base = self.base.clone();
+        let _ = self
+            .client
+            .try_publish(format!("{base}/state"), QoS::AtLeastOnce, true, "offline");
+        let _ = self.client.try_disconnect();
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Ok(event) = self.events.poll().await {
+                if matches!(event, Event::Outgoing(Outgoing::Disconnect)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+}

@@ -1,0 +1,196 @@
+//! The standard server adapter (world `server-adapter`): the unit's reports
+//! as versioned JSON (schema in [`schema`]) on MQTT topics under the unit's
+//! base topic `<prefix>/<unit-id>/`, and the server's commands back.
+//!
+//! | topic | direction | retained | payload |
+//! |---|---|---|---|
+//! | `state` | unit → server | yes | `online` / `offline` (the host; last will) |
+//! | `status` | unit → server | yes | [`schema::Status`] |
+//! | `events/alarm`, `events/restore` | unit → server | no | [`schema::AlarmEvent`] |
+//! | `events/output` | unit → server | no | [`schema::OutputEvent`] |
+//! | `events/health` | unit → server | no | [`schema::HealthEvent`] |
+//! | `cmd` | server → unit | no | [`schema::Command`] |
+//!
+//! Every message carries an `id`; a report sent again after an outage
+//! keeps its id, so the server drops copies. A command is checked whole
+//! before any of it is applied: outputs through `io`, settings through
+//! `settings` (persisted like a change by SMS; `server.interval-min` also
+//! sets the connection interval), and the status is sent after it.
+//! Grants it needs: `outputs = "any"`, `server = true`, `settings = "write"`.
+
+mod schema;
+
+wit_bindgen::generate!({
+    world: "server-adapter",
+    path: "../../wit",
+});
+
+use exports::larm::plugin::adapter::{Guest, Message};
+use larm::plugin::log::{Level, log};
+use larm::plugin::types::{
+    Contact, DeviceStatus, NetworkType, PluginState, Report, SimState, TimerEvent,
+};
+use larm::plugin::{io, server, settings, status};
+use schema::VERSION;
+
+struct StdServerAdapter;
+
+fn json(topic: &str, value: &impl serde::Serialize, retain: bool) -> Message {
+    Message {
+        topic: topic.to_string(),
+        payload: serde_json::to_vec(value).expect("our types serialise"),
+        retain,
+    }
+}
+
+fn network(n: NetworkType) -> &'static str {
+    match n {
+        NetworkType::Lte => "lte",
+        NetworkType::Umts => "umts",
+        NetworkType::Gsm => "gsm",
+        NetworkType::None => "none",
+    }
+}
+
+fn sim(s: SimState) -> &'static str {
+    match s {
+        SimState::Ready => "ready",
+        SimState::PinRequired => "pin-required",
+        SimState::Locked => "locked",
+        SimState::NotInserted => "not-inserted",
+        SimState::Error => "error",
+        SimState::Unknown => "unknown",
+    }
+}
+
+fn status_of(id: &str, d: DeviceStatus) -> schema::Status {
+    let alarm_output = io::alarm_output();
+    schema::Status {
+        v: VERSION,
+        id: id.to_string(),
+        unit: d.unit_id,
+        signal_bars: d.signal_bars,
+        network: network(d.network),
+        sim: sim(d.sim),
+        operator: d.operator,
+        extended_io: d.extended_io,
+        uptime_s: d.uptime_s,
+        outbox: schema::Outbox {
+            depth: d.outbox_depth,
+            oldest_s: d.outbox_oldest_s,
+        },
+        inputs: (1..=d.input_count)
+            .map(|n| schema::Input {
+                n,
+                name: settings::get(&format!("input.{n}.name"))
+                    .ok()
+                    .flatten()
+                    .unwrap_or_else(|| format!("Input {n}")),
+                closed: matches!(io::read_input(n), Ok(Contact::Closed)),
+            })
+            .collect(),
+        outputs: (1..=d.output_count)
+            .map(|n| schema::Output {
+                n,
+                on: io::read_output(n).unwrap_or(false),
+                alarm: n == alarm_output,
+            })
+            .collect(),
+    }
+}
+
+impl Guest for StdServerAdapter {
+    fn init(config: String) -> Result<(), String> {
+        if config.trim().is_empty() {
+            Ok(())
+        } else {
+            Err("std-server-adapter takes no config".into())
+        }
+    }
+
+    fn on_connect() -> Vec<Message> {
+        Vec::new()
+    }
+
+    fn encode(id: String, report: Report) -> Vec<Message> {
+        let message = match &report {
+            Report::Status(d) => json("status", &status_of(&id, d.clone()), true),
+            Report::Alarm(a) | Report::Restore(a) => json(
+                if matches!(report, Report::Alarm(_)) {
+                    "events/alarm"
+                } else {
+                    "events/restore"
+                },
+                &schema::AlarmEvent {
+                    v: VERSION,
+                    id: &id,
+                    input: a.input,
+                    name: &a.name,
+                    text: &a.text,
+                    at: a.at,
+                },
+                false,
+            ),
+            Report::OutputChanged(o) => json(
+                "events/output",
+                &schema::OutputEvent {
+                    v: VERSION,
+                    id: &id,
+                    output: o.output,
+                    on: o.on,
+                    by: &o.by,
+                },
+                false,
+            ),
+            Report::PluginHealth(h) => json(
+                "events/health",
+                &schema::HealthEvent {
+                    v: VERSION,
+                    id: &id,
+                    plugin: &h.name,
+                    state: match h.state {
+                        PluginState::Running => "running",
+                        PluginState::Restarted => "restarted",
+                        PluginState::Quarantined => "quarantined",
+                    },
+                    faults: h.faults,
+                    last_fault: h.last_fault.as_deref(),
+                },
+                false,
+            ),
+        };
+        vec![message]
+    }
+
+    fn on_downlink(message: Message) -> Result<(), String> {
+        if message.topic != "cmd" {
+            return Err(format!("no commands on `{}` (use `cmd`)", message.topic));
+        }
+        let (command, checked) =
+            schema::check(&message.payload, io::input_count(), io::output_count())?;
+        let label = command.id.as_deref().unwrap_or("without id");
+        for (key, value) in &checked.settings {
+            settings::set(key, value).map_err(|e| format!("setting {key}: {e:?}"))?;
+            if key == std_settings::INTERVAL_KEY {
+                let minutes = value.trim().parse().expect("validated");
+                server::set_interval(minutes).map_err(|e| format!("interval: {e:?}"))?;
+            }
+        }
+        for &(n, on) in &checked.outputs {
+            io::set_output(n, on).map_err(|e| format!("output {n}: {e:?}"))?;
+        }
+        log(
+            Level::Info,
+            &format!(
+                "command {label}: {} setting(s), {} output(s)",
+                checked.settings.len(),
+                checked.outputs.len()
+            ),
+        );
+        server::send(&Report::Status(status::device())).map_err(|e| format!("status: {e:?}"))
+    }
+
+    fn on_timer(_event: TimerEvent) {}
+}
+
+export!(StdServerAdapter);
