@@ -52,6 +52,7 @@ pub struct StatusBody {
     extended_io: String,
     leds: Vec<String>,
     modem: Option<ModemBody>,
+    server: ServerBody,
     plugins: Vec<PluginBody>,
     /// Device settings (input names, delays, alarm numbers, interval...).
     settings: std::collections::BTreeMap<String, String>,
@@ -71,6 +72,17 @@ struct ModemBody {
     signal_bars: u8,
     network: &'static str,
     operator: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ServerBody {
+    connected: bool,
+    /// The last sync failed (red LED, code 6).
+    failing: bool,
+    /// Outbox entries not yet acknowledged.
+    outbox_depth: u32,
+    /// Age of the oldest, in seconds.
+    outbox_oldest_s: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -148,6 +160,15 @@ async fn status(State(api): State<Api>) -> Json<StatusBody> {
         extended_io: format!("{:?}", *board.card().borrow()).to_lowercase(),
         leds: leds::LEDS.iter().map(|&l| engine.describe(l)).collect(),
         modem,
+        server: {
+            let outbox = s.outbox.get().map(|o| o.summary()).unwrap_or_default();
+            ServerBody {
+                connected: *s.server_connected.lock().unwrap(),
+                failing: *s.server_failing.lock().unwrap(),
+                outbox_depth: outbox.depth,
+                outbox_oldest_s: outbox.oldest_s,
+            }
+        },
         plugins: s
             .health
             .lock()

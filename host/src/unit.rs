@@ -12,7 +12,7 @@ use firmware_bridge::board::{Board, CardState, Contact as BoardContact, SimBoard
 use firmware_bridge::leds::{self, ErrorCode, Network, UnitState};
 use firmware_bridge::modem::sim::{Profile, SimModem};
 use tokio::sync::{broadcast, mpsc, watch};
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 
 use crate::config::{BoardKind, Config, Step, normalize_number};
 use crate::modem::{self, Incoming, Outgoing};
@@ -272,16 +272,20 @@ impl Unit {
     /// sent, so the reply to `RESTART ALL` goes before the restart. What is
     /// not sent by then stays in the outbox for after it.
     async fn flush_modem(&self) {
-        if self.outgoing.is_none() {
-            return;
+        if self.outgoing.is_some() {
+            modem_drained(&self.outbox).await;
         }
-        let _ = tokio::time::timeout(Duration::from_secs(120), async {
-            while self.outbox.modem_pending() {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-        .await;
     }
+}
+
+/// Waits (two minutes at most) until the outbox has no SMS or call due.
+async fn modem_drained(outbox: &Outbox) {
+    let _ = tokio::time::timeout(Duration::from_secs(120), async {
+        while outbox.modem_pending() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
 }
 
 /// How [`Unit::run`] ended.
@@ -399,6 +403,7 @@ impl Unit {
         });
         let step = |s: Step| alarm.then_some(s);
         let mut queue = Vec::new();
+        let mut restart_modem = false;
         for action in event {
             match action {
                 Action::Output { by, output, on } => {
@@ -421,7 +426,7 @@ impl Unit {
                     queue.extend(self.for_modem(Item::Call { number, ring_s }, step(Step::Call)));
                 }
                 Action::Report { by, report } => {
-                    debug!("report (by {by}): {report:?}");
+                    info!("report (by {by}): {report:?}");
                     queue.extend(self.for_server(report).map(|mut n| {
                         n.step = step(Step::Server);
                         n
@@ -440,12 +445,7 @@ impl Unit {
                     target: RestartTarget::Modem,
                 } => {
                     info!("modem restart requested (by {by})");
-                    match &self.outgoing {
-                        Some(modem) => {
-                            let _ = modem.send(Outgoing::Restart);
-                        }
-                        None => warn!("no modem to restart"),
-                    }
+                    restart_modem = true;
                 }
                 // The event loop ends the run after this event.
                 Action::Restart {
@@ -457,6 +457,19 @@ impl Unit {
         }
         if let Err(e) = self.outbox.push(queue) {
             error!("{e}: the event's SMS, calls and reports are lost");
+        }
+        if restart_modem {
+            match &self.outgoing {
+                // After the replies queued with it (as `system.restart` promises).
+                Some(modem) => {
+                    let (outbox, modem) = (self.outbox.clone(), modem.clone());
+                    tokio::spawn(async move {
+                        modem_drained(&outbox).await;
+                        let _ = modem.send(Outgoing::Restart);
+                    });
+                }
+                None => warn!("no modem to restart"),
+            }
         }
     }
 

@@ -359,14 +359,16 @@ impl Outbox {
             .any(|e| e.item.urgent())
     }
 
-    /// Whether anything for the modem is waiting (released or not).
+    /// Whether an SMS or call is due or being sent (one waiting for its
+    /// next try after a failure does not count).
     pub fn modem_pending(&self) -> bool {
-        self.index
-            .lock()
-            .unwrap()
-            .entries
-            .values()
-            .any(|(e, _)| e.item.for_modem() && e.released_ms.is_some())
+        let index = self.index.lock().unwrap();
+        let now = Instant::now();
+        index.entries.values().any(|(e, s)| {
+            e.item.for_modem()
+                && e.released_ms.is_some()
+                && (index.in_flight.contains(&e.id) || s.next_try.is_none_or(|t| t <= now))
+        })
     }
 
     /// Depth and the oldest entry's age.

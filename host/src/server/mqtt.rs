@@ -33,16 +33,28 @@ pub enum MqttError {
     File(String, std::io::Error),
     /// The broker cannot be reached, or the connection broke.
     #[error("{0}")]
-    Connection(#[from] rumqttc::ConnectionError),
+    Connection(Box<rumqttc::ConnectionError>),
     /// The broker refused the connection.
     #[error("the broker refused the connection: {0:?}")]
     Refused(ConnectReturnCode),
     /// No answer from the broker in time.
     #[error("no answer from the broker within {0:?}")]
     Timeout(Duration),
-    /// rumqttc's request queue is gone.
+    /// rumqttc's request queue is full or gone.
     #[error("the MQTT client stopped: {0}")]
-    Client(#[from] rumqttc::ClientError),
+    Client(Box<rumqttc::ClientError>),
+}
+
+impl From<rumqttc::ConnectionError> for MqttError {
+    fn from(e: rumqttc::ConnectionError) -> Self {
+        Self::Connection(Box::new(e))
+    }
+}
+
+impl From<rumqttc::ClientError> for MqttError {
+    fn from(e: rumqttc::ClientError) -> Self {
+        Self::Client(Box::new(e))
+    }
 }
 
 /// Something the broker sent that the link cares about.

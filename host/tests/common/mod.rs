@@ -86,8 +86,10 @@ impl Larmd {
     /// to and including it since the last wait.
     pub fn wait_for(&mut self, text: &str) -> Vec<String> {
         let mut seen = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
-            match self.lines.recv_timeout(Duration::from_secs(60)) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
                 Ok(line) => {
                     let found = line.contains(text);
                     self.log.push(line.clone());
@@ -123,6 +125,21 @@ impl Larmd {
         assert!(self.log.iter().any(|l| l.contains("stopping plugins")));
         let dir = tempfile::tempdir().unwrap();
         std::mem::replace(&mut self.dir, dir)
+    }
+}
+
+impl Larmd {
+    /// Kills larmd with SIGKILL, mid-whatever; returns its folder.
+    pub fn kill(mut self) -> tempfile::TempDir {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, dir)
+    }
+
+    /// The folder larmd runs in.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 }
 

@@ -215,6 +215,9 @@ pub struct Status {
     pub network: Option<&'static str>,
     /// The factory password is still in use.
     pub factory_password: bool,
+    /// Entries waiting in the outbox and the oldest one's age in minutes,
+    /// when there are any.
+    pub queued: Option<(u32, u64)>,
 }
 
 /// The `STATUS` reply, one SMS: inputs (1 = closed) and outputs (1 = on)
@@ -233,8 +236,13 @@ pub fn status(lang: Lang, s: &Status) -> String {
         Lang::En => ("OUT", "ALARM", "on", "off", " Change the factory password!"),
         Lang::Sv => ("UT", "LARM", "på", "av", " Byt fabrikslösenordet!"),
     };
+    let queued = match (lang, s.queued) {
+        (_, None) => String::new(),
+        (Lang::En, Some((n, min))) => format!(" Queued: {n} (oldest {min} min)."),
+        (Lang::Sv, Some((n, min))) => format!(" Köat: {n} (äldsta {min} min)."),
+    };
     format!(
-        "IN1-{}: {} {out}1-{}: {} {alarm_word}: {} Signal: {}/5 {network}.{}",
+        "IN1-{}: {} {out}1-{}: {} {alarm_word}: {} Signal: {}/5 {network}.{queued}{}",
         s.inputs.len(),
         bits(&s.inputs),
         s.outputs.len(),
@@ -340,6 +348,7 @@ mod tests {
             bars: 4,
             network: Some("LTE"),
             factory_password: true,
+            queued: None,
         };
         let en = status(Lang::En, &s);
         assert_eq!(
@@ -351,6 +360,24 @@ mod tests {
             sv,
             "IN1-8: 10000000 UT1-5: 00101 LARM: på Signal: 4/5 LTE. Byt fabrikslösenordet!"
         );
+        assert!(en.chars().count() <= 160 && sv.chars().count() <= 160);
+    }
+
+    #[test]
+    fn status_shows_what_waits_in_the_outbox_and_still_fits() {
+        let s = Status {
+            inputs: vec![false; 12],
+            outputs: vec![false; 9],
+            alarm: true,
+            bars: 1,
+            network: None,
+            factory_password: true,
+            queued: Some((3, 1440)),
+        };
+        let en = status(Lang::En, &s);
+        assert!(en.contains(" Queued: 3 (oldest 1440 min). Change"), "{en}");
+        let sv = status(Lang::Sv, &s);
+        assert!(sv.contains(" Köat: 3 (äldsta 1440 min)."), "{sv}");
         assert!(en.chars().count() <= 160 && sv.chars().count() <= 160);
     }
 }

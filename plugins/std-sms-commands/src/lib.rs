@@ -165,6 +165,12 @@ fn status_now() -> Status {
             NetworkType::None => None,
         },
         factory_password: password::is_factory_default().unwrap_or(false),
+        queued: (device.outbox_depth > 0).then(|| {
+            (
+                device.outbox_depth,
+                device.outbox_oldest_s.unwrap_or(0) / 60,
+            )
+        }),
     }
 }
 

@@ -1,0 +1,558 @@
+//! The server link end to end: `larmd` as a separate process with the
+//! default plugins, against a real MQTT broker: rumqttd embedded in the
+//! test, and Mosquitto (plain and TLS) when it is installed (CI installs it
+//! and sets `LARM_TEST_MOSQUITTO=1`, which makes it required).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::Larmd;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::Value;
+
+const PHONE: &str = "+46701234567";
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// rumqttd on a free loopback port, for the life of the test process.
+fn rumqttd() -> SocketAddr {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+    let config = format!(
+        r#"
+        id = 0
+        [router]
+        id = 0
+        max_connections = 100
+        max_outgoing_packet_count = 200
+        max_segment_size = 104857600
+        max_segment_count = 10
+        [v4.1]
+        name = "v4-1"
+        listen = "{addr}"
+        next_connection_delay_ms = 1
+        [v4.1.connections]
+        connection_timeout_ms = 60000
+        max_payload_size = 1048576
+        max_inflight_count = 100
+        dynamic_filters = true
+        "#
+    );
+    let config: rumqttd::Config = toml::from_str(&config).unwrap();
+    std::thread::spawn(move || rumqttd::Broker::new(config).start().unwrap());
+    wait_listening(addr);
+    addr
+}
+
+fn wait_listening(addr: SocketAddr) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{addr} never listened"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The server's side: a client subscribed to the units' topics.
+struct Observer {
+    client: AsyncClient,
+    messages: mpsc::Receiver<(String, Vec<u8>)>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Observer {
+    /// Subscribes to every unit's topics under `prefix`.
+    fn connect(broker: SocketAddr, prefix: &str) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        static OBSERVERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = OBSERVERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut options = MqttOptions::new(
+            format!("observer-{}-{n}", std::process::id()),
+            broker.ip().to_string(),
+            broker.port(),
+        );
+        options.set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut events) = AsyncClient::new(options, 64);
+        let (tx, messages) = mpsc::channel();
+        let (subscribed_tx, subscribed) = mpsc::channel();
+        runtime.spawn(async move {
+            loop {
+                match events.poll().await {
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let _ = tx.send((p.topic.clone(), p.payload.to_vec()));
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        let _ = subscribed_tx.send(());
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        client
+            .try_subscribe(format!("{prefix}/#"), QoS::AtLeastOnce)
+            .unwrap();
+        subscribed.recv_timeout(Duration::from_secs(10)).unwrap();
+        Self {
+            client,
+            messages,
+            _runtime: runtime,
+        }
+    }
+
+    /// Waits for a message on a topic ending in `suffix` whose payload
+    /// satisfies `matches`.
+    fn wait(&self, suffix: &str, matches: impl Fn(&[u8]) -> bool) -> (String, Vec<u8>) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let (topic, payload) = self
+                .messages
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("nothing on */{suffix} in time"));
+            if topic.ends_with(suffix) && matches(&payload) {
+                return (topic, payload);
+            }
+        }
+    }
+
+    fn wait_json(&self, suffix: &str, matches: impl Fn(&Value) -> bool) -> (String, Value) {
+        let (topic, payload) = self.wait(suffix, |p| {
+            serde_json::from_slice(p).is_ok_and(|v: Value| matches(&v))
+        });
+        (topic, serde_json::from_slice(&payload).unwrap())
+    }
+
+    /// Every message for `window`.
+    fn collect(&self, window: Duration) -> Vec<(String, Vec<u8>)> {
+        let end = Instant::now() + window;
+        let mut all = Vec::new();
+        while let Ok(m) = self
+            .messages
+            .recv_timeout(end.saturating_duration_since(Instant::now()))
+        {
+            all.push(m);
+        }
+        all
+    }
+
+    fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client
+            .try_publish(topic, QoS::AtLeastOnce, false, payload.into())
+            .unwrap();
+    }
+}
+
+/// A standard unit (the default plugins) reporting to `url`.
+fn unit_config(url: &str, server_extra: &str, alarm: &str) -> String {
+    format!(
+        r#"
+[modem]
+simulator = "ec2x"
+
+[board]
+kind = "sim"
+inputs = 4
+outputs = 3
+debounce_ms = 5
+
+[server]
+url = "{url}"
+linger_s = 2
+retry_max_s = 1
+interval_min = 0
+{server_extra}
+
+[alarm]
+{alarm}
+
+[[plugins]]
+name = "sms-commands"
+builtin = "std-sms-commands"
+[plugins.grants]
+password = true
+sms = "any"
+outputs = "any"
+server = true
+settings = "write"
+
+[[plugins]]
+name = "input-rules"
+builtin = "std-input-rules"
+[plugins.grants]
+outputs = "any"
+sms = "any"
+calls = "any"
+server = true
+settings = "read"
+[plugins.config]
+"alarm.sms" = "{PHONE}"
+
+[[plugins]]
+name = "server-adapter"
+builtin = "std-server-adapter"
+[plugins.grants]
+outputs = "any"
+server = true
+settings = "write"
+"#
+    )
+}
+
+/// The unit's base topic, from its first message.
+fn base_of(topic: &str) -> String {
+    topic.rsplit_once('/').unwrap().0.to_string()
+}
+
+/// Raise an alarm, see it reported; have the server switch an output and
+/// rename an input, and see the unit obey; garbage and oversized commands
+/// are refused and the unit goes on.
+fn reports_and_obeys(larmd: &mut Larmd, observer: &Observer) {
+    // The blue LED is steady while the unit is connected (the manual's
+    // "connection to the server active").
+    larmd.wait_for("LED blue: steady (server connected)");
+    let (topic, status) = observer.wait_json("/status", |_| true);
+    let base = base_of(&topic);
+    assert_eq!(status["v"], 1);
+    assert_eq!(status["inputs"].as_array().unwrap().len(), 4);
+    larmd.wait_for("server sync done");
+
+    larmd.send("close 1");
+    let (_, alarm) = observer.wait_json("/events/alarm", |_| true);
+    assert_eq!(alarm["input"], 1);
+    assert_eq!(alarm["text"], "Alarm: Input 1");
+    assert!(alarm["id"].as_str().is_some_and(|id| !id.is_empty()));
+    larmd.wait_for("server sync done");
+
+    // CONNECT by SMS syncs at once; the server's commands arrive while the
+    // unit is connected.
+    larmd.send(&format!("sms {PHONE} 0000 CONNECT"));
+    larmd.wait_for("connected to the server");
+    observer.wait_json("/status", |_| true);
+    observer.publish(&format!("{base}/cmd"), "garbage");
+    observer.publish(&format!("{base}/cmd"), vec![b' '; 20_000]);
+    observer.publish(
+        &format!("{base}/cmd"),
+        r#"{"v":1,"id":"c1","outputs":{"2":true},"settings":{"input.3.name":"Pump","input.3.mode":"NC"}}"#,
+    );
+    let seen = larmd.wait_for("downlink on `cmd` applied by server-adapter");
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("rejected by server-adapter: not a command")),
+        "{seen:#?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("rejected: 20000 bytes, more than max_downlink_bytes")),
+        "{seen:#?}"
+    );
+    // The output change, then the status after the command.
+    observer.wait_json("/events/output", |e| {
+        e["output"] == 2 && e["by"] == "server-adapter"
+    });
+    let (_, status) = observer.wait_json("/status", |s| s["outputs"][1]["on"] == true);
+    assert_eq!(status["inputs"][2]["name"], "Pump");
+}
+
+#[test]
+fn reports_obeys_the_server_and_syncs_on_connect() {
+    let broker = rumqttd();
+    let observer = Observer::connect(broker, "larm");
+    let mut larmd = Larmd::start(&unit_config(&format!("mqtt://{broker}"), "", ""));
+    reports_and_obeys(&mut larmd, &observer);
+
+    // The setting from the server persists like one changed by SMS: input 3
+    // is now NC, so with its contact open it is in alarm after a restart.
+    let dir = larmd.stop();
+    let mut larmd = Larmd::restart(dir);
+    let (_, alarm) = observer.wait_json("/events/alarm", |a| a["input"] == 3);
+    assert_eq!(alarm["name"], "Pump");
+    larmd.wait_for("server sync done");
+}
+
+/// A TCP gate in front of the broker: closed, nothing listens on its port
+/// (the broker is down, as far as the unit can tell).
+struct Gate {
+    port: u16,
+}
+
+impl Gate {
+    fn closed() -> Self {
+        Self { port: free_port() }
+    }
+
+    /// Opens the gate: connections are forwarded to `broker`.
+    fn open(&self, broker: SocketAddr, runtime: &tokio::runtime::Runtime) {
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind((
+                Ipv4Addr::LOCALHOST,
+                self.port,
+            )))
+            .unwrap();
+        runtime.spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(broker).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+    }
+}
+
+#[test]
+fn alarms_raised_while_the_broker_is_down_survive_kill_9_and_arrive_once() {
+    let broker = rumqttd();
+    let observer = Observer::connect(broker, "larm");
+    let gate = Gate::closed();
+    let mut larmd = Larmd::start(&unit_config(
+        &format!("mqtt://127.0.0.1:{}", gate.port),
+        "",
+        "route = [\"server\", \"sms\"]\nescalate_after_s = 2",
+    ));
+    larmd.wait_for("server sync failed");
+    // Red, 6 blinks: no connection with the server.
+    larmd.wait_for("LED red: 6 blinks (no connection with the server)");
+    for input in 1..=3 {
+        larmd.send(&format!("close {input}"));
+    }
+    // Not acknowledged in time: each alarm escalates to its SMS.
+    let mut sent = BTreeSet::new();
+    while sent.len() < 3 {
+        let seen = larmd.wait_for(&format!("modem: SMS sent to {PHONE}: \"Alarm: Input"));
+        sent.insert(seen.last().unwrap().rsplit_once(' ').unwrap().1.to_string());
+    }
+    // STATUS shows the reports waiting: the three alarms, and the ALARM
+    // output's and the plugins' news.
+    larmd.send(&format!("sms {PHONE} 0000 STATUS"));
+    let seen = larmd.wait_for("Queued: ");
+    let queued: u32 = seen
+        .last()
+        .unwrap()
+        .split("Queued: ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(queued >= 3, "{seen:#?}");
+
+    let dir = larmd.kill();
+    let mut larmd = Larmd::restart(dir);
+    larmd.wait_for("outbox entries from before the restart");
+    larmd.wait_for("LED red: 6 blinks (no connection with the server)");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    gate.open(broker, &runtime);
+    larmd.wait_for("LED red: off");
+    larmd.wait_for("server sync done");
+
+    let alarms: BTreeMap<String, u64> = observer
+        .collect(Duration::from_secs(3))
+        .into_iter()
+        .filter(|(topic, _)| topic.ends_with("/events/alarm"))
+        .map(|(_, payload)| {
+            let event: Value = serde_json::from_slice(&payload).unwrap();
+            (
+                event["id"].as_str().unwrap().to_string(),
+                event["input"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let inputs: BTreeSet<u64> = alarms.values().copied().collect();
+    assert_eq!(alarms.len(), 3, "three alarms, by id: {alarms:?}");
+    assert_eq!(inputs, BTreeSet::from([1, 2, 3]));
+    // The escalation SMS went out before the kill, and not again.
+    let resent = larmd
+        .log
+        .iter()
+        .filter(|l| l.contains("SMS sent") && l.contains("\"Alarm: Input"))
+        .count();
+    assert_eq!(resent, 0, "{:#?}", larmd.log);
+}
+
+/// Mosquitto, plain and TLS, with a CA and a server certificate made by
+/// openssl for this run.
+struct Mosquitto {
+    child: Child,
+    plain: SocketAddr,
+    tls: SocketAddr,
+    ca: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    /// None when Mosquitto is not installed and not required.
+    fn start() -> Option<Self> {
+        let required = std::env::var_os("LARM_TEST_MOSQUITTO").is_some();
+        let binary = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+            .into_iter()
+            .map(Path::new)
+            .find(|p| p.exists());
+        let Some(binary) = binary else {
+            assert!(
+                !required,
+                "LARM_TEST_MOSQUITTO is set but mosquitto is not installed"
+            );
+            eprintln!("mosquitto is not installed: its interop test does not run here");
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let openssl = |args: &[&str]| {
+            let status = Command::new("openssl")
+                .args(args)
+                .current_dir(d)
+                .status()
+                .unwrap();
+            assert!(status.success(), "openssl {args:?}");
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        openssl(
+            &[
+                &["req", "-x509"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.pem",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=larm test CA",
+                ],
+            ]
+            .concat(),
+        );
+        openssl(
+            &[
+                &["req"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "server.key",
+                    "-out",
+                    "server.csr",
+                    "-subj",
+                    "/CN=127.0.0.1",
+                ],
+            ]
+            .concat(),
+        );
+        std::fs::write(
+            d.join("san.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ]);
+        let plain = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+        let tls = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+        std::fs::write(
+            d.join("mosquitto.conf"),
+            format!(
+                "per_listener_settings false\nallow_anonymous true\npersistence false\n\
+                 listener {} 127.0.0.1\n\
+                 listener {} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n",
+                plain.port(),
+                tls.port(),
+                d.join("ca.pem").display(),
+                d.join("server.pem").display(),
+                d.join("server.key").display(),
+            ),
+        )
+        .unwrap();
+        // Mosquitto started as root drops to its own user, which must be
+        // able to read what it is given.
+        use std::os::unix::fs::PermissionsExt;
+        for path in [d.to_path_buf(), d.join("server.key")] {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let child = Command::new(binary)
+            .args(["-c", "mosquitto.conf"])
+            .current_dir(d)
+            .spawn()
+            .unwrap();
+        wait_listening(plain);
+        wait_listening(tls);
+        Some(Self {
+            child,
+            plain,
+            tls,
+            ca: d.join("ca.pem"),
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn interoperates_with_mosquitto_plain_and_tls() {
+    let Some(mosquitto) = Mosquitto::start() else {
+        return;
+    };
+    let observer = Observer::connect(mosquitto.plain, "larm");
+    let mut larmd = Larmd::start(&unit_config(&format!("mqtt://{}", mosquitto.plain), "", ""));
+    reports_and_obeys(&mut larmd, &observer);
+    drop((larmd, observer));
+
+    // Its own prefix: the first unit's retained status is not this one's.
+    let observer = Observer::connect(mosquitto.plain, "tls");
+    let tls = format!(
+        "ca_file = {:?}\nprefix = \"tls\"",
+        mosquitto.ca.display().to_string()
+    );
+    let mut larmd = Larmd::start(&unit_config(
+        &format!("mqtts://{}", mosquitto.tls),
+        &tls,
+        "",
+    ));
+    reports_and_obeys(&mut larmd, &observer);
+}
