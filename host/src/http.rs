@@ -24,7 +24,6 @@ use firmware_bridge::modem::sim::SimModem;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::plugins::bindings::larm::plugin::types::{NetworkType, PluginState, SimState};
 use crate::plugins::caps::{Action, Services};
 
 /// What the API serves.
@@ -122,21 +121,9 @@ async fn status(State(api): State<Api>) -> Json<StatusBody> {
     let engine = LedEngine::new(api.leds.borrow().clone(), Instant::now());
     let modem = s.modem.lock().unwrap().clone().map(|m| ModemBody {
         answering: m.answering,
-        sim: match m.sim {
-            SimState::Ready => "ready",
-            SimState::PinRequired => "pin-required",
-            SimState::Locked => "locked",
-            SimState::NotInserted => "not-inserted",
-            SimState::Error => "error",
-            SimState::Unknown => "unknown",
-        },
+        sim: m.sim.name(),
         signal_bars: m.signal_bars,
-        network: match m.network {
-            NetworkType::Lte => "lte",
-            NetworkType::Umts => "umts",
-            NetworkType::Gsm => "gsm",
-            NetworkType::None => "none",
-        },
+        network: m.network.name(),
         operator: m.operator,
     });
     Json(StatusBody {
@@ -176,11 +163,7 @@ async fn status(State(api): State<Api>) -> Json<StatusBody> {
             .values()
             .map(|h| PluginBody {
                 name: h.name.clone(),
-                state: match h.state {
-                    PluginState::Running => "running",
-                    PluginState::Restarted => "restarted",
-                    PluginState::Quarantined => "quarantined",
-                },
+                state: h.state.name(),
                 faults: h.faults,
                 last_fault: h.last_fault.clone(),
             })

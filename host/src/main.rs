@@ -202,7 +202,12 @@ async fn run_unit(path: Option<&Path>) -> anyhow::Result<()> {
     }
     let unit = Unit::build(&config, corrupt.is_some()).await?;
     if let Some(sim) = unit.sim.clone() {
-        tokio::spawn(cli::console::sim_console(sim, unit.sim_modem.clone()));
+        tokio::spawn(cli::console::sim_console(
+            sim,
+            unit.sim_modem.clone(),
+            unit.services.clone(),
+            unit.led_state(),
+        ));
     }
     if let Some(modem) = &unit.sim_modem {
         tokio::spawn(cli::console::print_modem(modem.events()));

@@ -30,6 +30,12 @@ fn commissioning_as_the_manual_describes() {
         "IN1-12: 010000000000 OUT1-9: 000000000 ALARM: off Signal: 4/5 LTE. Change the factory password!",
     );
 
+    // The console's `status` says the same, and more, in words.
+    larmd.send("status");
+    larmd.wait_for("inputs 1-12 010000000000 (1 = closed), outputs 1-9 000000000");
+    larmd.wait_for("modem: SIM ready, network lte, signal 4/5, Telia");
+    larmd.wait_for("server: not connected; outbox:");
+
     sms(&mut larmd, "0000 CHGPASS 1234 1234");
     reply(&mut larmd, "Password changed");
 

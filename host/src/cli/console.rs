@@ -3,19 +3,24 @@
 
 use std::time::Duration;
 
-use firmware_bridge::board::{Contact, InputId};
+use firmware_bridge::board::{Contact, InputId, OutputId};
 use firmware_bridge::leds;
 use firmware_bridge::modem::sim::{SimEvent, SimModem};
 use tokio::io::AsyncBufReadExt;
+
+use larm_host::plugins::caps::Services;
 
 /// Reads commands from stdin to drive the simulated board. When stdin ends
 /// (a service, a test), larmd keeps running.
 pub async fn sim_console(
     sim: std::sync::Arc<firmware_bridge::board::SimBoard>,
     modem: Option<SimModem>,
+    services: std::sync::Arc<Services>,
+    leds: tokio::sync::watch::Receiver<leds::UnitState>,
 ) {
     const HELP: &str = "commands: close N, open N (input N), card out, card in (extended I/O card), \
-                        sms FROM TEXT, ring FROM, modem COMMAND (with the simulated modem; `modem help`)";
+                        sms FROM TEXT, ring FROM, modem COMMAND (with the simulated modem; `modem help`), \
+                        status";
     eprintln!("simulated board: {HELP}");
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     while let Ok(Some(line)) = lines.next_line().await {
@@ -52,6 +57,10 @@ pub async fn sim_console(
                 }
                 continue;
             }
+            ["status"] => {
+                eprintln!("{}", status(&services, &leds.borrow()));
+                continue;
+            }
             [] => continue,
             _ => {
                 eprintln!("{HELP}");
@@ -67,6 +76,63 @@ pub async fn sim_console(
             Err(_) => eprintln!("`{n}` is not an input number"),
         }
     }
+}
+
+/// The unit's status in words, as the console's `status` prints it.
+fn status(services: &Services, leds: &leds::UnitState) -> String {
+    let d = services.device_status();
+    let bits = |n: u8, read: &dyn Fn(u8) -> bool| {
+        (1..=n)
+            .map(|i| if read(i) { '1' } else { '0' })
+            .collect::<String>()
+    };
+    let board = &services.board;
+    let inputs = bits(d.input_count, &|i| {
+        matches!(board.read_input(InputId(i)), Ok(Contact::Closed))
+    });
+    let outputs = bits(d.output_count, &|o| {
+        matches!(board.read_output(OutputId(o)), Ok(true))
+    });
+    let engine = leds::LedEngine::new(leds.clone(), std::time::Instant::now());
+    let leds: Vec<String> = leds::LEDS.iter().map(|&l| engine.describe(l)).collect();
+    let modem = match services.modem.lock().unwrap().as_ref() {
+        None => "none".to_string(),
+        Some(m) if !m.answering => "not answering".to_string(),
+        Some(m) => format!(
+            "SIM {}, network {}, signal {}/5{}",
+            m.sim.name(),
+            m.network.name(),
+            m.signal_bars,
+            m.operator
+                .as_deref()
+                .map(|o| format!(", {o}"))
+                .unwrap_or_default()
+        ),
+    };
+    let server = match (d.server_connected, *services.server_failing.lock().unwrap()) {
+        (true, _) => "connected",
+        (false, true) => "cannot connect",
+        (false, false) => "not connected",
+    };
+    let outbox = match d.outbox_oldest_s {
+        Some(age) => format!("{} waiting, the oldest for {age} s", d.outbox_depth),
+        None => "empty".to_string(),
+    };
+    let plugins: Vec<String> = services
+        .plugin_health()
+        .iter()
+        .map(|h| format!("{} {}", h.name, h.state.name()))
+        .collect();
+    format!(
+        "unit {}: inputs 1-{} {inputs} (1 = closed), outputs 1-{} {outputs} (1 = on; output {} is ALARM)\n\
+         LEDs: {}\nmodem: {modem}\nserver: {server}; outbox: {outbox}\nplugins: {}",
+        d.unit_id,
+        d.input_count,
+        d.output_count,
+        board.alarm_output().0,
+        leds.join(", "),
+        plugins.join(", ")
+    )
 }
 
 /// Prints what the unit sends through the simulated modem.

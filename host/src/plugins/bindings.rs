@@ -42,3 +42,42 @@ macro_rules! world_bindings {
 world_bindings!(input_rule, "input-rule");
 world_bindings!(sms_commands, "sms-commands");
 world_bindings!(server_adapter, "server-adapter");
+
+use larm::plugin::types::{NetworkType, PluginState, SimState};
+
+impl SimState {
+    /// The state as the HTTP API and the console name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            SimState::Ready => "ready",
+            SimState::PinRequired => "pin-required",
+            SimState::Locked => "locked",
+            SimState::NotInserted => "not-inserted",
+            SimState::Error => "error",
+            SimState::Unknown => "unknown",
+        }
+    }
+}
+
+impl NetworkType {
+    /// The network as the HTTP API and the console name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            NetworkType::Lte => "lte",
+            NetworkType::Umts => "umts",
+            NetworkType::Gsm => "gsm",
+            NetworkType::None => "none",
+        }
+    }
+}
+
+impl PluginState {
+    /// The state as the HTTP API and the console name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            PluginState::Running => "running",
+            PluginState::Restarted => "restarted",
+            PluginState::Quarantined => "quarantined",
+        }
+    }
+}
