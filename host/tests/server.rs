@@ -241,10 +241,19 @@ fn reports_and_obeys(larmd: &mut Larmd, observer: &Observer) {
     assert!(alarm["id"].as_str().is_some_and(|id| !id.is_empty()));
     larmd.wait_for("server sync done");
 
-    // CONNECT by SMS syncs at once; the server's commands arrive while the
-    // unit is connected.
+    // A command sent while the unit is offline waits at the broker (the
+    // unit's persistent session); CONNECT by SMS syncs at once and takes it.
+    observer.publish(
+        &format!("{base}/cmd"),
+        r#"{"v":1,"id":"while-offline","outputs":{"1":true}}"#,
+    );
+    observer.wait("/cmd", |_| true);
     larmd.send(&format!("sms {PHONE} 0000 CONNECT"));
     larmd.wait_for("connected to the server");
+    larmd.wait_for("downlink on `cmd` applied by server-adapter");
+    observer.wait_json("/events/output", |e| e["output"] == 1 && e["on"] == true);
+
+    // Commands while the unit is connected.
     observer.wait_json("/status", |_| true);
     observer.publish(&format!("{base}/cmd"), "garbage");
     observer.publish(&format!("{base}/cmd"), vec![b' '; 20_000]);
