@@ -102,11 +102,10 @@ impl Unit {
         let mut plugins = PluginManager::new(runtime, services.clone());
         plugins.start_all(config);
         let link = match &config.server {
-            Some(server) if plugins.adapters().is_empty() => {
+            Some(_) if plugins.adapters().is_empty() => {
                 tracing::error!(
                     "[server] is set but no server-adapter plugin runs: the server link is off"
                 );
-                let _ = server;
                 None
             }
             Some(server) => {
@@ -118,7 +117,21 @@ impl Unit {
                     plugins.adapters(),
                     rx,
                 );
-                tokio::spawn(link.run());
+                let services = services.clone();
+                let has_modem = config.modem.is_some();
+                tokio::spawn(async move {
+                    // The first sync's status should show the network, not
+                    // a modem not read yet.
+                    if has_modem {
+                        let _ = tokio::time::timeout(Duration::from_secs(10), async {
+                            while services.modem.lock().unwrap().is_none() {
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                            }
+                        })
+                        .await;
+                    }
+                    link.run().await;
+                });
                 Some(tx)
             }
             None => None,

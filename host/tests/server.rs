@@ -232,6 +232,11 @@ fn reports_and_obeys(larmd: &mut Larmd, observer: &Observer) {
     let base = base_of(&topic);
     assert_eq!(status["v"], 1);
     assert_eq!(status["inputs"].as_array().unwrap().len(), 4);
+    // The first sync waits for the modem's status.
+    assert_eq!(
+        (&status["network"], &status["signal_bars"]),
+        (&"lte".into(), &4.into())
+    );
     larmd.wait_for("server sync done");
 
     larmd.send("close 1");
