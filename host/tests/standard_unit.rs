@@ -218,6 +218,12 @@ sms = "any"
     larmd.send("modem sim ready");
     larmd.wait_for("LED red: off");
 
+    // A modem that stops answering: code 4 until it answers again.
+    larmd.send("modem silent on");
+    larmd.wait_for("LED red: 4 blinks (modem error)");
+    larmd.send("modem silent off");
+    larmd.wait_for("LED red: off");
+
     larmd.send("card out");
     larmd.wait_for("LED red: 5 blinks (extended I/O card missing)");
     larmd.send("card in");

@@ -218,6 +218,26 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Whatever a server (or an attacker on the broker) sends, the
+        /// answer is a command or a reason, never a panic.
+        #[test]
+        fn any_payload_is_a_command_or_a_reason(payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = check(&payload, 8, 5);
+        }
+
+        #[test]
+        fn any_json_command_shape_is_a_command_or_a_reason(
+            output in "[0-9a-z]{0,3}",
+            on in proptest::prelude::any::<bool>(),
+            key in "[a-z.0-9-]{0,24}",
+            value in ".{0,40}",
+        ) {
+            let payload = serde_json::json!({"v": 1, "outputs": {output: on}, "settings": {key: value}});
+            let _ = check(payload.to_string().as_bytes(), 8, 5);
+        }
+    }
+
     #[test]
     fn events_serialise_with_version_and_id() {
         let json = serde_json::to_value(AlarmEvent {
