@@ -137,10 +137,10 @@ pub async fn run(
             _ = tick.tick() => {
                 // Shown (red, code 4) while the modem is brought back, which
                 // can take the modem's whole boot time.
-                if !modem.alive().await {
-                    if let Some(status) = services.modem.lock().unwrap().as_mut() {
-                        status.answering = false;
-                    }
+                if !modem.alive().await
+                    && let Some(status) = services.modem.lock().unwrap().as_mut()
+                {
+                    status.answering = false;
                 }
                 match modem.recover_if_hung().await {
                     Ok(true) => info!("the modem answers again after a restart"),
