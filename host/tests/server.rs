@@ -12,7 +12,7 @@ use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::Larmd;
+use common::{Larmd, assert_logged};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
 
@@ -272,16 +272,8 @@ fn reports_and_obeys(larmd: &mut Larmd, observer: &Observer) {
     if !seen.iter().any(|l| l.contains(interval)) {
         seen.extend(larmd.wait_for(interval));
     }
-    assert!(
-        seen.iter()
-            .any(|l| l.contains("rejected by server-adapter: not a command")),
-        "{seen:#?}"
-    );
-    assert!(
-        seen.iter()
-            .any(|l| l.contains("rejected: 20000 bytes, more than max_downlink_bytes")),
-        "{seen:#?}"
-    );
+    assert_logged(&seen, "rejected by server-adapter: not a command");
+    assert_logged(&seen, "rejected: 20000 bytes, more than max_downlink_bytes");
     // The output change, then the status after the command.
     observer.wait_json("/events/output", |e| {
         e["output"] == 2 && e["by"] == "server-adapter"

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::Larmd;
+use common::{Larmd, assert_logged};
 
 const PHONE: &str = "+46701234567";
 
@@ -41,10 +41,7 @@ fn commissioning_as_the_manual_describes() {
 
     sms(&mut larmd, "1234 OUTPUT 3 ON");
     let seen = reply(&mut larmd, "Output 3 ON");
-    assert!(
-        seen.iter()
-            .any(|l| l.contains("output 3 on (by sms-commands)"))
-    );
+    assert_logged(&seen, "output 3 on (by sms-commands)");
 
     // SETOUTPUT switches without a reply: the next reply is STATUS's.
     sms(&mut larmd, "1234 SETOUTPUT 3 OFF");
@@ -116,25 +113,14 @@ fn an_input_alarm_sends_sms_rings_and_sets_alarm_until_restored() {
     larmd.send("close 1");
     let mut seen = reply(&mut larmd, "Alarm: Input 1");
     seen.extend(larmd.wait_for("modem: dialling +46701234567"));
-    assert!(
-        seen.iter()
-            .any(|l| l.contains("output 5 on (by input-rules)")),
-        "ALARM on"
-    );
+    assert_logged(&seen, "output 5 on (by input-rules)");
     larmd.wait_for("LED yellow: steady (sending SMS / dialling)");
 
     larmd.send("open 1");
     // The restore SMS waits for the alarm call to end; ALARM goes off at once.
     let seen = reply(&mut larmd, "Restored: Input 1");
-    assert!(
-        seen.iter()
-            .any(|l| l.contains("output 5 off (by input-rules)")),
-        "{seen:#?}"
-    );
-    assert!(
-        seen.iter()
-            .any(|l| l.contains("report (by input-rules): Report::Restore"))
-    );
+    assert_logged(&seen, "output 5 off (by input-rules)");
+    assert_logged(&seen, "report (by input-rules): Report::Restore");
 
     // Input 3 has a 2 s delay: a blip does nothing, a lasting alarm fires,
     // with its Swedish text intact.

@@ -24,6 +24,16 @@ pub fn lines_of(reader: impl std::io::Read + Send + 'static) -> mpsc::Receiver<S
     lines
 }
 
+/// Asserts that one of the `seen` log lines contains `text`.
+#[track_caller]
+pub fn assert_logged(seen: &[String], text: &str) {
+    assert!(
+        seen.iter().any(|l| l.contains(text)),
+        "`{text}` not among:\n{}",
+        seen.join("\n")
+    );
+}
+
 /// `larmd run` as a separate process, its log read line by line.
 pub struct Larmd {
     child: Child,
