@@ -212,6 +212,8 @@ builtin = "std-server-adapter"
 outputs = "any"
 server = true
 settings = "write"
+[plugins.config]
+home_assistant = true
 "#
     )
 }
@@ -286,8 +288,17 @@ fn reports_and_obeys(larmd: &mut Larmd, observer: &Observer) {
 fn reports_obeys_the_server_and_syncs_on_connect() {
     let broker = rumqttd();
     let observer = Observer::connect(broker, "larm");
+    let home_assistant = Observer::connect(broker, "homeassistant");
     let mut larmd = Larmd::start(&unit_config(&format!("mqtt://{broker}"), "", ""));
     reports_and_obeys(&mut larmd, &observer);
+
+    // Home Assistant discovery: the unit's inputs and outputs, with the
+    // topics that feed and switch them.
+    let (_, sensor) = home_assistant.wait_json("_in3/config", |_| true);
+    assert_eq!(sensor["name"], "Input 3");
+    let (topic, switch) = home_assistant.wait_json("_out2/config", |_| true);
+    assert!(topic.starts_with("homeassistant/switch/"), "{topic}");
+    assert!(switch["command_topic"].as_str().unwrap().ends_with("/cmd"));
 
     // The setting from the server persists like one changed by SMS: input 3
     // is now NC, so with its contact open it is in alarm after a restart.

@@ -121,11 +121,14 @@ impl Adapters {
         Ok(messages)
     }
 
-    /// Every adapter's messages for a new connection.
-    pub async fn connected(&self) -> Vec<Message> {
+    /// Every adapter's messages for a new connection; `base` is the unit's
+    /// base topic.
+    pub async fn connected(&self, base: &str) -> Vec<Message> {
         let mut messages = Vec::new();
         for (_, queue) in &self.0 {
-            if let Ok(Outcome::Messages(m)) = ask(queue, PluginEvent::Connected).await {
+            if let Ok(Outcome::Messages(m)) =
+                ask(queue, PluginEvent::Connected(base.to_string())).await
+            {
                 messages.extend(m);
             }
         }

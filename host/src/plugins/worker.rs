@@ -37,8 +37,8 @@ pub enum PluginEvent {
     Call(CallEvent),
     /// A report to encode, with its id (server adapters).
     Report(String, Report),
-    /// The server link came up (server adapters).
-    Connected,
+    /// The server link came up, with the unit's base topic (server adapters).
+    Connected(String),
     /// A message from the server (server adapters).
     Downlink(Message),
 }
@@ -331,9 +331,9 @@ impl Worker {
                 .larm_plugin_adapter()
                 .call_encode(store, &id, &r)
                 .map(Outcome::Messages),
-            (Guest::Adapter(g), PluginEvent::Connected) => g
+            (Guest::Adapter(g), PluginEvent::Connected(base)) => g
                 .larm_plugin_adapter()
-                .call_on_connect(store)
+                .call_on_connect(store, &base)
                 .map(Outcome::Messages),
             (Guest::Adapter(g), PluginEvent::Downlink(m)) => g
                 .larm_plugin_adapter()

@@ -275,7 +275,7 @@ impl Link {
         taken: &mut HashSet<u64>,
     ) -> Result<(), MqttError> {
         conn.publish("state", b"online".to_vec(), true, UNTRACKED)?;
-        let hello = self.adapters.connected().await;
+        let hello = self.adapters.connected(conn.base()).await;
         self.publish_all(conn, hello, UNTRACKED)?;
         self.publish_status(conn).await?;
         let linger = Duration::from_secs(self.config.linger_s);

@@ -169,8 +169,8 @@ impl Connection {
         })
     }
 
-    /// Publishes `payload` on `topic` (relative to the base topic) with
-    /// QoS 1; [`Incoming::Acked`] with `tag` follows once every publish
+    /// Publishes `payload` on `topic` (relative to the base topic, or from
+    /// the broker's root when it starts with `/`) with QoS 1; [`Incoming::Acked`] with `tag` follows once every publish
     /// with that tag is acknowledged.
     pub fn publish(
         &mut self,
@@ -179,12 +179,20 @@ impl Connection {
         retain: bool,
         tag: u64,
     ) -> Result<(), MqttError> {
-        let topic = format!("{}/{}", self.base, topic.trim_start_matches('/'));
+        let topic = match topic.strip_prefix('/') {
+            Some(absolute) => absolute.to_string(),
+            None => format!("{}/{topic}", self.base),
+        };
         self.client
             .try_publish(topic, QoS::AtLeastOnce, retain, payload)?;
         self.queued.push_back(tag);
         *self.outstanding.entry(tag).or_default() += 1;
         Ok(())
+    }
+
+    /// The unit's base topic.
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     /// Tags with publishes not yet acknowledged.

@@ -11,6 +11,11 @@
 //! | `events/health` | unit → server | no | [`schema::HealthEvent`] |
 //! | `cmd` | server → unit | no | [`schema::Command`] |
 //!
+//! With `home_assistant = true` in the plugin config, each connection also
+//! publishes Home Assistant discovery configs (retained, under
+//! `discovery_prefix`, default `homeassistant`): inputs as binary sensors
+//! and outputs as switches ([`discovery`]).
+//!
 //! Every message carries an `id`; a report sent again after an outage
 //! keeps its id, so the server drops copies. A command is checked whole
 //! before any of it is applied: outputs through `io`, settings through
@@ -18,7 +23,10 @@
 //! sets the connection interval), and the status is sent after it.
 //! Grants it needs: `outputs = "any"`, `server = true`, `settings = "write"`.
 
+mod discovery;
 mod schema;
+
+use std::sync::Mutex;
 
 wit_bindgen::generate!({
     world: "server-adapter",
@@ -34,6 +42,9 @@ use larm::plugin::{io, server, settings, status};
 use schema::VERSION;
 
 struct StdServerAdapter;
+
+/// Home Assistant's discovery prefix, when discovery is on.
+static DISCOVERY: Mutex<Option<String>> = Mutex::new(None);
 
 fn json(topic: &str, value: &impl serde::Serialize, retain: bool) -> Message {
     Message {
@@ -63,6 +74,13 @@ fn sim(s: SimState) -> &'static str {
     }
 }
 
+/// Input `n`'s name (a device setting).
+fn input_name(n: u8) -> String {
+    std_settings::input_settings(n, |key| settings::get(key).ok().flatten())
+        .0
+        .name
+}
+
 fn status_of(id: &str, d: DeviceStatus) -> schema::Status {
     let alarm_output = io::alarm_output();
     schema::Status {
@@ -82,10 +100,7 @@ fn status_of(id: &str, d: DeviceStatus) -> schema::Status {
         inputs: (1..=d.input_count)
             .map(|n| schema::Input {
                 n,
-                name: settings::get(&format!("input.{n}.name"))
-                    .ok()
-                    .flatten()
-                    .unwrap_or_else(|| format!("Input {n}")),
+                name: input_name(n),
                 closed: matches!(io::read_input(n), Ok(Contact::Closed)),
             })
             .collect(),
@@ -101,15 +116,44 @@ fn status_of(id: &str, d: DeviceStatus) -> schema::Status {
 
 impl Guest for StdServerAdapter {
     fn init(config: String) -> Result<(), String> {
-        if config.trim().is_empty() {
-            Ok(())
-        } else {
-            Err("std-server-adapter takes no config".into())
+        let mut on = false;
+        let mut prefix = "homeassistant".to_string();
+        for (key, value) in std_settings::config_defaults(&config)? {
+            match key.as_str() {
+                "home_assistant" => {
+                    on = value
+                        .parse()
+                        .map_err(|_| format!("home_assistant = {value:?}: use true or false"))?;
+                }
+                "discovery_prefix" => prefix = value,
+                _ => {
+                    return Err(format!(
+                        "unknown setting `{key}` (home_assistant, discovery_prefix)"
+                    ));
+                }
+            }
         }
+        *DISCOVERY.lock().unwrap() = on.then_some(prefix);
+        Ok(())
     }
 
-    fn on_connect() -> Vec<Message> {
-        Vec::new()
+    fn on_connect(base: String) -> Vec<Message> {
+        let Some(prefix) = DISCOVERY.lock().unwrap().clone() else {
+            return Vec::new();
+        };
+        let d = status::device();
+        let inputs: Vec<String> = (1..=d.input_count).map(input_name).collect();
+        let unit = discovery::Unit {
+            id: &d.unit_id,
+            base: &base,
+            inputs: &inputs,
+            outputs: d.output_count,
+            alarm_output: io::alarm_output(),
+        };
+        discovery::configs(&prefix, &unit)
+            .into_iter()
+            .map(|c| json(&c.topic, &c.payload, true))
+            .collect()
     }
 
     fn encode(id: String, report: Report) -> Vec<Message> {
