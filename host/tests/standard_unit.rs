@@ -259,3 +259,21 @@ language = "sv"
     larmd.wait_for("ignoring throttled sender");
     larmd.stop();
 }
+
+#[test]
+fn a_plugin_that_keeps_failing_shows_an_internal_error() {
+    // Red, 10 blinks: the manual asks the installer to restart the unit.
+    let mut larmd = Larmd::start(&format!(
+        r#"
+[[plugins]]
+name = "broken"
+file = {:?}
+[plugins.config]
+mode = "trap-init"
+"#,
+        common::guest("guest-misbehave").display().to_string()
+    ));
+    larmd.wait_for("quarantined after 3 faults");
+    larmd.wait_for("LED red: 10 blinks (internal error, restart the unit)");
+    larmd.stop();
+}

@@ -101,6 +101,8 @@ pub struct Link {
     schedule: Schedule,
     /// A sync was asked for and has not succeeded yet.
     wanted: bool,
+    /// The unit is stopping (the control channel closed).
+    stopping: bool,
 }
 
 /// Sleeps until `at`, or forever for None.
@@ -145,6 +147,7 @@ impl Link {
             control,
             schedule: Schedule::new(minutes, Instant::now()),
             wanted: true,
+            stopping: false,
         }
     }
 
@@ -168,7 +171,7 @@ impl Link {
         let retry_max = Duration::from_secs(self.config.retry_max_s.get());
         let mut backoff = Duration::from_secs(1);
         let mut retry_at = None;
-        loop {
+        while !self.stopping {
             let now = Instant::now();
             let must = self.wanted
                 || self.config.stay_connected
@@ -307,7 +310,10 @@ impl Link {
                     // Connected already: a sync means a fresh status.
                     Some(Control::Connect) => self.publish_status(conn).await?,
                     Some(c) => self.apply(c),
-                    None => return Ok(()),
+                    None => {
+                        self.stopping = true;
+                        return Ok(());
+                    }
                 },
                 // Staying connected, the status still goes out every interval.
                 () = until(self.schedule.next()), if self.config.stay_connected => {
