@@ -100,6 +100,28 @@ fn main() {
     }
     builtins.push_str("];\n");
     fs::write(out_dir.join("builtins.rs"), builtins).unwrap();
+    fs::write(out_dir.join("foreach_guest.rs"), foreach_guest(&guests)).unwrap();
+}
+
+/// `foreach_guest!(mac)` calls `mac!(crate_name, "package-name")` once per
+/// guest, so a test crate can demand a test for each (wasmtime's
+/// `crates/test-programs` does the same): a guest added without one fails
+/// to compile.
+fn foreach_guest(guests: &[Guest]) -> String {
+    let calls: String = guests
+        .iter()
+        .map(|g| {
+            format!(
+                "        $mac!({}, {:?});\n",
+                g.package.replace('-', "_"),
+                g.package
+            )
+        })
+        .collect();
+    format!(
+        "/// Calls `$mac!(crate_name, \"package-name\")` for every guest component.\n\
+         macro_rules! foreach_guest {{\n    ($mac:ident) => {{\n{calls}    }};\n}}\n"
+    )
 }
 
 /// Adds every component crate (`cdylib`) directly under `dir` (a missing

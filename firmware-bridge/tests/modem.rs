@@ -17,11 +17,26 @@ async fn started(profile: Profile) -> (SimModem, Modem) {
     (sim, modem)
 }
 
+/// The next SMS; registration news on the way is passed over.
 async fn next_sms(modem: &mut Modem) -> firmware_bridge::modem::pdu::Sms {
-    match timeout(WAIT, modem.next_event()).await.unwrap() {
-        Some(ModemEvent::Sms(sms)) => sms,
-        other => panic!("expected an SMS, got {other:?}"),
+    loop {
+        match timeout(WAIT, modem.next_event()).await.unwrap() {
+            Some(ModemEvent::Sms(sms)) => return sms,
+            Some(ModemEvent::StatusChanged) => {}
+            other => panic!("expected an SMS, got {other:?}"),
+        }
     }
+}
+
+#[tokio::test]
+async fn a_registration_change_is_news_at_once() {
+    let (sim, mut modem) = started(Profile::Ec2x).await;
+    sim.set_network(SimNetwork::None);
+    assert_eq!(
+        timeout(WAIT, modem.next_event()).await.unwrap(),
+        Some(ModemEvent::StatusChanged)
+    );
+    assert_eq!(modem.status().await.unwrap().network, Network::None);
 }
 
 async fn next_sim_event(events: &mut tokio::sync::broadcast::Receiver<SimEvent>) -> SimEvent {

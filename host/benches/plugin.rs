@@ -2,8 +2,9 @@
 //!
 //! - per event: the example rule "output N follows input N" delivered one
 //!   input edge and applying its action, as a WebAssembly component, as
-//!   native Rust, in Lua (mlua) and in Rhai, all behind the same
-//!   [`Capabilities`] (grant check, board write, action);
+//!   native Rust, in Lua (mlua) and in Rhai, all calling the same generated
+//!   `io::Host` trait the component's imports reach (grant check, board
+//!   write, action);
 //! - loading: compiling a component cold, loading it from the precompiled
 //!   cache, and instantiating it (with `init`).
 //!
@@ -17,11 +18,13 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion};
 use firmware_bridge::board::SimBoard;
 use larm_host::config::{Grants, Scope};
+use larm_host::plugins::bindings::larm::plugin::io::Host as Io;
 use larm_host::plugins::bindings::larm::plugin::types::{Contact, InputEvent};
-use larm_host::plugins::caps::{Capabilities, Services};
+use larm_host::plugins::caps::{HostState, PluginCaps};
 use larm_host::plugins::runtime::Runtime;
 use larm_host::plugins::worker::{Limits, Outcome, PluginEvent, Worker};
-use larm_host::state::State;
+use larm_host::unit::Shared;
+use std::sync::Mutex;
 
 const INPUTS: [u8; 4] = [1, 2, 3, 4];
 
@@ -29,22 +32,26 @@ fn component() -> Vec<u8> {
     std::fs::read(Path::new(env!("OUT_DIR")).join("guests/follow-input.wasm")).unwrap()
 }
 
-fn services() -> Arc<Services> {
+fn shared() -> Arc<Shared> {
     // The action receiver is dropped: actions are discarded, as cheaply as possible.
-    let (actions, _) = tokio::sync::mpsc::unbounded_channel();
-    Arc::new(Services::new(
-        Arc::new(SimBoard::new(8, 5)),
-        Arc::new(State::in_memory().unwrap()),
-        actions,
-    ))
+    Shared::in_memory(Arc::new(SimBoard::new(8, 5))).unwrap().0
 }
 
-fn caps(services: &Arc<Services>) -> Arc<Capabilities> {
+fn caps(shared: &Arc<Shared>) -> Arc<PluginCaps> {
     let grants = Grants {
         outputs: Scope::Any,
         ..Grants::default()
     };
-    Arc::new(Capabilities::new("bench", grants, services.clone(), None))
+    Arc::new(PluginCaps::new("bench", grants, shared.clone(), None))
+}
+
+/// What the native, Lua and Rhai rules call: the host side of the
+/// component's imports, as a store holds it.
+fn host(shared: &Arc<Shared>) -> Arc<Mutex<HostState>> {
+    Arc::new(Mutex::new(HostState::new(
+        caps(shared),
+        LIMITS.memory_bytes,
+    )))
 }
 
 const LIMITS: Limits = Limits {
@@ -69,36 +76,37 @@ fn edge(n: &mut u64) -> InputEvent {
 }
 
 /// The rule in native Rust, as the component does it.
-fn native_rule(caps: &Capabilities, event: &InputEvent) {
-    if INPUTS.contains(&event.input) && event.input <= caps.output_count() {
-        let _ = caps.set_output(event.input, event.contact == Contact::Closed);
+fn native_rule(host: &mut HostState, event: &InputEvent) {
+    if INPUTS.contains(&event.input) && event.input <= host.output_count() {
+        let _ = host.set_output(event.input, event.contact == Contact::Closed);
     }
 }
 
-fn worker(runtime: &Runtime, services: &Arc<Services>) -> Worker {
+fn worker(runtime: &Runtime, shared: &Arc<Shared>) -> Worker {
     let (loaded, _) = runtime.load(&component()).unwrap();
     Worker::new(
         "bench".into(),
-        caps(services),
-        services.clone(),
+        caps(shared),
+        shared.clone(),
         loaded,
-        "inputs = \"1,2,3,4\"".into(),
+        vec![("inputs".into(), "1,2,3,4".into())],
         LIMITS,
     )
 }
 
 fn per_event(c: &mut Criterion) {
-    let services = services();
-    let caps = caps(&services);
+    let shared = shared();
+    let host = host(&shared);
     let mut group = c.benchmark_group("per_event");
     let mut n = 0;
 
     group.bench_function("native", |b| {
-        b.iter(|| native_rule(&caps, &edge(&mut n)));
+        let mut host = host.lock().unwrap();
+        b.iter(|| native_rule(&mut host, &edge(&mut n)));
     });
 
     let runtime = Runtime::new(None).unwrap();
-    let mut wasm = worker(&runtime, &services);
+    let mut wasm = worker(&runtime, &shared);
     wasm.start().unwrap();
     group.bench_function("wasm", |b| {
         b.iter(|| {
@@ -107,7 +115,7 @@ fn per_event(c: &mut Criterion) {
         });
     });
 
-    let lua = lua_rule(&caps).unwrap();
+    let lua = lua_rule(&host).unwrap();
     let on_input: mlua::Function = lua.globals().get("on_input").unwrap();
     group.bench_function("lua", |b| {
         b.iter(|| {
@@ -118,7 +126,7 @@ fn per_event(c: &mut Criterion) {
         });
     });
 
-    let (engine, ast) = rhai_rule(&caps);
+    let (engine, ast) = rhai_rule(&host);
     let mut scope = rhai::Scope::new();
     group.bench_function("rhai", |b| {
         b.iter(|| {
@@ -136,20 +144,22 @@ fn per_event(c: &mut Criterion) {
     group.finish();
 }
 
-fn lua_rule(caps: &Arc<Capabilities>) -> mlua::Result<mlua::Lua> {
+fn lua_rule(host: &Arc<Mutex<HostState>>) -> mlua::Result<mlua::Lua> {
     let lua = mlua::Lua::new();
-    let set = caps.clone();
+    let set = host.clone();
     lua.globals().set(
         "set_output",
         lua.create_function(move |_, (output, on): (u8, bool)| {
-            set.set_output(output, on)
+            set.lock()
+                .unwrap()
+                .set_output(output, on)
                 .map_err(|e| mlua::Error::RuntimeError(format!("{e:?}")))
         })?,
     )?;
-    let count = caps.clone();
+    let count = host.clone();
     lua.globals().set(
         "output_count",
-        lua.create_function(move |_, ()| Ok(count.output_count()))?,
+        lua.create_function(move |_, ()| Ok(count.lock().unwrap().output_count()))?,
     )?;
     lua.load(
         r#"
@@ -165,14 +175,16 @@ fn lua_rule(caps: &Arc<Capabilities>) -> mlua::Result<mlua::Lua> {
     Ok(lua)
 }
 
-fn rhai_rule(caps: &Arc<Capabilities>) -> (rhai::Engine, rhai::AST) {
+fn rhai_rule(host: &Arc<Mutex<HostState>>) -> (rhai::Engine, rhai::AST) {
     let mut engine = rhai::Engine::new();
-    let set = caps.clone();
+    let set = host.clone();
     engine.register_fn("set_output", move |output: i64, on: bool| {
-        let _ = set.set_output(output as u8, on);
+        let _ = set.lock().unwrap().set_output(output as u8, on);
     });
-    let count = caps.clone();
-    engine.register_fn("output_count", move || i64::from(count.output_count()));
+    let count = host.clone();
+    engine.register_fn("output_count", move || {
+        i64::from(count.lock().unwrap().output_count())
+    });
     let ast = engine
         .compile(
             r#"
@@ -189,7 +201,7 @@ fn rhai_rule(caps: &Arc<Capabilities>) -> (rhai::Engine, rhai::AST) {
 
 fn loading(c: &mut Criterion) {
     let bytes = component();
-    let services = services();
+    let shared = shared();
     let mut group = c.benchmark_group("load");
     group.sample_size(10);
 
@@ -201,7 +213,7 @@ fn loading(c: &mut Criterion) {
     cached.load(&bytes).unwrap();
     group.bench_function("cached", |b| b.iter(|| cached.load(&bytes).unwrap()));
 
-    let mut worker = worker(&cold, &services);
+    let mut worker = worker(&cold, &shared);
     group.bench_function(BenchmarkId::new("instantiate", "with init"), |b| {
         b.iter(|| worker.start().unwrap())
     });

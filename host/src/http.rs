@@ -24,13 +24,13 @@ use firmware_bridge::modem::sim::SimModem;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::plugins::caps::{Action, Services};
+use crate::unit::Shared;
 
 /// What the API serves.
 #[derive(Clone)]
 pub struct Api {
-    /// The unit's services.
-    pub services: Arc<Services>,
+    /// What the unit's parts share.
+    pub shared: Arc<Shared>,
     /// What the LEDs show.
     pub leds: watch::Receiver<UnitState>,
     /// The simulated board, if any.
@@ -116,10 +116,10 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 async fn status(State(api): State<Api>) -> Json<StatusBody> {
-    let s = &api.services;
+    let s = &api.shared;
     let board = &s.board;
     let engine = LedEngine::new(api.leds.borrow().clone(), Instant::now());
-    let modem = s.modem.lock().unwrap().clone().map(|m| ModemBody {
+    let modem = s.modem.borrow().clone().map(|m| ModemBody {
         answering: m.answering,
         sim: m.sim.name(),
         signal_bars: m.signal_bars,
@@ -148,24 +148,23 @@ async fn status(State(api): State<Api>) -> Json<StatusBody> {
         leds: leds::LEDS.iter().map(|&l| engine.describe(l)).collect(),
         modem,
         server: {
-            let outbox = s.outbox.get().map(|o| o.summary()).unwrap_or_default();
+            let outbox = s.outbox.summary();
+            let link = *s.link.borrow();
             ServerBody {
-                connected: *s.server_connected.lock().unwrap(),
-                failing: *s.server_failing.lock().unwrap(),
+                connected: link.connected,
+                failing: link.failing,
                 outbox_depth: outbox.depth,
                 outbox_oldest_s: outbox.oldest_s,
             }
         },
         plugins: s
-            .health
-            .lock()
-            .unwrap()
-            .values()
+            .plugin_health()
+            .into_iter()
             .map(|h| PluginBody {
-                name: h.name.clone(),
+                name: h.name,
                 state: h.state.name(),
                 faults: h.faults,
-                last_fault: h.last_fault.clone(),
+                last_fault: h.last_fault,
             })
             .collect(),
         settings: s
@@ -182,13 +181,9 @@ async fn set_output(
     Path(n): Path<u8>,
     Json(body): Json<OutputBody>,
 ) -> Response {
-    match api.services.board.set_output(OutputId(n), body.on) {
-        Ok(()) => {
-            api.services.emit(Action::Output {
-                by: "http".into(),
-                output: n,
-                on: body.on,
-            });
+    match api.shared.switch_output("http", n, body.on) {
+        Ok(action) => {
+            api.shared.emit(action);
             StatusCode::NO_CONTENT.into_response()
         }
         Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),

@@ -205,7 +205,7 @@ async fn run_unit(path: Option<&Path>) -> anyhow::Result<()> {
         tokio::spawn(cli::console::sim_console(
             sim,
             unit.sim_modem.clone(),
-            unit.services.clone(),
+            unit.shared.clone(),
             unit.led_state(),
         ));
     }
@@ -215,7 +215,7 @@ async fn run_unit(path: Option<&Path>) -> anyhow::Result<()> {
     tokio::spawn(cli::console::print_leds(unit.led_state()));
     if let Some(http) = &config.http {
         let api = larm_host::http::Api {
-            services: unit.services.clone(),
+            shared: unit.shared.clone(),
             leds: unit.led_state(),
             sim: unit.sim.clone(),
             sim_modem: unit.sim_modem.clone(),

@@ -10,7 +10,42 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
 use crate::plugins::bindings::larm::plugin::types::{NetworkType, SimState};
-use crate::plugins::caps::{ModemStatus, Services};
+use crate::unit::Shared;
+
+/// The modem's view of the unit, as the LEDs and `status.device` show it.
+/// The modem task publishes it on [`Shared::modem`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModemStatus {
+    /// The modem answers commands.
+    pub answering: bool,
+    /// An SMS is being sent or a call dialled.
+    pub busy: bool,
+    /// When the last send or call ended (the yellow LED stays lit a moment
+    /// longer, so a quick send can be seen).
+    pub busy_ended: Option<Instant>,
+    /// Bars, 0-5.
+    pub signal_bars: u8,
+    /// Registered network.
+    pub network: NetworkType,
+    /// SIM state.
+    pub sim: SimState,
+    /// Operator name.
+    pub operator: Option<String>,
+}
+
+impl Default for ModemStatus {
+    fn default() -> Self {
+        Self {
+            answering: false,
+            busy: false,
+            busy_ended: None,
+            signal_bars: 0,
+            network: NetworkType::None,
+            sim: SimState::Unknown,
+            operator: None,
+        }
+    }
+}
 
 /// What the modem brings in.
 #[derive(Debug)]
@@ -68,20 +103,21 @@ pub async fn open(
 }
 
 /// Runs the modem task. Received messages (those stored at start first) go
-/// to `incoming`; `outgoing` is what to send. The modem's status is read,
-/// and its health checked, every `status_every`.
+/// to `incoming`; `outgoing` is what to send. The modem's status is read
+/// at once when the modem reports a change of registration or SIM, and its
+/// health checked (and the status read again) every `status_every`.
 pub async fn run(
     mut modem: Modem,
     stored: Vec<Sms>,
     status_every: Duration,
-    services: Arc<Services>,
+    shared: Arc<Shared>,
     incoming: mpsc::UnboundedSender<Incoming>,
     mut outgoing: mpsc::UnboundedReceiver<Outgoing>,
 ) {
     for sms in stored {
         let _ = incoming.send(Incoming::Sms(sms));
     }
-    refresh_status(&modem, &services).await;
+    refresh_status(&modem, &shared).await;
     let mut tick = tokio::time::interval(status_every);
     tick.tick().await;
     loop {
@@ -89,12 +125,12 @@ pub async fn run(
             wake = modem.wait() => {
                 let Some(wake) = wake else {
                     error!("the modem port closed; restarting the modem");
-                    restart(&mut modem, &services).await;
+                    restart(&mut modem, &shared).await;
                     continue;
                 };
                 match modem.process(wake).await {
                     Some(ModemEvent::Sms(sms)) => {
-                        *services.last_sms.lock().unwrap() = Some(Instant::now());
+                        shared.last_sms.send_replace(Some(Instant::now()));
                         let _ = incoming.send(Incoming::Sms(sms));
                     }
                     Some(ModemEvent::Call(caller)) => {
@@ -105,14 +141,15 @@ pub async fn run(
                         if let Err(e) = modem.init().await {
                             error!("modem init: {e}");
                         }
-                        refresh_status(&modem, &services).await;
+                        refresh_status(&modem, &shared).await;
                     }
+                    Some(ModemEvent::StatusChanged) => refresh_status(&modem, &shared).await,
                     None => {}
                 }
             }
             request = outgoing.recv() => {
                 let Some(request) = request else { return };
-                set_busy(&services, true);
+                set_busy(&shared, true);
                 match request {
                     Outgoing::Sms { to, text, done } => {
                         let sent = modem.send_sms(&to, &text).await;
@@ -130,48 +167,54 @@ pub async fn run(
                         }
                         let _ = done.send(made.map_err(|e| e.to_string()));
                     }
-                    Outgoing::Restart => restart(&mut modem, &services).await,
+                    Outgoing::Restart => restart(&mut modem, &shared).await,
                 }
-                set_busy(&services, false);
+                set_busy(&shared, false);
             }
             _ = tick.tick() => {
                 // Shown (red, code 4) while the modem is brought back, which
                 // can take the modem's whole boot time.
-                if !modem.alive().await
-                    && let Some(status) = services.modem.lock().unwrap().as_mut()
-                {
-                    status.answering = false;
+                if !modem.alive().await {
+                    shared.modem.send_if_modified(|status| match status {
+                        Some(s) if s.answering => {
+                            s.answering = false;
+                            true
+                        }
+                        _ => false,
+                    });
                 }
                 match modem.recover_if_hung().await {
                     Ok(true) => info!("the modem answers again after a restart"),
                     Ok(false) => {}
                     Err(e) => error!("the modem does not answer and did not come back: {e}"),
                 }
-                refresh_status(&modem, &services).await;
+                refresh_status(&modem, &shared).await;
             }
         }
     }
 }
 
-async fn restart(modem: &mut Modem, services: &Services) {
+async fn restart(modem: &mut Modem, shared: &Shared) {
     if let Err(e) = modem.restart().await {
         error!("modem restart failed: {e}");
     }
-    refresh_status(modem, services).await;
+    refresh_status(modem, shared).await;
 }
 
-fn set_busy(services: &Services, busy: bool) {
-    if let Some(status) = services.modem.lock().unwrap().as_mut() {
-        status.busy = busy;
-        if !busy {
-            status.busy_ended = Some(Instant::now());
+fn set_busy(shared: &Shared, busy: bool) {
+    shared.modem.send_modify(|status| {
+        if let Some(status) = status {
+            status.busy = busy;
+            if !busy {
+                status.busy_ended = Some(Instant::now());
+            }
         }
-    }
+    });
 }
 
-/// Reads the modem's status into the services (and so into the LEDs and
-/// `status.device`).
-async fn refresh_status(modem: &Modem, services: &Services) {
+/// Reads the modem's status and publishes it (to the LEDs and
+/// `status.device`) if it changed.
+async fn refresh_status(modem: &Modem, shared: &Shared) {
     let status = match modem.status().await {
         Ok(s) => ModemStatus {
             answering: true,
@@ -197,14 +240,20 @@ async fn refresh_status(modem: &Modem, services: &Services) {
             ModemStatus::default()
         }
     };
-    let mut shared = services.modem.lock().unwrap();
-    // Sending goes on while the status is read.
-    let (busy, busy_ended) = shared
-        .as_ref()
-        .map_or((false, None), |s| (s.busy, s.busy_ended));
-    *shared = Some(ModemStatus {
-        busy,
-        busy_ended,
-        ..status
+    shared.modem.send_if_modified(|shown| {
+        // Sending goes on while the status is read.
+        let (busy, busy_ended) = shown
+            .as_ref()
+            .map_or((false, None), |s| (s.busy, s.busy_ended));
+        let status = Some(ModemStatus {
+            busy,
+            busy_ended,
+            ..status
+        });
+        let changed = *shown != status;
+        if changed {
+            *shown = status;
+        }
+        changed
     });
 }

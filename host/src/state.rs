@@ -15,8 +15,8 @@ const UNIT: TableDefinition<&str, &str> = TableDefinition::new("unit");
 /// Plugin stores share one table; keys are `<plugin>\0<key>`.
 const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
 
-/// The factory password, from the manual.
-pub const FACTORY_PASSWORD: &str = "0000";
+/// The factory password (docs/unit.md).
+pub use larm_rules::password::FACTORY as FACTORY_PASSWORD;
 /// Total bytes (keys and values) one plugin may keep in its store.
 pub const KV_QUOTA: usize = 64 * 1024;
 
@@ -170,14 +170,24 @@ impl State {
         Ok(value.map(|v| v.value().to_vec()))
     }
 
-    /// Every key in a plugin's store, sorted.
-    pub fn kv_keys(&self, plugin: &str) -> Result<Vec<String>, StateError> {
+    /// A plugin's entries whose key starts with `prefix`, sorted by key.
+    pub fn kv_entries(
+        &self,
+        plugin: &str,
+        prefix: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, StateError> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let table = txn.open_table(KV).map_err(db_err)?;
-        Ok(kv_entries(&table, plugin)?
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect())
+        let start = kv_key(plugin, prefix);
+        let mut found = Vec::new();
+        for entry in table.range(start.as_str()..).map_err(db_err)? {
+            let (k, v) = entry.map_err(db_err)?;
+            let Some(key) = k.value().strip_prefix(&start) else {
+                break;
+            };
+            found.push((format!("{prefix}{key}"), v.value().to_vec()));
+        }
+        Ok(found)
     }
 
     /// Stores (`Some`) or deletes (`None`) a value in a plugin's store,
@@ -301,7 +311,10 @@ mod tests {
         state.kv_set("a", "k", Some(b"1")).unwrap();
         state.kv_set("ab", "k", Some(b"2")).unwrap();
         assert_eq!(state.kv_get("a", "k").unwrap(), Some(b"1".to_vec()));
-        assert_eq!(state.kv_keys("a").unwrap(), vec!["k".to_string()]);
+        assert_eq!(
+            state.kv_entries("a", "").unwrap(),
+            [("k".to_string(), b"1".to_vec())]
+        );
         let big = vec![0; KV_QUOTA];
         assert!(matches!(
             state.kv_set("a", "big", Some(&big)),

@@ -30,10 +30,14 @@ fn inspect(name: &str) -> String {
 fn inspect_names_world_version_imports_and_exports() {
     let text = inspect("follow-input");
     assert!(text.contains("world:    larm:plugin/input-rule"), "{text}");
-    assert!(text.contains("version:  0.1.0"), "{text}");
-    assert!(text.contains("  larm:plugin/rule@0.1.0"), "{text}");
-    assert!(text.contains("  larm:plugin/io@0.1.0"), "{text}");
-    assert!(text.contains("  larm:plugin/log@0.1.0"), "{text}");
+    let v = larm_host::plugins::compat::host_version();
+    assert!(text.contains(&format!("version:  {v}")), "{text}");
+    for item in ["lifecycle", "rule", "io", "log"] {
+        assert!(
+            text.contains(&format!("  larm:plugin/{item}@{v}")),
+            "{text}"
+        );
+    }
 }
 
 #[test]

@@ -1,22 +1,37 @@
-//! The plugin runtime against real components built from `host/tests/guests`
-//! and `examples/plugins`: faults, limits, grants, compatibility, hot
-//! replacement and the precompiled cache.
+//! The plugin runtime against real components built from `host/tests/guests`,
+//! `examples/plugins` and `plugins/`: faults, limits, grants, compatibility,
+//! hot replacement and the precompiled cache. Every guest component has a
+//! test named after its crate (`foreach_guest!` below fails to compile
+//! otherwise).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use firmware_bridge::board::{Board, OutputId, SimBoard};
+use firmware_bridge::board::{Board, InputId, OutputId, SimBoard};
 use larm_host::config::Config;
 use larm_host::plugins::bindings::larm::plugin::types::{
     Contact, InputEvent, PluginHealth, PluginState,
 };
-use larm_host::plugins::caps::{Action, Services};
-use larm_host::plugins::compat::CompatError;
+use larm_host::plugins::compat::{self, CompatError};
 use larm_host::plugins::runtime::{CacheOutcome, LoadError, Runtime};
-use larm_host::plugins::{PluginError, PluginManager};
-use larm_host::state::State;
+use larm_host::plugins::{PluginError, PluginManager, builtin_names};
+use larm_host::unit::{Action, Shared};
 use tokio::sync::mpsc;
+
+include!(concat!(env!("OUT_DIR"), "/foreach_guest.rs"));
+
+/// Demands a test function named after each guest crate.
+macro_rules! assert_test_exists {
+    ($name:ident, $package:literal) => {
+        #[expect(unused_imports, reason = "only checks that the test exists")]
+        use self::$name as _;
+    };
+}
+foreach_guest!(assert_test_exists);
+
+/// How long a test waits for something the plugins do.
+const WAIT: Duration = Duration::from_secs(30);
 
 fn guest(name: &str) -> PathBuf {
     Path::new(env!("OUT_DIR"))
@@ -44,16 +59,12 @@ impl Harness {
         ] {
             text = text.replace(&format!("@{name}"), &guest(name).display().to_string());
         }
-        let config = Config::parse(&text, Path::new("test.toml"), &[]).expect("test config");
+        let config =
+            Config::parse(&text, Path::new("test.toml"), &builtin_names()).expect("test config");
         let board = Arc::new(SimBoard::new(8, 5));
-        let (tx, actions) = mpsc::unbounded_channel();
-        let services = Arc::new(Services::new(
-            board.clone(),
-            Arc::new(State::in_memory().unwrap()),
-            tx,
-        ));
+        let (shared, actions) = Shared::in_memory(board.clone()).unwrap();
         let runtime = Runtime::new(None).unwrap();
-        let mut manager = PluginManager::new(runtime, services);
+        let mut manager = PluginManager::new(runtime, shared);
         let failed = manager.start_all(&config);
         Self {
             board,
@@ -63,7 +74,14 @@ impl Harness {
         }
     }
 
+    /// Drives input `input` on the board and hands the edge to the input
+    /// rules, as the event loop does.
     fn input(&self, input: u8, contact: Contact) {
+        let on_board = match contact {
+            Contact::Closed => firmware_bridge::board::Contact::Closed,
+            Contact::Open => firmware_bridge::board::Contact::Open,
+        };
+        self.board.set_input(InputId(input), on_board).unwrap();
         self.manager.input(InputEvent {
             input,
             contact,
@@ -79,6 +97,23 @@ impl Harness {
             all.extend(event);
         }
         all
+    }
+
+    /// Waits until an action matches `wanted`; returns every action up to
+    /// and including it.
+    async fn until(&mut self, wanted: impl Fn(&Action) -> bool) -> Vec<Action> {
+        let mut seen = Vec::new();
+        loop {
+            let event = tokio::time::timeout(WAIT, self.actions.recv())
+                .await
+                .unwrap_or_else(|_| panic!("never came; seen: {seen:#?}"))
+                .expect("the unit is running");
+            let done = event.iter().any(&wanted);
+            seen.extend(event);
+            if done {
+                return seen;
+            }
+        }
     }
 
     /// The texts of SMS sent so far by plugin `by`.
@@ -265,25 +300,56 @@ fn rejected(name: &str, guest: &str) -> (Harness, CompatError, String) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn unknown_world_is_rejected_before_activation() {
+/// A component of a world larm does not know is refused before it runs.
+async fn guest_unknown_world() {
     let (mut h, error, message) = rejected("gadget", "guest-unknown-world");
     assert!(
         matches!(error, CompatError::UnknownWorld { .. }),
         "{message}"
     );
     assert!(message.contains("acme:gadget/widget@0.1.0"), "{message}");
-    assert!(message.contains("larm:plugin/rule@0.1.0"), "{message}");
+    let host = compat::host_version();
+    assert!(
+        message.contains(&format!("larm:plugin/rule@{host}")),
+        "{message}"
+    );
     assert_eq!(h.manager.plugins().len(), 1, "only follow runs");
     h.follow_still_works().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn incompatible_wit_version_is_rejected_before_activation() {
+/// A component built for a future major version is refused, naming it.
+async fn guest_future_version() {
     let (mut h, error, message) = rejected("future", "guest-future-version");
     assert!(matches!(error, CompatError::Version { .. }), "{message}");
     assert!(message.contains("larm:plugin/rule@1.0.0"), "{message}");
-    assert!(message.contains("larm:plugin@0.1.0"), "{message}");
+    let host = compat::host_version();
+    assert!(
+        message.contains(&format!("larm:plugin@{host}")),
+        "{message}"
+    );
     h.follow_still_works().await;
+}
+
+/// A component built against the contract before this one (0.1.0, kept as
+/// a compiled fixture: building from source can never test "old plugin,
+/// new host") is refused with a message that names both versions.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_built_for_an_older_contract_is_refused_naming_its_version() {
+    let old = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/follow-input-0.1.0.wasm");
+    let runtime = Runtime::new(None).unwrap();
+    let error = runtime.load_file(&old).map(drop).unwrap_err();
+    let message = error.to_string();
+    assert!(
+        matches!(error, LoadError::Incompatible(CompatError::Version { .. })),
+        "{message}"
+    );
+    assert!(message.contains("@0.1.0` is at version 0.1.0"), "{message}");
+    let host = compat::host_version();
+    assert!(
+        message.contains(&format!("this host speaks larm:plugin@{host}")),
+        "{message}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -335,7 +401,11 @@ label = "v1"
     // while the new component is being compiled and swapped in.
     let replacement = std::fs::read(guest("follow-input")).unwrap();
     let manager = &h.manager;
-    let replace = manager.replace("rule", &replacement, Some("inputs = \"3\"".into()));
+    let replace = manager.replace(
+        "rule",
+        &replacement,
+        Some(vec![("inputs".into(), "3".into())]),
+    );
     let feed = async {
         for i in EVENTS / 2..EVENTS {
             manager.input(InputEvent {
@@ -417,4 +487,184 @@ fn garbage_is_not_a_component() {
         Err(other) => panic!("wrong error: {other}"),
         Ok(_) => panic!("garbage loaded"),
     }
+}
+
+/// The example plugin: output N follows input N.
+#[tokio::test(flavor = "multi_thread")]
+async fn follow_input() {
+    let mut h = Harness::new(FOLLOW);
+    assert!(h.failed.is_empty());
+    h.follow_still_works().await;
+    assert!(h.actions().await.contains(&Action::Output {
+        by: "follow".into(),
+        output: 2,
+        on: true
+    }));
+}
+
+/// The test guest, well behaved: every event it gets is echoed, in order.
+#[tokio::test(flavor = "multi_thread")]
+async fn guest_misbehave() {
+    let mut h = Harness::new(&misbehave("echo", ""));
+    h.input(1, Contact::Closed);
+    h.input(3, Contact::Closed);
+    h.input(1, Contact::Open);
+    assert_eq!(
+        h.sms_from("bad").await,
+        ["bad 1 closed", "bad 3 closed", "bad 1 open"]
+    );
+    assert_eq!(h.health("bad").state, PluginState::Running);
+}
+
+const INPUT_RULES: &str = r#"
+[[plugins]]
+name = "rules"
+builtin = "std-input-rules"
+[plugins.grants]
+outputs = "any"
+sms = "any"
+calls = "any"
+server = true
+settings = "read"
+[plugins.config]
+alarm.sms = "+4670111"
+alarm.call = "+4670222"
+alarm.ring-s = 5
+input.2.mode = "NC"
+input.3.delay-s = 1
+input.3.alarm-text = "Larm: Frysrummet är för varmt!"
+input.4.delay-s = 1
+"#;
+
+fn sms_to(actions: &[Action], to: &str) -> Vec<String> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Sms { to: t, text, .. } if t == to => Some(text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn is_sms(text: &'static str) -> impl Fn(&Action) -> bool {
+    move |a| matches!(a, Action::Sms { text: t, .. } if t == text)
+}
+
+/// The standard input rules: NO and NC, the ALARM output, alarm SMS and
+/// call, restore, and a delay that ignores a blip.
+#[tokio::test(flavor = "multi_thread")]
+async fn std_input_rules() {
+    let mut h = Harness::new(INPUT_RULES);
+    assert!(h.failed.is_empty(), "{:?}", h.failed);
+    let alarm = h.board.alarm_output();
+
+    // Input 2 is NC and open at start: in alarm from the first moment.
+    let seen = h.until(is_sms("Alarm: Input 2")).await;
+    assert!(seen.contains(&Action::Call {
+        by: "rules".into(),
+        number: "+4670222".into(),
+        ring_s: 5
+    }));
+    assert_eq!(h.board.read_output(alarm), Ok(true), "ALARM on");
+
+    // Input 1 is NO: closing it is an alarm, opening it a restore.
+    h.input(1, Contact::Closed);
+    h.until(is_sms("Alarm: Input 1")).await;
+    h.input(1, Contact::Open);
+    h.until(is_sms("Restored: Input 1")).await;
+    assert_eq!(
+        h.board.read_output(alarm),
+        Ok(true),
+        "input 2 is still in alarm"
+    );
+    h.input(2, Contact::Closed);
+    let seen = h.until(is_sms("Restored: Input 2")).await;
+    assert!(
+        seen.iter()
+            .any(|a| matches!(a, Action::Output { output, on: false, .. } if *output == alarm.0))
+    );
+    assert_eq!(
+        h.board.read_output(alarm),
+        Ok(false),
+        "ALARM off with the last restore"
+    );
+
+    // Input 4 blips (shorter than its 1 s delay), then input 3 stays
+    // closed: only input 3 alarms, with its own text. Input 4's timer was
+    // set first, so it would have fired first.
+    h.input(4, Contact::Closed);
+    h.input(4, Contact::Open);
+    h.input(3, Contact::Closed);
+    let seen = h.until(is_sms("Larm: Frysrummet är för varmt!")).await;
+    assert_eq!(
+        sms_to(&seen, "+4670111"),
+        ["Larm: Frysrummet är för varmt!"]
+    );
+    assert_eq!(h.health("rules").state, PluginState::Running);
+}
+
+/// The standard SMS command set: a command with the right password is
+/// answered; a wrong password gets no reply at all.
+#[tokio::test(flavor = "multi_thread")]
+async fn std_sms_commands() {
+    let mut h = Harness::new(
+        r#"
+[[plugins]]
+name = "commands"
+builtin = "std-sms-commands"
+[plugins.grants]
+password = true
+sms = "any"
+outputs = "any"
+"#,
+    );
+    let sms = |text: &str| larm_host::plugins::bindings::larm::plugin::types::SmsMessage {
+        sender: "+46701234567".into(),
+        text: text.into(),
+        sent_at: 0,
+    };
+    assert_eq!(
+        h.manager.sms(sms("1111 OUTPUT 3 ON")).await,
+        None,
+        "wrong password: not claimed"
+    );
+    assert_eq!(
+        h.manager.sms(sms("0000 OUTPUT 3 ON")).await.as_deref(),
+        Some("commands")
+    );
+    let seen = h.until(|a| matches!(a, Action::Sms { .. })).await;
+    assert_eq!(sms_to(&seen, "+46701234567"), ["Output 3 ON"]);
+    assert_eq!(h.board.read_output(OutputId(3)), Ok(true));
+}
+
+/// The standard server adapter: an alarm becomes versioned JSON on
+/// `events/alarm`, carrying the report's id.
+#[tokio::test(flavor = "multi_thread")]
+async fn std_server_adapter() {
+    use larm_host::plugins::bindings::larm::plugin::types::{Alarm, Report};
+    let h = Harness::new(
+        r#"
+[[plugins]]
+name = "adapter"
+builtin = "std-server-adapter"
+[plugins.grants]
+server = true
+settings = "read"
+"#,
+    );
+    let report = Report::Alarm(Alarm {
+        input: 3,
+        name: "Frysrum".into(),
+        text: "Larm!".into(),
+        at: 1_700_000_000,
+    });
+    let messages = h.manager.adapters().encode("42", &report).await.unwrap();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].topic, "events/alarm");
+    let json: serde_json::Value = serde_json::from_slice(&messages[0].payload).unwrap();
+    assert_eq!(
+        (json["v"].as_u64(), json["id"].as_str()),
+        (Some(1), Some("42"))
+    );
+    assert_eq!(json["text"], "Larm!");
 }

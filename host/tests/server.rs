@@ -89,12 +89,21 @@ impl Observer {
             broker.port(),
         );
         options.set_max_packet_size(1 << 20, 1 << 20);
+        // A persistent session, subscribed again at every connection: on a
+        // busy machine the observer's connection may drop, and nothing the
+        // unit publishes meanwhile may be missed.
+        options.set_clean_session(false);
         let (client, mut events) = AsyncClient::new(options, 64);
         let (tx, messages) = mpsc::channel();
         let (subscribed_tx, subscribed) = mpsc::channel();
+        let resubscribe = client.clone();
+        let topic = format!("{prefix}/#");
         runtime.spawn(async move {
             loop {
                 match events.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        let _ = resubscribe.try_subscribe(&topic, QoS::AtLeastOnce);
+                    }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         let _ = tx.send((p.topic.clone(), p.payload.to_vec()));
                     }
@@ -106,10 +115,9 @@ impl Observer {
                 }
             }
         });
-        client
-            .try_subscribe(format!("{prefix}/#"), QoS::AtLeastOnce)
-            .unwrap();
-        subscribed.recv_timeout(Duration::from_secs(10)).unwrap();
+        subscribed
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the observer never subscribed");
         Self {
             client,
             messages,
@@ -227,7 +235,7 @@ fn base_of(topic: &str) -> String {
 /// rename an input, and see the unit obey; garbage and oversized commands
 /// are refused and the unit goes on.
 fn reports_and_obeys(larmd: &mut Larmd, observer: &Observer) {
-    // The blue LED is steady while the unit is connected (the manual's
+    // The blue LED is steady while the unit is connected (docs/unit.md's
     // "connection to the server active").
     larmd.wait_for("LED blue: steady (server connected)");
     let (topic, status) = observer.wait_json("/status", |_| true);
@@ -531,9 +539,12 @@ impl Mosquitto {
         for path in [d.to_path_buf(), d.join("server.key")] {
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
+        // Mosquitto's own log stays out of the test's output.
         let child = Command::new(binary)
             .args(["-c", "mosquitto.conf"])
             .current_dir(d)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
         wait_listening(plain);

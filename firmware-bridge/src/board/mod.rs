@@ -2,7 +2,7 @@
 //!
 //! Inputs are active low: the board reports the raw physical state of each
 //! contact (closed to COM or open), debounced. NO/NC is applied above this
-//! layer, as the manual says the input LED shows the physical state
+//! layer, as docs/unit.md says the input LED shows the physical state
 //! regardless of NO/NC.
 //!
 //! Terminals are numbered from 1 as printed on the unit; the extended card's
@@ -101,12 +101,33 @@ pub enum BoardError {
     Hardware(String),
 }
 
+/// What kind of failure a [`BoardError`] is, in embedded-hal's style: what
+/// a caller can do about it, whatever the board behind it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The id does not exist on this unit: asking again will not help.
+    Invalid,
+    /// The hardware is missing or not answering right now (the extended
+    /// card pulled, a bus error): it may work later.
+    Unavailable,
+}
+
+impl BoardError {
+    /// The kind of failure.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            BoardError::NoSuchInput(..) | BoardError::NoSuchOutput(..) => ErrorKind::Invalid,
+            BoardError::CardMissing | BoardError::Hardware(_) => ErrorKind::Unavailable,
+        }
+    }
+}
+
 /// The unit's inputs, outputs and LEDs.
 pub trait Board: Send + Sync {
     /// Number of inputs, extended card included.
     fn input_count(&self) -> u8;
     /// Number of outputs, extended card included; the last output of the
-    /// base board is the manual's ALARM output.
+    /// base board is the ALARM output (docs/unit.md).
     fn output_count(&self) -> u8;
     /// The ALARM output.
     fn alarm_output(&self) -> OutputId;

@@ -39,7 +39,7 @@ pub struct LineConfig {
     pub chip: PathBuf,
     /// The line's offset on that chip.
     pub line: u32,
-    /// Whether the line is active low. Inputs default to true (the manual's
+    /// Whether the line is active low. Inputs default to true (docs/unit.md's
     /// inputs close to COM), outputs and LEDs to false.
     pub active_low: Option<bool>,
 }

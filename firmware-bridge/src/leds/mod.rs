@@ -1,4 +1,4 @@
-//! The four status LEDs and their blink codes, exactly as the manual's table
+//! The four status LEDs and their blink codes, exactly as the table in docs/unit.md
 //! says. The engine is pure: it takes the unit's state and a time and says
 //! which LEDs are lit, and when that next changes. [`drive`] plays it on a
 //! board.
@@ -65,7 +65,7 @@ impl ErrorCode {
         self as u8
     }
 
-    /// The manual's description.
+    /// The description in docs/unit.md.
     pub fn description(self) -> &'static str {
         match self {
             Self::LowSignal => "low signal strength",

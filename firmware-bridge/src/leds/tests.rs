@@ -1,4 +1,4 @@
-//! Every row of the manual's LED table, and combinations, on a virtual clock.
+//! Every row of the LED table in docs/unit.md, and combinations, on a virtual clock.
 
 use super::*;
 

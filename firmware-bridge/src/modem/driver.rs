@@ -26,7 +26,7 @@ const BOOT: Duration = Duration::from_secs(30);
 pub enum SimState {
     /// Ready.
     Ready,
-    /// Asks for a PIN (the manual says the SIM must have none).
+    /// Asks for a PIN (docs/unit.md: the SIM must have none).
     PinRequired,
     /// Asks for a PUK or another code.
     Locked(String),
@@ -79,6 +79,9 @@ pub enum ModemEvent {
     Call(Option<String>),
     /// The modem restarted on its own (it sent `RDY`): it must be initialised again.
     Restarted,
+    /// The modem said its registration (`+CREG`/`+CGREG`/`+CEREG`) or its
+    /// SIM (`+CPIN`) changed: its status is worth reading now.
+    StatusChanged,
 }
 
 /// Modem failures.
@@ -490,6 +493,7 @@ impl Modem {
             Urc::Message(hex) => self.take_part(&hex).map(ModemEvent::Sms),
             Urc::Caller(number) => Some(ModemEvent::Call(number)),
             Urc::Ready(what) if what == "RDY" => Some(ModemEvent::Restarted),
+            Urc::Registration { .. } | Urc::Sim(_) => Some(ModemEvent::StatusChanged),
             other => {
                 debug!("modem: {other:?}");
                 None

@@ -189,9 +189,18 @@ impl SimModem {
         self.urc(format!("+CREG: {stat},\"1A2B\",\"01C3D4E5\",{act}"));
     }
 
-    /// Puts in, takes out or PIN-locks the SIM.
+    /// Puts in, takes out or PIN-locks the SIM, and says so as a modem with
+    /// SIM hot-plug detection does (`+CPIN: ...`).
     pub fn set_sim(&self, sim: SimCard) {
         self.with(|s| s.sim = sim);
+        self.urc(format!(
+            "+CPIN: {}",
+            match sim {
+                SimCard::Ready => "READY",
+                SimCard::PinRequired => "SIM PIN",
+                SimCard::Absent => "NOT READY",
+            }
+        ));
     }
 
     /// Stops answering anything (a hung modem), or starts again.

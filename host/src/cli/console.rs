@@ -8,14 +8,14 @@ use firmware_bridge::leds;
 use firmware_bridge::modem::sim::{SimEvent, SimModem};
 use tokio::io::AsyncBufReadExt;
 
-use larm_host::plugins::caps::Services;
+use larm_host::unit::Shared;
 
 /// Reads commands from stdin to drive the simulated board. When stdin ends
 /// (a service, a test), larmd keeps running.
 pub async fn sim_console(
     sim: std::sync::Arc<firmware_bridge::board::SimBoard>,
     modem: Option<SimModem>,
-    services: std::sync::Arc<Services>,
+    shared: std::sync::Arc<Shared>,
     leds: tokio::sync::watch::Receiver<leds::UnitState>,
 ) {
     const HELP: &str = "commands: close N, open N (input N), card out, card in (extended I/O card), \
@@ -58,7 +58,7 @@ pub async fn sim_console(
                 continue;
             }
             ["status"] => {
-                eprintln!("{}", status(&services, &leds.borrow()));
+                eprintln!("{}", status(&shared, &leds.borrow()));
                 continue;
             }
             [] => continue,
@@ -79,14 +79,14 @@ pub async fn sim_console(
 }
 
 /// The unit's status in words, as the console's `status` prints it.
-fn status(services: &Services, leds: &leds::UnitState) -> String {
-    let d = services.device_status();
+fn status(shared: &Shared, leds: &leds::UnitState) -> String {
+    let d = shared.device_status();
     let bits = |n: u8, read: &dyn Fn(u8) -> bool| {
         (1..=n)
             .map(|i| if read(i) { '1' } else { '0' })
             .collect::<String>()
     };
-    let board = &services.board;
+    let board = &shared.board;
     let inputs = bits(d.input_count, &|i| {
         matches!(board.read_input(InputId(i)), Ok(Contact::Closed))
     });
@@ -95,7 +95,7 @@ fn status(services: &Services, leds: &leds::UnitState) -> String {
     });
     let engine = leds::LedEngine::new(leds.clone(), std::time::Instant::now());
     let leds: Vec<String> = leds::LEDS.iter().map(|&l| engine.describe(l)).collect();
-    let modem = match services.modem.lock().unwrap().as_ref() {
+    let modem = match shared.modem.borrow().as_ref() {
         None => "none".to_string(),
         Some(m) if !m.answering => "not answering".to_string(),
         Some(m) => format!(
@@ -109,7 +109,7 @@ fn status(services: &Services, leds: &leds::UnitState) -> String {
                 .unwrap_or_default()
         ),
     };
-    let server = match (d.server_connected, *services.server_failing.lock().unwrap()) {
+    let server = match (d.server_connected, shared.link.borrow().failing) {
         (true, _) => "connected",
         (false, true) => "cannot connect",
         (false, false) => "not connected",
@@ -118,7 +118,7 @@ fn status(services: &Services, leds: &leds::UnitState) -> String {
         Some(age) => format!("{} waiting, the oldest for {age} s", d.outbox_depth),
         None => "empty".to_string(),
     };
-    let plugins: Vec<String> = services
+    let plugins: Vec<String> = shared
         .plugin_health()
         .iter()
         .map(|h| format!("{} {}", h.name, h.state.name()))

@@ -14,6 +14,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 
+use larm_rules::PhoneNumber;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
@@ -26,10 +27,10 @@ pub struct Grants {
     pub outputs: Scope<u8>,
     /// Numbers the plugin may send SMS to.
     #[serde(default)]
-    pub sms: Scope<String>,
+    pub sms: Scope<PhoneNumber>,
     /// Numbers the plugin may dial.
     #[serde(default)]
-    pub calls: Scope<String>,
+    pub calls: Scope<PhoneNumber>,
     /// Whether the plugin may report to the server and request connections.
     #[serde(default)]
     pub server: bool,
@@ -92,26 +93,16 @@ impl Scope<u8> {
     }
 }
 
-impl Scope<String> {
-    /// Whether the phone number is covered. Spaces and dashes are ignored,
-    /// so `+46 70-123 45 67` matches `+46701234567`.
+impl Scope<PhoneNumber> {
+    /// Whether the phone number is covered, however it is written: `+46
+    /// 70-123 45 67` matches `+46701234567`.
     pub fn allows_number(&self, number: &str) -> bool {
         match self {
             Scope::None => false,
-            Scope::Only(numbers) => numbers
-                .iter()
-                .any(|n| normalize_number(n) == normalize_number(number)),
+            Scope::Only(numbers) => numbers.iter().any(|n| n.matches(number)),
             Scope::Any => true,
         }
     }
-}
-
-/// A phone number without the spaces and dashes people write in it.
-pub fn normalize_number(number: &str) -> String {
-    number
-        .chars()
-        .filter(|c| !c.is_whitespace() && *c != '-')
-        .collect()
 }
 
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Scope<T> {
@@ -184,5 +175,7 @@ mod tests {
     fn bad_words_are_named() {
         let err = grants(r#"outputs = "all""#).unwrap_err().to_string();
         assert!(err.contains(r#""any", "none" or a list"#), "{err}");
+        let err = grants(r#"sms = ["+46 70 abc"]"#).unwrap_err().to_string();
+        assert!(err.contains("is not a digit"), "{err}");
     }
 }

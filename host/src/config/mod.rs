@@ -7,7 +7,7 @@
 mod grants;
 mod server;
 
-pub use grants::{Grants, Scope, SettingsAccess, SystemAction, normalize_number};
+pub use grants::{Grants, Scope, SettingsAccess, SystemAction};
 pub use server::{AlarmConfig, BrokerUrl, ServerConfig, Step};
 
 use std::fmt;
@@ -17,6 +17,8 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use firmware_bridge::gpio::GpioConfig;
+use firmware_bridge::modem::sim::Profile;
+use larm_rules::PhoneNumber;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -140,16 +142,32 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct ModemConfig {
     /// Serial device, e.g. `/dev/ttyUSB2`.
-    pub port: Option<PathBuf>,
+    port: Option<PathBuf>,
     /// Instead of `port`: run the modem simulator (`"ec2x"` or `"sim800"`)
     /// and use its pseudo-terminal.
-    pub simulator: Option<String>,
+    simulator: Option<Spanned<String>>,
+    /// Which of the two, once validated.
+    #[serde(skip, default = "default_link")]
+    pub link: ModemLink,
     /// Baud rate.
     #[serde(default = "default_baud")]
     pub baud: u32,
     /// How often the modem's status (signal, network, SIM) is read, in seconds.
     #[serde(default = "default_status_interval")]
     pub status_interval_s: NonZeroU64,
+}
+
+/// Where the modem is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModemLink {
+    /// A serial device.
+    Port(PathBuf),
+    /// The modem simulator, on a pseudo-terminal.
+    Simulator(Profile),
+}
+
+fn default_link() -> ModemLink {
+    ModemLink::Simulator(Profile::Ec2x)
 }
 
 fn default_status_interval() -> NonZeroU64 {
@@ -193,7 +211,20 @@ pub struct BoardConfig {
     #[serde(default)]
     pub closed_at_start: Vec<u8>,
     /// The wiring of a real board (`kind = "linux"`).
-    pub gpio: Option<Spanned<GpioConfig>>,
+    gpio: Option<Spanned<GpioConfig>>,
+    /// The board to run, once validated.
+    #[serde(skip)]
+    pub source: BoardSource,
+}
+
+/// The board a unit runs on.
+#[derive(Debug, Clone, Default)]
+pub enum BoardSource {
+    /// The simulated board.
+    #[default]
+    Sim,
+    /// GPIO on Linux, wired as given.
+    Linux(Box<GpioConfig>),
 }
 
 /// `[board.extended]` on the simulated board.
@@ -228,6 +259,7 @@ impl Default for BoardConfig {
             extended: None,
             closed_at_start: Vec::new(),
             gpio: None,
+            source: BoardSource::Sim,
         }
     }
 }
@@ -257,7 +289,7 @@ pub struct SmsConfig {
     pub lockout_s: u64,
     /// If not empty, only these numbers may send commands; others are
     /// dropped (and logged) before any plugin sees them.
-    pub allow_from: Vec<String>,
+    pub allow_from: Vec<PhoneNumber>,
 }
 
 impl Default for SmsConfig {
@@ -312,18 +344,25 @@ pub struct PluginConfig {
     /// Unique name: in logs, status, and the plugin's private storage.
     pub name: Spanned<String>,
     /// A component file (relative to the config file), or...
-    pub file: Option<Spanned<PathBuf>>,
+    file: Option<Spanned<PathBuf>>,
     /// ...the name of a plugin embedded in `larmd`.
-    pub builtin: Option<Spanned<String>>,
+    builtin: Option<Spanned<String>>,
+    /// Which of the two, once validated.
+    #[serde(skip, default = "default_source")]
+    pub source: PluginSource,
     /// What the plugin may do.
     #[serde(default)]
     pub grants: Grants,
     /// Overrides of `[runtime]` for this plugin.
     #[serde(default)]
     pub limits: Limits,
-    /// The plugin's own settings, handed to its `init` as TOML text.
+    /// The plugin's own settings, handed to its `init` as key/value pairs.
     #[serde(default)]
     pub config: toml::Table,
+}
+
+fn default_source() -> PluginSource {
+    PluginSource::Builtin(String::new())
 }
 
 /// Where a plugin's component comes from.
@@ -336,15 +375,6 @@ pub enum PluginSource {
 }
 
 impl PluginConfig {
-    /// Where this plugin's component comes from (validated on load).
-    pub fn source(&self) -> PluginSource {
-        match (&self.file, &self.builtin) {
-            (Some(file), _) => PluginSource::File(file.get_ref().clone()),
-            (None, Some(name)) => PluginSource::Builtin(name.get_ref().clone()),
-            (None, None) => unreachable!("validated on load: a plugin has a file or a builtin"),
-        }
-    }
-
     /// This plugin's effective limits.
     pub fn effective_limits(&self, runtime: &RuntimeConfig) -> (NonZeroU64, NonZeroU32) {
         (
@@ -353,9 +383,14 @@ impl PluginConfig {
         )
     }
 
-    /// The plugin's config table as the TOML text its `init` receives.
-    pub fn init_text(&self) -> String {
-        toml::to_string(&self.config).unwrap_or_default()
+    /// The plugin's config table as its `init` receives it: key/value
+    /// pairs sorted by key, nested tables joined with `.`, arrays of plain
+    /// values joined with `,` (the WIT's `lifecycle.init` says so).
+    pub fn init_config(&self) -> Vec<(String, String)> {
+        let mut pairs = Vec::new();
+        flatten("", &self.config, &mut pairs);
+        pairs.sort();
+        pairs
     }
 }
 
@@ -451,28 +486,49 @@ impl Config {
                     .into(),
             ));
         }
-        if let Some(modem) = &self.modem
-            && modem.port.is_some() == modem.simulator.is_some()
-        {
-            return Err((
-                None,
-                "modem".into(),
-                "give the modem's `port`, or `simulator = \"ec2x\"` (or \"sim800\"), not both"
-                    .into(),
-            ));
+        if let Some(modem) = &mut self.modem {
+            modem.link = match (&modem.port, &modem.simulator) {
+                (Some(port), None) => ModemLink::Port(base.join(port)),
+                (None, Some(name)) => match Profile::by_name(name.get_ref()) {
+                    Some(profile) => ModemLink::Simulator(profile),
+                    None => {
+                        return Err((
+                            Some(name.span()),
+                            "modem.simulator".into(),
+                            format!(
+                                "no modem simulator `{}` (use \"ec2x\" or \"sim800\")",
+                                name.get_ref().escape_debug()
+                            ),
+                        ));
+                    }
+                },
+                _ => {
+                    return Err((
+                        None,
+                        "modem".into(),
+                        "give the modem's `port`, or `simulator = \"ec2x\"` (or \"sim800\"), not both"
+                            .into(),
+                    ));
+                }
+            };
         }
         if let Some(server) = &mut self.server {
             server.validate(base)?;
         }
         self.alarm.validate()?;
+        let board = &mut self.board;
+        board.source = match (board.kind, &board.gpio) {
+            (BoardKind::Sim, _) => BoardSource::Sim,
+            (BoardKind::Linux, Some(gpio)) => BoardSource::Linux(Box::new(gpio.get_ref().clone())),
+            (BoardKind::Linux, None) => {
+                return Err((
+                    None,
+                    "board.gpio".into(),
+                    "a \"linux\" board needs its wiring in [board.gpio]".into(),
+                ));
+            }
+        };
         let board = &self.board;
-        if board.kind == BoardKind::Linux && board.gpio.is_none() {
-            return Err((
-                None,
-                "board.gpio".into(),
-                "a \"linux\" board needs its wiring in [board.gpio]".into(),
-            ));
-        }
         if let Some(gpio) = &board.gpio
             && (gpio.get_ref().outputs.is_empty() || gpio.get_ref().inputs.is_empty())
         {
@@ -513,7 +569,7 @@ impl Config {
                     format!("two plugins are named `{name}`"),
                 ));
             }
-            match (&mut plugin.file, &plugin.builtin) {
+            plugin.source = match (&mut plugin.file, &plugin.builtin) {
                 (Some(_), Some(builtin)) => {
                     return Err((
                         Some(builtin.span()),
@@ -541,7 +597,8 @@ impl Config {
                             format!("component file {} not found", resolved.display()),
                         ));
                     }
-                    *file.get_mut() = resolved;
+                    *file.get_mut() = resolved.clone();
+                    PluginSource::File(resolved)
                 }
                 (None, Some(builtin)) => {
                     if !builtins.contains(&builtin.get_ref().as_str()) {
@@ -555,10 +612,38 @@ impl Config {
                             ),
                         ));
                     }
+                    PluginSource::Builtin(builtin.get_ref().clone())
                 }
-            }
+            };
         }
         Ok(())
+    }
+}
+
+/// Adds the scalars of `table` to `pairs` as (dotted key, text).
+fn flatten(prefix: &str, table: &toml::Table, pairs: &mut Vec<(String, String)>) {
+    for (key, value) in table {
+        let key = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            toml::Value::Table(inner) => flatten(&key, inner, pairs),
+            toml::Value::Array(items) => {
+                let items: Vec<String> = items.iter().map(scalar).collect();
+                pairs.push((key, items.join(",")));
+            }
+            other => pairs.push((key, scalar(other))),
+        }
+    }
+}
+
+/// A plain value as text: strings as they are, the rest as TOML writes it.
+fn scalar(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
     }
 }
 

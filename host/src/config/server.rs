@@ -138,7 +138,7 @@ pub struct AlarmConfig {
     /// Escalation order, e.g. `["server", "sms", "call"]`: a step is taken
     /// only when the one before it failed (not acknowledged within
     /// `escalate_after_s`), and dropped once an earlier one succeeded.
-    /// Steps left out, or an empty route, go out at once, as the manual's
+    /// Steps left out, or an empty route, go out at once, as docs/unit.md's
     /// unit does.
     #[serde(default = "no_route")]
     pub route: Spanned<Vec<Step>>,
@@ -171,6 +171,17 @@ impl ServerConfig {
         base: &Path,
     ) -> Result<(), (Option<std::ops::Range<usize>>, String, String)> {
         let url_span = self.url.span();
+        if self.interval_min > larm_rules::settings::MAX_INTERVAL_MIN {
+            return Err((
+                None,
+                "server.interval_min".into(),
+                format!(
+                    "{} minutes is longer than the longest interval, {} (a week)",
+                    self.interval_min,
+                    larm_rules::settings::MAX_INTERVAL_MIN
+                ),
+            ));
+        }
         if !self.url.get_ref().tls && (self.ca_file.is_some() || self.client_cert.is_some()) {
             return Err((
                 Some(url_span),

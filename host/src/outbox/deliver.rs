@@ -9,10 +9,6 @@ use tracing::{error, info, warn};
 use super::{Item, MAX_BACKOFF, Outbox};
 use crate::modem::Outgoing;
 
-/// How often held entries are looked at for escalation, when nothing else
-/// wakes the sender.
-pub(super) const TICK: Duration = Duration::from_secs(1);
-
 /// Sends the outbox's SMS and calls through the modem task until it is
 /// gone: an entry is removed when the modem confirms it (`+CMGS`, a call
 /// that rang), else tried again after a backoff.
@@ -55,9 +51,10 @@ pub async fn deliver_to_modem(outbox: Arc<Outbox>, modem: mpsc::UnboundedSender<
                 Err(_) => return,
             }
         }
+        let wake = outbox.next_wake();
         tokio::select! {
             () = &mut changed => {}
-            () = tokio::time::sleep(TICK) => {}
+            () = crate::unit::sleep_until(wake) => {}
         }
     }
 }

@@ -16,8 +16,10 @@
 //! earlier step succeeded.
 
 mod deliver;
+pub mod record;
 
 pub use deliver::deliver_to_modem;
+pub use record::Report;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -30,7 +32,6 @@ use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use crate::config::Step;
-use crate::plugins::bindings::larm::plugin::types::Report;
 
 const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -76,7 +77,7 @@ impl Item {
     /// Whether the server should hear of it at once (alarms and restores
     /// trigger a sync; other reports wait for the next one).
     pub fn urgent(&self) -> bool {
-        matches!(self, Item::Report(Report::Alarm(_) | Report::Restore(_)))
+        matches!(self, Item::Report(r) if r.urgent())
     }
 
     /// Whether it goes to the modem (else to the server).
@@ -172,6 +173,19 @@ impl Outbox {
     ) -> Result<Self, OutboxError> {
         std::fs::create_dir_all(dir).map_err(db_err)?;
         let db = Database::create(dir.join("outbox.redb")).map_err(db_err)?;
+        Self::init(db, route, escalate_after)
+    }
+
+    /// An outbox kept in memory only (tests and benchmarks): nothing
+    /// survives it.
+    pub fn in_memory(route: Vec<Step>, escalate_after: Duration) -> Result<Self, OutboxError> {
+        let db = redb::Builder::new()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(db_err)?;
+        Self::init(db, route, escalate_after)
+    }
+
+    fn init(db: Database, route: Vec<Step>, escalate_after: Duration) -> Result<Self, OutboxError> {
         let txn = db.begin_write().map_err(db_err)?;
         {
             let mut meta = txn.open_table(META).map_err(db_err)?;
@@ -369,6 +383,37 @@ impl Outbox {
                 && e.released_ms.is_some()
                 && (index.in_flight.contains(&e.id) || s.next_try.is_none_or(|t| t <= now))
         })
+    }
+
+    /// When something may become due by time alone: an entry's next try
+    /// after a failure, or an alarm step's escalation time. The senders
+    /// sleep until then (or until the outbox changes), not on a tick.
+    pub fn next_wake(&self) -> Option<Instant> {
+        let index = self.index.lock().unwrap();
+        let now = Instant::now();
+        let now_wall = now_ms();
+        let after = self.escalate_after.as_millis() as u64;
+        let retry = index
+            .entries
+            .values()
+            .filter_map(|(_, s)| s.next_try)
+            .filter(|t| *t > now)
+            .min();
+        let held = index.entries.values().any(|(e, _)| e.released_ms.is_none());
+        let escalation = held
+            .then(|| {
+                index
+                    .entries
+                    .values()
+                    .filter(|(e, _)| e.route.is_some())
+                    .filter_map(|(e, _)| e.released_ms)
+                    .map(|released| released + after)
+                    .filter(|at| *at > now_wall)
+                    .min()
+            })
+            .flatten()
+            .map(|at| now + Duration::from_millis(at - now_wall));
+        retry.into_iter().chain(escalation).min()
     }
 
     /// Depth and the oldest entry's age.

@@ -1,5 +1,5 @@
+use super::record::Alarm;
 use super::*;
-use crate::plugins::bindings::larm::plugin::types::Alarm;
 
 fn alarm(input: u8) -> Item {
     Item::Report(Report::Alarm(Alarm {

@@ -5,8 +5,8 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "capabilities",
-    // Serde: the outbox stores reports on disk.
-    additional_derives: [PartialEq, serde::Serialize, serde::Deserialize],
+    // No serde: what is stored on disk has its own types (`outbox::record`).
+    additional_derives: [PartialEq],
 });
 
 /// Generates a world's bindings, reusing the capability bindings above so
@@ -44,18 +44,23 @@ world_bindings!(sms_commands, "sms-commands");
 world_bindings!(server_adapter, "server-adapter");
 
 use larm::plugin::types::{NetworkType, PluginState, SimState};
+use larm_rules::names;
+
+// The words for states live in larm-rules; these map the generated types
+// onto them.
 
 impl SimState {
     /// The state as the HTTP API and the console name it.
     pub fn name(self) -> &'static str {
         match self {
-            SimState::Ready => "ready",
-            SimState::PinRequired => "pin-required",
-            SimState::Locked => "locked",
-            SimState::NotInserted => "not-inserted",
-            SimState::Error => "error",
-            SimState::Unknown => "unknown",
+            SimState::Ready => names::Sim::Ready,
+            SimState::PinRequired => names::Sim::PinRequired,
+            SimState::Locked => names::Sim::Locked,
+            SimState::NotInserted => names::Sim::NotInserted,
+            SimState::Error => names::Sim::Error,
+            SimState::Unknown => names::Sim::Unknown,
         }
+        .name()
     }
 }
 
@@ -63,11 +68,12 @@ impl NetworkType {
     /// The network as the HTTP API and the console name it.
     pub fn name(self) -> &'static str {
         match self {
-            NetworkType::Lte => "lte",
-            NetworkType::Umts => "umts",
-            NetworkType::Gsm => "gsm",
-            NetworkType::None => "none",
+            NetworkType::Lte => names::Network::Lte,
+            NetworkType::Umts => names::Network::Umts,
+            NetworkType::Gsm => names::Network::Gsm,
+            NetworkType::None => names::Network::None,
         }
+        .name()
     }
 }
 
@@ -75,9 +81,10 @@ impl PluginState {
     /// The state as the HTTP API and the console name it.
     pub fn name(self) -> &'static str {
         match self {
-            PluginState::Running => "running",
-            PluginState::Restarted => "restarted",
-            PluginState::Quarantined => "quarantined",
+            PluginState::Running => names::Plugin::Running,
+            PluginState::Restarted => names::Plugin::Restarted,
+            PluginState::Quarantined => names::Plugin::Quarantined,
         }
+        .name()
     }
 }

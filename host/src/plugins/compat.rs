@@ -162,8 +162,11 @@ pub fn check(engine: &Engine, component: &Component) -> Result<PluginKind, Compa
         let Some((iface, version)) = larm_item(name) else {
             continue;
         };
+        // Every larm export (the world's interface and `lifecycle`) must be
+        // of this host's line: a component built against an older contract
+        // is refused here, naming the version it was built for.
+        check_version(name, version)?;
         if let Some(kind) = PluginKind::ALL.into_iter().find(|k| k.export() == iface) {
-            check_version(name, version)?;
             kinds.push((kind, name.clone()));
         }
     }

@@ -4,14 +4,14 @@
 //!
 //! - [`runtime`]: the engine, the precompiled cache and loading.
 //! - [`compat`]: which world a component targets, and version checks.
-//! - [`caps`]: the host capabilities, checked against grants.
+//! - [`caps`]: the host capabilities, one file per WIT interface, checked
+//!   against grants.
 //! - [`worker`]: one plugin's thread, queue and instance.
 //! - [`supervisor`]: fault counting and quarantine.
 
 pub mod bindings;
 pub mod caps;
 pub mod compat;
-mod host;
 pub mod runtime;
 pub mod supervisor;
 pub mod worker;
@@ -23,12 +23,13 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::info;
 
 use crate::config::{Config, PluginConfig, PluginSource};
+use crate::unit::Shared;
 use bindings::larm::plugin::types::{CallEvent, InputEvent, PluginHealth, Report, SmsMessage};
 use bindings::server_adapter::exports::larm::plugin::adapter::Message;
-use caps::{Capabilities, Services};
+use caps::PluginCaps;
 use compat::PluginKind;
 use runtime::{LoadError, Loaded, Runtime};
-use worker::{Envelope, Limits, Outcome, PluginEvent, Worker};
+use worker::{Envelope, InitConfig, Limits, Outcome, PluginEvent, PluginFault, Worker};
 
 include!(concat!(env!("OUT_DIR"), "/builtins.rs"));
 
@@ -55,6 +56,9 @@ pub enum PluginError {
         /// Why.
         source: Box<LoadError>,
     },
+    /// No plugin by that name is built into larmd.
+    #[error("no built-in plugin `{0}`")]
+    NoBuiltin(String),
     /// No plugin by that name.
     #[error("no plugin named `{0}`")]
     NoSuchPlugin(String),
@@ -64,7 +68,7 @@ pub enum PluginError {
         /// The plugin.
         name: String,
         /// Why.
-        why: String,
+        why: PluginFault,
     },
     /// The plugin's worker is gone (the unit is shutting down).
     #[error("plugin `{0}` is stopped")]
@@ -74,12 +78,12 @@ pub enum PluginError {
 /// Loads a plugin's component from its config entry and checks it.
 pub fn load(runtime: &Runtime, plugin: &PluginConfig) -> Result<Loaded, PluginError> {
     let name = plugin.name.get_ref().clone();
-    let loaded = match plugin.source() {
-        PluginSource::File(path) => runtime.load_file(&path),
-        PluginSource::Builtin(builtin_name) => {
-            let bytes = builtin(&builtin_name).expect("validated on config load");
-            runtime.load(bytes)
-        }
+    let loaded = match &plugin.source {
+        PluginSource::File(path) => runtime.load_file(path),
+        PluginSource::Builtin(builtin_name) => match builtin(builtin_name) {
+            Some(bytes) => runtime.load(bytes),
+            None => return Err(PluginError::NoBuiltin(builtin_name.clone())),
+        },
     };
     loaded
         .map(|(loaded, _)| loaded)
@@ -161,16 +165,16 @@ struct Handle {
 /// Every plugin of the unit.
 pub struct PluginManager {
     runtime: Arc<Runtime>,
-    services: Arc<Services>,
+    shared: Arc<Shared>,
     plugins: Vec<Handle>,
 }
 
 impl PluginManager {
     /// A manager with no plugins yet.
-    pub fn new(runtime: Arc<Runtime>, services: Arc<Services>) -> Self {
+    pub fn new(runtime: Arc<Runtime>, shared: Arc<Shared>) -> Self {
         Self {
             runtime,
-            services,
+            shared,
             plugins: Vec::new(),
         }
     }
@@ -206,10 +210,10 @@ impl PluginManager {
         let timer_sink: caps::TimerSink = Arc::new(move |event| {
             let _ = timer_queue.send(Envelope::Event(PluginEvent::Timer(event), None));
         });
-        let caps = Arc::new(Capabilities::new(
+        let caps = Arc::new(PluginCaps::new(
             &name,
             plugin.grants.clone(),
-            self.services.clone(),
+            self.shared.clone(),
             Some(timer_sink),
         ));
         let kind = loaded.kind();
@@ -217,9 +221,9 @@ impl PluginManager {
         let worker = Worker::new(
             name.clone(),
             caps,
-            self.services.clone(),
+            self.shared.clone(),
             loaded,
-            plugin.init_text(),
+            plugin.init_config(),
             limits,
         );
         let thread = worker.spawn(rx).expect("cannot start a plugin thread");
@@ -286,12 +290,12 @@ impl PluginManager {
     /// everything queued for it is handled, by the old component up to the
     /// swap and by the new one after. The new component must target the
     /// same world; if it does not start, the old one keeps running.
-    /// `config` is the new component's `init` text, if it differs.
+    /// `config` is the new component's `init` config, if it differs.
     pub async fn replace(
         &self,
         name: &str,
         bytes: &[u8],
-        config: Option<String>,
+        config: Option<InitConfig>,
     ) -> Result<(), PluginError> {
         let handle = self
             .plugins
@@ -340,7 +344,7 @@ impl PluginManager {
 
     /// Every plugin's health.
     pub fn health(&self) -> Vec<PluginHealth> {
-        self.services.plugin_health()
+        self.shared.plugin_health()
     }
 
     /// Stops every plugin after what is queued, and waits for them.

@@ -12,8 +12,8 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine};
 
 use super::bindings::{input_rule, server_adapter, sms_commands};
+use super::caps::{self, HostState};
 use super::compat::{self, CompatError, PluginKind};
-use super::host::{self, HostState};
 use crate::state::{hex, write_atomically};
 
 /// How often the epoch advances. A call's deadline is rounded up to ticks.
@@ -95,7 +95,7 @@ impl Runtime {
         config.epoch_interruption(true);
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
-        host::add_to_linker(&mut linker)?;
+        caps::add_to_linker(&mut linker)?;
         start_epoch_clock(&engine);
         Ok(Arc::new(Self {
             engine,

@@ -19,10 +19,10 @@ use super::bindings::larm::plugin::types::{
 };
 use super::bindings::server_adapter::exports::larm::plugin::adapter::Message;
 use super::bindings::{input_rule, server_adapter, sms_commands};
-use super::caps::{Action, Capabilities, Services};
-use super::host::HostState;
+use super::caps::{HostState, PluginCaps};
 use super::runtime::{EPOCH_TICK, Loaded};
 use super::supervisor::Supervisor;
+use crate::unit::{Action, Shared};
 
 /// An event for a plugin.
 #[derive(Debug, Clone)]
@@ -57,7 +57,7 @@ pub enum Outcome {
     /// The event is not for this kind of plugin.
     NotForThisKind,
     /// The call faulted; the plugin was restarted (or quarantined).
-    Faulted(String),
+    Faulted(PluginFault),
     /// The plugin is quarantined and takes no events.
     Quarantined,
 }
@@ -67,16 +67,46 @@ pub enum Envelope {
     /// An event, and where to send its outcome.
     Event(PluginEvent, Option<oneshot::Sender<Outcome>>),
     /// Swap in a new component (already checked to be of the same kind),
-    /// with a new `init` config text if given.
+    /// with a new `init` config if given.
     Replace(
         Box<Loaded>,
-        Option<String>,
-        oneshot::Sender<Result<(), String>>,
+        Option<InitConfig>,
+        oneshot::Sender<Result<(), PluginFault>>,
     ),
     /// Answered once everything queued before it is handled.
     Barrier(oneshot::Sender<()>),
     /// Stop the worker.
     Stop,
+}
+
+/// A plugin's config, as its `init` receives it: key/value pairs.
+pub type InitConfig = Vec<(String, String)>;
+
+/// Why a call into a plugin failed. Shown in the plugin's health as its
+/// `last-fault` text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PluginFault {
+    /// The call ran past its CPU deadline.
+    #[error("exceeded its CPU deadline of {ms} ms")]
+    Deadline {
+        /// The deadline.
+        ms: u128,
+    },
+    /// The plugin tried to grow its memory past its cap.
+    #[error("exceeded its memory limit of {kib} KiB")]
+    Memory {
+        /// The cap.
+        kib: usize,
+    },
+    /// The plugin trapped (a panic, an unreachable, a bad access...).
+    #[error("trapped: {0}")]
+    Trap(String),
+    /// `init` returned an error.
+    #[error("init refused its config: {0}")]
+    InitRefused(String),
+    /// Instantiation or the call failed for another reason.
+    #[error("failed: {0}")]
+    Failed(String),
 }
 
 /// A plugin's limits.
@@ -103,13 +133,41 @@ struct Live {
     guest: Guest,
 }
 
+// Each world has its own generated `lifecycle` bindings (one type per
+// world), so the shared exports are reached through one match each.
+impl Guest {
+    fn call_init(
+        &self,
+        store: &mut Store<HostState>,
+        config: &[(String, String)],
+    ) -> wasmtime::Result<Result<(), String>> {
+        match self {
+            Guest::Rule(g) => g.larm_plugin_lifecycle().call_init(store, config),
+            Guest::Commands(g) => g.larm_plugin_lifecycle().call_init(store, config),
+            Guest::Adapter(g) => g.larm_plugin_lifecycle().call_init(store, config),
+        }
+    }
+
+    fn call_on_timer(
+        &self,
+        store: &mut Store<HostState>,
+        event: &TimerEvent,
+    ) -> wasmtime::Result<()> {
+        match self {
+            Guest::Rule(g) => g.larm_plugin_lifecycle().call_on_timer(store, event),
+            Guest::Commands(g) => g.larm_plugin_lifecycle().call_on_timer(store, event),
+            Guest::Adapter(g) => g.larm_plugin_lifecycle().call_on_timer(store, event),
+        }
+    }
+}
+
 /// One plugin's worker state.
 pub struct Worker {
     name: String,
-    caps: Arc<Capabilities>,
-    services: Arc<Services>,
+    caps: Arc<PluginCaps>,
+    shared: Arc<Shared>,
     loaded: Loaded,
-    init_text: String,
+    init_config: InitConfig,
     limits: Limits,
     supervisor: Supervisor,
     live: Option<Live>,
@@ -119,19 +177,19 @@ impl Worker {
     /// A worker for `loaded`, not started yet.
     pub fn new(
         name: String,
-        caps: Arc<Capabilities>,
-        services: Arc<Services>,
+        caps: Arc<PluginCaps>,
+        shared: Arc<Shared>,
         loaded: Loaded,
-        init_text: String,
+        init_config: InitConfig,
         limits: Limits,
     ) -> Self {
         Self {
             supervisor: Supervisor::new(limits.max_faults, limits.fault_window),
             name,
             caps,
-            services,
+            shared,
             loaded,
-            init_text,
+            init_config,
             limits,
             live: None,
         }
@@ -184,7 +242,7 @@ impl Worker {
 
     /// Instantiates the component and calls its `init`, replacing the
     /// running instance. Faults are not counted here; see `restart`.
-    pub fn start(&mut self) -> Result<(), String> {
+    pub fn start(&mut self) -> Result<(), PluginFault> {
         let engine = match &self.loaded {
             Loaded::InputRule(pre) => pre.engine(),
             Loaded::SmsCommands(pre) => pre.engine(),
@@ -196,22 +254,17 @@ impl Worker {
         );
         store.limiter(|state| &mut state.limits);
         store.set_epoch_deadline(self.deadline_ticks());
-        let describe = |e| self.describe(e);
         let guest = match &self.loaded {
             Loaded::InputRule(pre) => pre.instantiate(&mut store).map(Guest::Rule),
             Loaded::SmsCommands(pre) => pre.instantiate(&mut store).map(Guest::Commands),
             Loaded::ServerAdapter(pre) => pre.instantiate(&mut store).map(Guest::Adapter),
         }
-        .map_err(describe)?;
+        .map_err(|e| self.fault_of(store.data().limits.hit(), e))?;
         store.set_epoch_deadline(self.deadline_ticks());
-        let init = &self.init_text;
-        match &guest {
-            Guest::Rule(g) => g.larm_plugin_rule().call_init(&mut store, init),
-            Guest::Commands(g) => g.larm_plugin_commands().call_init(&mut store, init),
-            Guest::Adapter(g) => g.larm_plugin_adapter().call_init(&mut store, init),
-        }
-        .map_err(describe)?
-        .map_err(|msg| format!("init refused its config: {msg}"))?;
+        guest
+            .call_init(&mut store, &self.init_config)
+            .map_err(|e| self.fault_of(store.data().limits.hit(), e))?
+            .map_err(|msg| PluginFault::InitRefused(msg.escape_debug().to_string()))?;
         self.live = Some(Live { store, guest });
         Ok(())
     }
@@ -231,9 +284,9 @@ impl Worker {
         }
     }
 
-    fn fault(&mut self, why: String) {
+    fn fault(&mut self, why: PluginFault) {
         self.live = None;
-        let state = self.supervisor.fault(Instant::now(), why.clone());
+        let state = self.supervisor.fault(Instant::now(), why.to_string());
         match state {
             PluginState::Quarantined => error!(
                 plugin = %self.name,
@@ -245,27 +298,22 @@ impl Worker {
         self.publish_health();
     }
 
-    /// A fault for people: which limit was hit, or the trap, without the
-    /// wasm backtrace (logged at debug level).
-    fn describe(&self, e: wasmtime::Error) -> String {
+    /// What a failed call was: which limit was hit (the store's memory cap
+    /// says whether it refused to grow), or the trap. The wasm backtrace is
+    /// logged at debug level only.
+    fn fault_of(&self, memory_hit: bool, e: wasmtime::Error) -> PluginFault {
         tracing::debug!(plugin = %self.name, "fault detail: {e:?}");
+        if memory_hit {
+            return PluginFault::Memory {
+                kib: self.limits.memory_bytes / 1024,
+            };
+        }
         match e.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => format!(
-                "exceeded its CPU deadline of {} ms",
-                self.limits.deadline.as_millis()
-            ),
-            Some(trap) => format!("trapped: {trap}"),
-            None => {
-                let cause = e.root_cause().to_string();
-                if cause.contains("growing memory") {
-                    format!(
-                        "exceeded its memory limit of {} KiB ({cause})",
-                        self.limits.memory_bytes / 1024
-                    )
-                } else {
-                    format!("failed: {cause}")
-                }
-            }
+            Some(Trap::Interrupt) => PluginFault::Deadline {
+                ms: self.limits.deadline.as_millis(),
+            },
+            Some(trap) => PluginFault::Trap(trap.to_string()),
+            None => PluginFault::Failed(e.root_cause().to_string().escape_debug().to_string()),
         }
     }
 
@@ -276,15 +324,12 @@ impl Worker {
             faults: self.supervisor.faults(Instant::now()),
             last_fault: self.supervisor.last_fault().map(str::to_string),
         };
-        let changed = self
-            .services
-            .health
-            .lock()
-            .unwrap()
-            .insert(self.name.clone(), health.clone())
-            .is_none_or(|old| old != health);
+        let changed = self.shared.health.send_if_modified(|all| {
+            all.insert(self.name.clone(), health.clone())
+                .is_none_or(|old| old != health)
+        });
         if changed {
-            self.services.emit(Action::Report {
+            self.shared.emit(Action::Report {
                 by: "host".into(),
                 report: Report::PluginHealth(health),
             });
@@ -307,13 +352,12 @@ impl Worker {
         live.store.set_epoch_deadline(ticks);
         let store = &mut live.store;
         let result = match (&live.guest, event) {
+            (guest, PluginEvent::Timer(e)) => {
+                guest.call_on_timer(store, &e).map(|()| Outcome::Handled)
+            }
             (Guest::Rule(g), PluginEvent::Input(e)) => g
                 .larm_plugin_rule()
                 .call_on_input(store, e)
-                .map(|()| Outcome::Handled),
-            (Guest::Rule(g), PluginEvent::Timer(e)) => g
-                .larm_plugin_rule()
-                .call_on_timer(store, &e)
                 .map(|()| Outcome::Handled),
             (Guest::Commands(g), PluginEvent::Sms(m)) => g
                 .larm_plugin_commands()
@@ -323,10 +367,6 @@ impl Worker {
                 .larm_plugin_commands()
                 .call_on_call(store, &c)
                 .map(Outcome::Claimed),
-            (Guest::Commands(g), PluginEvent::Timer(e)) => g
-                .larm_plugin_commands()
-                .call_on_timer(store, &e)
-                .map(|()| Outcome::Handled),
             (Guest::Adapter(g), PluginEvent::Report(id, r)) => g
                 .larm_plugin_adapter()
                 .call_encode(store, &id, &r)
@@ -339,16 +379,13 @@ impl Worker {
                 .larm_plugin_adapter()
                 .call_on_downlink(store, &m)
                 .map(Outcome::Downlink),
-            (Guest::Adapter(g), PluginEvent::Timer(e)) => g
-                .larm_plugin_adapter()
-                .call_on_timer(store, &e)
-                .map(|()| Outcome::Handled),
             _ => Ok(Outcome::NotForThisKind),
         };
+        let memory_hit = live.store.data().limits.hit();
         match result {
             Ok(outcome) => outcome,
             Err(e) => {
-                let why = self.describe(e);
+                let why = self.fault_of(memory_hit, e);
                 self.fault(why.clone());
                 if self.supervisor.state() != PluginState::Quarantined {
                     self.restart();
@@ -360,9 +397,9 @@ impl Worker {
 
     /// Swaps in a new component. If it does not start, the running one
     /// stays and the error is returned.
-    fn replace(&mut self, loaded: Loaded, config: Option<String>) -> Result<(), String> {
+    fn replace(&mut self, loaded: Loaded, config: Option<InitConfig>) -> Result<(), PluginFault> {
         let old = std::mem::replace(&mut self.loaded, loaded);
-        let old_config = config.map(|c| std::mem::replace(&mut self.init_text, c));
+        let old_config = config.map(|c| std::mem::replace(&mut self.init_config, c));
         let old_live = self.live.take();
         match self.start() {
             Ok(()) => {
@@ -375,7 +412,7 @@ impl Worker {
                 warn!(plugin = %self.name, "replacement refused, keeping the running component: {why}");
                 self.loaded = old;
                 if let Some(config) = old_config {
-                    self.init_text = config;
+                    self.init_config = config;
                 }
                 self.live = old_live;
                 Err(why)

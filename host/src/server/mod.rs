@@ -1,6 +1,6 @@
 //! The server link: when to connect, and what a sync does.
 //!
-//! As the manual's unit does, the link syncs every `CONINTVL` minutes
+//! As docs/unit.md describes, the link syncs every `CONINTVL` minutes
 //! (0 = never), and at once for an alarm or `CONNECT`: it connects, says
 //! `online`, publishes the adapters' connect messages and the status, sends
 //! every report waiting in the outbox, takes the server's pending commands
@@ -27,11 +27,8 @@ use crate::outbox::{Item, MAX_BACKOFF, Outbox, now_ms};
 use crate::plugins::Adapters;
 use crate::plugins::bindings::larm::plugin::types::Report;
 use crate::plugins::bindings::server_adapter::exports::larm::plugin::adapter::Message;
-use crate::plugins::caps::Services;
+use crate::unit::Shared;
 use mqtt::{Connection, Incoming, MAX_IN_FLIGHT, MqttError};
-
-/// The setting `CONINTVL` keeps the interval in (minutes).
-pub const INTERVAL_SETTING: &str = "server.interval-min";
 
 /// Tag of publishes that are not outbox entries (state, status, connect
 /// messages): their acknowledgement is not waited for.
@@ -94,7 +91,7 @@ impl Schedule {
 /// The server link.
 pub struct Link {
     config: ServerConfig,
-    services: Arc<Services>,
+    shared: Arc<Shared>,
     outbox: Arc<Outbox>,
     adapters: Adapters,
     control: mpsc::UnboundedReceiver<Control>,
@@ -105,29 +102,21 @@ pub struct Link {
     stopping: bool,
 }
 
-/// Sleeps until `at`, or forever for None.
-async fn until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
 impl Link {
     /// A link for `config`; `control` carries `CONNECT` and `CONINTVL`.
     pub fn new(
         config: ServerConfig,
-        services: Arc<Services>,
+        shared: Arc<Shared>,
         outbox: Arc<Outbox>,
         adapters: Adapters,
         control: mpsc::UnboundedReceiver<Control>,
     ) -> Self {
-        let minutes = services
+        let minutes = shared
             .state
-            .setting(INTERVAL_SETTING)
+            .setting(larm_rules::settings::INTERVAL_KEY)
             .ok()
             .flatten()
-            .and_then(|m| m.parse().ok())
+            .and_then(|m| larm_rules::settings::interval_min(&m).ok())
             .unwrap_or(config.interval_min);
         info!(
             "server link to {}:{}, syncing every {}",
@@ -141,7 +130,7 @@ impl Link {
         );
         Self {
             config,
-            services,
+            shared,
             outbox,
             adapters,
             control,
@@ -152,11 +141,19 @@ impl Link {
     }
 
     fn set_connected(&self, connected: bool) {
-        *self.services.server_connected.lock().unwrap() = connected;
+        self.shared.link.send_if_modified(|l| {
+            let changed = l.connected != connected;
+            l.connected = connected;
+            changed
+        });
     }
 
     fn set_failing(&self, failing: bool) {
-        *self.services.server_failing.lock().unwrap() = failing;
+        self.shared.link.send_if_modified(|l| {
+            let changed = l.failing != failing;
+            l.failing = failing;
+            changed
+        });
     }
 
     fn apply(&mut self, control: Control) {
@@ -205,7 +202,7 @@ impl Link {
             }
             let wake = retry_at.or(self.schedule.next());
             tokio::select! {
-                () = until(wake) => {}
+                () = crate::unit::sleep_until(wake) => {}
                 control = self.control.recv() => match control {
                     Some(Control::Connect) => {
                         self.wanted = true;
@@ -223,7 +220,7 @@ impl Link {
     /// ended it). Entries taken from the outbox and not acknowledged are
     /// given back.
     async fn session(&mut self) -> Result<(), MqttError> {
-        let unit_id = self.services.state.unit_id().unwrap_or_default();
+        let unit_id = self.shared.state.unit_id().unwrap_or_default();
         let mut conn = Connection::open(&self.config, &unit_id).await?;
         info!("connected to the server");
         self.set_connected(true);
@@ -258,7 +255,7 @@ impl Link {
 
     /// The status, encoded by the adapters.
     async fn publish_status(&self, conn: &mut Connection) -> Result<(), MqttError> {
-        let status = Report::Status(self.services.device_status());
+        let status = Report::Status(self.shared.device_status());
         match self
             .adapters
             .encode(&format!("status-{}", now_ms()), &status)
@@ -316,7 +313,7 @@ impl Link {
                     }
                 },
                 // Staying connected, the status still goes out every interval.
-                () = until(self.schedule.next()), if self.config.stay_connected => {
+                () = crate::unit::sleep_until(self.schedule.next()), if self.config.stay_connected => {
                     self.publish_status(conn).await?;
                     self.schedule.synced(Instant::now());
                 }
@@ -337,7 +334,8 @@ impl Link {
             let Item::Report(report) = &entry.item else {
                 unreachable!("take_due(false) returns server entries only")
             };
-            match self.adapters.encode(&entry.id.to_string(), report).await {
+            let report = report.clone().into();
+            match self.adapters.encode(&entry.id.to_string(), &report).await {
                 // The adapters chose not to send this report.
                 Ok(messages) if messages.is_empty() => {
                     if let Err(e) = self.outbox.done(entry.id) {

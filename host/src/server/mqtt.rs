@@ -5,8 +5,9 @@
 //! rumqttc reports a publish's packet id when it writes it
 //! (`Outgoing::Publish`), in the order publishes were queued, and the
 //! broker's PUBACK carries that id: a FIFO of tags maps one to the other.
-//! rumqttc is kept behind this module (its maintenance is in doubt, see
-//! `notes/crates.md`), so it can be swapped without touching the link.
+//! rumqttc is kept behind this module, so it can be swapped without
+//! touching the link: 0.25.1 has had no release since 2025-11 and pulls the
+//! unmaintained `rustls-pemfile` (RUSTSEC-2025-0134).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! The standard input rules (world `input-rule`), as the manual describes:
+//! The standard input rules (world `input-rule`), as docs/unit.md describes:
 //! per input NO/NC and a time delay (the input must stay in its alarm state
 //! for the delay; a shorter blip does nothing). On alarm: SMS to the alarm
 //! numbers with the input's alarm text, a voice call to the call numbers, a
@@ -14,17 +14,18 @@
 //!
 //! ```toml
 //! [plugins.config]
-//! "alarm.sms" = "+46701234567"
-//! "input.2.mode" = "NC"
-//! "input.2.delay-s" = "10"
+//! alarm.sms = "+46701234567"
+//! input.2.mode = "NC"
+//! input.2.delay-s = 10
 //! ```
+//!
+//! Each default is checked like a setting sent by SMS; a bad one keeps the
+//! plugin from starting, naming it.
 //!
 //! Which inputs are in alarm is kept in `kv`, so a restore after a restart
 //! of the plugin or of the unit still switches ALARM off and reports it.
 //! Grants it needs: `outputs = "any"` (the ALARM output), `sms = "any"`,
 //! `calls = "any"`, `server = true`, `settings = "read"`.
-
-use std_settings as rules;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -34,11 +35,11 @@ wit_bindgen::generate!({
     path: "../../wit",
 });
 
-use exports::larm::plugin::rule::Guest;
+use exports::larm::plugin::{lifecycle, rule};
 use larm::plugin::log::{Level, log};
 use larm::plugin::types::{Alarm, Contact, InputEvent, Report, TimerEvent};
 use larm::plugin::{clock, io, kv, server, settings, sms, timers, voice};
-use rules::{InputSettings, input_settings, numbers};
+use larm_rules::settings::{self as rules, InputSettings, input_settings, numbers};
 
 struct StdInputRules;
 
@@ -67,12 +68,16 @@ fn settings_of(input: u8) -> InputSettings {
     s
 }
 
+/// The kv key that marks an input in alarm.
 fn in_alarm_key(input: u8) -> String {
-    format!("alarm.{input}")
+    format!("{IN_ALARM}{input}")
 }
 
+/// Prefix of the kv keys that mark inputs in alarm.
+const IN_ALARM: &str = "alarm.";
+
 fn in_alarm(input: u8) -> bool {
-    kv::get(&in_alarm_key(input)).is_some()
+    matches!(kv::get(&in_alarm_key(input)), Ok(Some(_)))
 }
 
 fn warn_on<T>(what: &str, result: Result<T, larm::plugin::types::Error>) {
@@ -81,10 +86,13 @@ fn warn_on<T>(what: &str, result: Result<T, larm::plugin::types::Error>) {
     }
 }
 
-impl Guest for StdInputRules {
-    fn init(config: String) -> Result<(), String> {
-        let defaults = rules::config_defaults(&config)?;
-        *DEFAULTS.lock().unwrap() = defaults.into_iter().collect();
+impl lifecycle::Guest for StdInputRules {
+    fn init(config: Vec<(String, String)>) -> Result<(), String> {
+        let inputs = io::input_count();
+        for (key, value) in &config {
+            rules::validate(key, value, inputs).map_err(|e| format!("config: {e}"))?;
+        }
+        *DEFAULTS.lock().unwrap() = config.into_iter().collect();
         // An input already in alarm at start (an NC loop cut while the unit
         // was off), or restored meanwhile, counts as an edge now.
         for input in 1..=io::input_count() {
@@ -96,10 +104,6 @@ impl Guest for StdInputRules {
             }
         }
         Ok(())
-    }
-
-    fn on_input(event: InputEvent) {
-        handle(event.input, event.contact);
     }
 
     fn on_timer(event: TimerEvent) {
@@ -117,6 +121,12 @@ impl Guest for StdInputRules {
         if s.mode.alarm(closed) && !in_alarm(input) {
             fire(input, &s);
         }
+    }
+}
+
+impl rule::Guest for StdInputRules {
+    fn on_input(event: InputEvent) {
+        handle(event.input, event.contact);
     }
 }
 
@@ -164,19 +174,17 @@ fn fire(input: u8, s: &InputSettings) {
     log(Level::Info, &format!("alarm on input {input} ({})", s.name));
     warn_on("remembering the alarm", kv::set(&in_alarm_key(input), b"1"));
     warn_on("ALARM output", io::set_output(io::alarm_output(), true));
-    for number in numbers(setting("alarm.sms")) {
+    for number in numbers(setting("alarm.sms").as_deref()) {
         warn_on(
             &format!("alarm SMS to {number}"),
-            sms::send(&number, &s.alarm_text),
+            sms::send(number.as_str(), &s.alarm_text),
         );
     }
-    let ring_s = setting("alarm.ring-s")
-        .and_then(|r| r.trim().parse().ok())
-        .unwrap_or(30);
-    for number in numbers(setting("alarm.call")) {
+    let ring_s = rules::ring_s(setting(rules::RING_KEY).as_deref());
+    for number in numbers(setting("alarm.call").as_deref()) {
         warn_on(
             &format!("alarm call to {number}"),
-            voice::dial(&number, ring_s),
+            voice::dial(number.as_str(), ring_s),
         );
     }
     warn_on(
@@ -189,14 +197,16 @@ fn restore(input: u8, s: &InputSettings) {
     log(Level::Info, &format!("input {input} ({}) restored", s.name));
     warn_on("forgetting the alarm", kv::delete(&in_alarm_key(input)));
     if !s.restore_text.is_empty() {
-        for number in numbers(setting("alarm.sms")) {
+        for number in numbers(setting("alarm.sms").as_deref()) {
             warn_on(
                 &format!("restore SMS to {number}"),
-                sms::send(&number, &s.restore_text),
+                sms::send(number.as_str(), &s.restore_text),
             );
         }
     }
-    let any_left = kv::keys().iter().any(|k| k.starts_with("alarm."));
+    // If the store cannot be read, keep ALARM on: a missed "off" is safer
+    // than a missed alarm.
+    let any_left = kv::entries(IN_ALARM).map_or(true, |left| !left.is_empty());
     if !any_left {
         warn_on("ALARM output", io::set_output(io::alarm_output(), false));
     }

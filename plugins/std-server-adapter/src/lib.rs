@@ -33,7 +33,8 @@ wit_bindgen::generate!({
     path: "../../wit",
 });
 
-use exports::larm::plugin::adapter::{Guest, Message};
+use exports::larm::plugin::adapter::{self, Message};
+use exports::larm::plugin::lifecycle;
 use larm::plugin::log::{Level, log};
 use larm::plugin::types::{
     Contact, DeviceStatus, NetworkType, PluginState, Report, SimState, TimerEvent,
@@ -54,29 +55,45 @@ fn json(topic: &str, value: &impl serde::Serialize, retain: bool) -> Message {
     }
 }
 
+// The words for states live in larm-rules; these map this guest's
+// generated types onto them.
 fn network(n: NetworkType) -> &'static str {
+    use larm_rules::names::Network;
     match n {
-        NetworkType::Lte => "lte",
-        NetworkType::Umts => "umts",
-        NetworkType::Gsm => "gsm",
-        NetworkType::None => "none",
+        NetworkType::Lte => Network::Lte,
+        NetworkType::Umts => Network::Umts,
+        NetworkType::Gsm => Network::Gsm,
+        NetworkType::None => Network::None,
     }
+    .name()
 }
 
 fn sim(s: SimState) -> &'static str {
+    use larm_rules::names::Sim;
     match s {
-        SimState::Ready => "ready",
-        SimState::PinRequired => "pin-required",
-        SimState::Locked => "locked",
-        SimState::NotInserted => "not-inserted",
-        SimState::Error => "error",
-        SimState::Unknown => "unknown",
+        SimState::Ready => Sim::Ready,
+        SimState::PinRequired => Sim::PinRequired,
+        SimState::Locked => Sim::Locked,
+        SimState::NotInserted => Sim::NotInserted,
+        SimState::Error => Sim::Error,
+        SimState::Unknown => Sim::Unknown,
     }
+    .name()
+}
+
+fn plugin_state(s: PluginState) -> &'static str {
+    use larm_rules::names::Plugin;
+    match s {
+        PluginState::Running => Plugin::Running,
+        PluginState::Restarted => Plugin::Restarted,
+        PluginState::Quarantined => Plugin::Quarantined,
+    }
+    .name()
 }
 
 /// Input `n`'s name (a device setting).
 fn input_name(n: u8) -> String {
-    std_settings::input_settings(n, |key| settings::get(key).ok().flatten())
+    larm_rules::settings::input_settings(n, |key| settings::get(key).ok().flatten())
         .0
         .name
 }
@@ -114,11 +131,11 @@ fn status_of(id: &str, d: DeviceStatus) -> schema::Status {
     }
 }
 
-impl Guest for StdServerAdapter {
-    fn init(config: String) -> Result<(), String> {
+impl lifecycle::Guest for StdServerAdapter {
+    fn init(config: Vec<(String, String)>) -> Result<(), String> {
         let mut on = false;
         let mut prefix = "homeassistant".to_string();
-        for (key, value) in std_settings::config_defaults(&config)? {
+        for (key, value) in config {
             match key.as_str() {
                 "home_assistant" => {
                     on = value
@@ -137,6 +154,10 @@ impl Guest for StdServerAdapter {
         Ok(())
     }
 
+    fn on_timer(_event: TimerEvent) {}
+}
+
+impl adapter::Guest for StdServerAdapter {
     fn on_connect(base: String) -> Vec<Message> {
         let Some(prefix) = DISCOVERY.lock().unwrap().clone() else {
             return Vec::new();
@@ -192,11 +213,7 @@ impl Guest for StdServerAdapter {
                     v: VERSION,
                     id: &id,
                     plugin: &h.name,
-                    state: match h.state {
-                        PluginState::Running => "running",
-                        PluginState::Restarted => "restarted",
-                        PluginState::Quarantined => "quarantined",
-                    },
+                    state: plugin_state(h.state),
                     faults: h.faults,
                     last_fault: h.last_fault.as_deref(),
                 },
@@ -215,8 +232,8 @@ impl Guest for StdServerAdapter {
         let label = command.id.as_deref().unwrap_or("without id");
         for (key, value) in &checked.settings {
             settings::set(key, value).map_err(|e| format!("setting {key}: {e:?}"))?;
-            if key == std_settings::INTERVAL_KEY {
-                let minutes = value.trim().parse().expect("validated");
+            if key == larm_rules::settings::INTERVAL_KEY {
+                let minutes = larm_rules::settings::interval_min(value)?;
                 server::set_interval(minutes).map_err(|e| format!("interval: {e:?}"))?;
             }
         }
@@ -233,8 +250,6 @@ impl Guest for StdServerAdapter {
         );
         server::send(&Report::Status(status::device())).map_err(|e| format!("status: {e:?}"))
     }
-
-    fn on_timer(_event: TimerEvent) {}
 }
 
 export!(StdServerAdapter);

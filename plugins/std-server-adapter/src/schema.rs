@@ -168,7 +168,7 @@ pub fn check(payload: &[u8], inputs: u8, outputs: u8) -> Result<(Command, Checke
         }
     }
     for (key, value) in &command.settings {
-        std_settings::validate(key, value, inputs)?;
+        larm_rules::settings::validate(key, value, inputs)?;
         checked.settings.push((key.clone(), value.clone()));
     }
     Ok((command, checked))

@@ -1,6 +1,6 @@
 //! Parsing command SMS and wording replies: pure, so it is tested natively.
 //!
-//! Format (the manual): `[password] [command] [parameter 1] [parameter 2]`,
+//! Format (docs/unit.md): `[password] [command] [parameter 1] [parameter 2]`,
 //! command words in any letter case.
 
 /// A command with its parameters checked.
@@ -54,11 +54,6 @@ pub fn split(text: &str) -> Option<(&str, Vec<&str>)> {
     (!rest.is_empty()).then_some((password, rest))
 }
 
-/// A valid password: 1-8 characters of 0-9, a-z, A-Z.
-pub fn valid_password(p: &str) -> bool {
-    (1..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric())
-}
-
 /// Parses the words after the password.
 pub fn parse(words: &[&str]) -> Result<Command, Problem> {
     let word = words[0].to_ascii_uppercase();
@@ -72,16 +67,18 @@ pub fn parse(words: &[&str]) -> Result<Command, Problem> {
         "STATUS" => Ok(Command::Status),
         "CHGPASS" => match (words.get(1), words.get(2)) {
             (Some(new), Some(repeat)) if new != repeat => Err(Problem::Mismatch),
-            (Some(new), Some(_)) if !valid_password(new) => Err(Problem::BadPassword),
+            (Some(new), Some(_)) if !larm_rules::password::valid(new) => Err(Problem::BadPassword),
             (Some(new), Some(_)) => Ok(Command::ChangePassword(new.to_string())),
             _ => Err(Problem::Usage("CHGPASS new new")),
         },
         "FACRESET" => Ok(Command::FactoryReset),
         "CONNECT" => Ok(Command::Connect),
         "CONINTVL" => param(1)
-            .and_then(|m| m.parse().ok())
+            .and_then(|m| larm_rules::settings::interval_min(&m).ok())
             .map(Command::Interval)
-            .ok_or(Problem::Usage("CONINTVL minutes (0 = never)")),
+            .ok_or(Problem::Usage(
+                "CONINTVL minutes (0 = never, at most 10080)",
+            )),
         "OUTPUT" | "SETOUTPUT" => {
             let usage = if word == "OUTPUT" {
                 "OUTPUT n ON/OFF"
@@ -263,7 +260,7 @@ mod tests {
     }
 
     #[test]
-    fn the_manuals_examples() {
+    fn the_examples_of_docs_unit() {
         assert_eq!(split("0000 CHGPASS 1234 1234").unwrap().0, "0000");
         assert_eq!(
             cmd("0000 CHGPASS 1234 1234"),
@@ -316,7 +313,6 @@ mod tests {
             cmd("0000 CHGPASS 1234"),
             Err(Problem::Usage("CHGPASS new new"))
         );
-        assert!(valid_password("aZ09") && !valid_password(""));
     }
 
     #[test]
@@ -327,7 +323,16 @@ mod tests {
         );
         assert_eq!(
             cmd("1234 CONINTVL soon"),
-            Err(Problem::Usage("CONINTVL minutes (0 = never)"))
+            Err(Problem::Usage(
+                "CONINTVL minutes (0 = never, at most 10080)"
+            ))
+        );
+        assert_eq!(
+            cmd("1234 CONINTVL 4294967295"),
+            Err(Problem::Usage(
+                "CONINTVL minutes (0 = never, at most 10080)"
+            )),
+            "longer than a week: the same limit as the server's commands"
         );
         assert_eq!(cmd("1234 FLY"), Err(Problem::Unknown("FLY".into())));
         assert!(split("1234").is_none(), "a password alone is no command");

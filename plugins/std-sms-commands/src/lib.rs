@@ -1,8 +1,8 @@
-//! The standard SMS command set (world `sms-commands`): the manual's
+//! The standard SMS command set (world `sms-commands`): docs/unit.md's
 //! commands, `[password] [command] [parameter 1] [parameter 2]`.
 //!
 //! A message whose password is wrong is not claimed and gets no reply, as
-//! the manual says; the host throttles senders that keep guessing. Config:
+//! docs/unit.md says; the host throttles senders that keep guessing. Config:
 //!
 //! ```toml
 //! [plugins.config]
@@ -23,7 +23,7 @@ wit_bindgen::generate!({
 });
 
 use command::{Command, Lang, Reply, Status};
-use exports::larm::plugin::commands::Guest;
+use exports::larm::plugin::{commands, lifecycle};
 use larm::plugin::log::{Level, log};
 use larm::plugin::types::{CallEvent, Contact, NetworkType, SmsMessage, TimerEvent};
 use larm::plugin::{io, password, server, settings, sms, status, system};
@@ -33,21 +33,18 @@ struct StdSmsCommands;
 /// Reply language of this instance (from `init`).
 static LANG: Mutex<Lang> = Mutex::new(Lang::En);
 
-impl Guest for StdSmsCommands {
-    fn init(config: String) -> Result<(), String> {
+impl lifecycle::Guest for StdSmsCommands {
+    fn init(config: Vec<(String, String)>) -> Result<(), String> {
         let mut lang = Lang::En;
-        for line in config.lines().map(str::trim).filter(|l| !l.is_empty()) {
-            match line
-                .split_once('=')
-                .map(|(k, v)| (k.trim(), v.trim().trim_matches('"')))
-            {
-                Some(("language", code)) => {
-                    lang = Lang::parse(code)
-                        .ok_or_else(|| format!("language `{code}`: use \"en\" or \"sv\""))?;
+        for (key, value) in config {
+            match key.as_str() {
+                "language" => {
+                    lang = Lang::parse(&value)
+                        .ok_or_else(|| format!("language `{value}`: use \"en\" or \"sv\""))?;
                 }
                 _ => {
                     return Err(format!(
-                        "unknown config line `{line}` (this plugin takes `language`)"
+                        "unknown config key `{key}` (this plugin takes `language`)"
                     ));
                 }
             }
@@ -56,6 +53,10 @@ impl Guest for StdSmsCommands {
         Ok(())
     }
 
+    fn on_timer(_event: TimerEvent) {}
+}
+
+impl commands::Guest for StdSmsCommands {
     fn on_sms(message: SmsMessage) -> bool {
         let Some((pass, words)) = command::split(&message.text) else {
             return false;
@@ -85,8 +86,6 @@ impl Guest for StdSmsCommands {
     fn on_call(_call: CallEvent) -> bool {
         false
     }
-
-    fn on_timer(_event: TimerEvent) {}
 }
 
 /// Carries out a command; the reply to send, if any.
@@ -116,7 +115,7 @@ fn run(lang: Lang, cmd: Command) -> Option<String> {
             Err(e) => failed(e),
         },
         Command::Interval(minutes) => {
-            let stored = settings::set(std_settings::INTERVAL_KEY, &minutes.to_string());
+            let stored = settings::set(larm_rules::settings::INTERVAL_KEY, &minutes.to_string());
             match stored.and_then(|()| server::set_interval(minutes)) {
                 Ok(()) => word(Reply::Interval(minutes)),
                 Err(e) => failed(e),

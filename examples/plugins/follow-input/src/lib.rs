@@ -5,7 +5,7 @@
 //!
 //! ```toml
 //! [plugins.config]
-//! inputs = "1,2,3"   # default: every input that has an output of the same number
+//! inputs = [1, 2, 3]   # default: every input that has an output of the same number
 //! ```
 //!
 //! Build it with `cargo build --release --target wasm32-wasip2 -p follow-input`;
@@ -18,7 +18,7 @@ wit_bindgen::generate!({
     path: "../../../wit",
 });
 
-use exports::larm::plugin::rule::Guest;
+use exports::larm::plugin::{lifecycle, rule};
 use larm::plugin::io;
 use larm::plugin::log::{Level, log};
 use larm::plugin::types::{Contact, InputEvent, TimerEvent};
@@ -29,9 +29,21 @@ struct FollowInput;
 /// the host calls `init` on every fresh instance, after a restart too.
 static INPUTS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
 
-impl Guest for FollowInput {
-    fn init(config: String) -> Result<(), String> {
-        let inputs = parse_inputs(&config)?;
+impl lifecycle::Guest for FollowInput {
+    /// The host hands the `[plugins.config]` table over as key/value pairs;
+    /// a list such as `inputs = [1, 3]` arrives as `("inputs", "1,3")`.
+    fn init(config: Vec<(String, String)>) -> Result<(), String> {
+        let mut inputs = Vec::new();
+        for (key, value) in config {
+            match key.as_str() {
+                "inputs" => inputs = parse_inputs(&value)?,
+                _ => {
+                    return Err(format!(
+                        "unknown config key `{key}` (this plugin takes `inputs`)"
+                    ));
+                }
+            }
+        }
         log(
             Level::Info,
             &format!("following inputs {inputs:?} (empty: all)"),
@@ -40,6 +52,10 @@ impl Guest for FollowInput {
         Ok(())
     }
 
+    fn on_timer(_event: TimerEvent) {}
+}
+
+impl rule::Guest for FollowInput {
     fn on_input(event: InputEvent) {
         let follows = {
             let inputs = INPUTS.lock().unwrap();
@@ -53,35 +69,18 @@ impl Guest for FollowInput {
             log(Level::Warn, &format!("output {}: {e:?}", event.input));
         }
     }
-
-    fn on_timer(_event: TimerEvent) {}
 }
 
-/// Reads `inputs = "1,2"` from the plugin's TOML config. A full TOML parser
-/// is not worth its size here: one optional key is all this plugin takes.
-fn parse_inputs(config: &str) -> Result<Vec<u8>, String> {
-    let mut inputs = Vec::new();
-    for line in config.lines().map(str::trim) {
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let (key, value) = line
-            .split_once('=')
-            .ok_or_else(|| format!("cannot read config line `{line}`"))?;
-        if key.trim() != "inputs" {
-            return Err(format!("unknown config key `{}`", key.trim()));
-        }
-        for n in value.trim().trim_matches('"').split(',').map(str::trim) {
-            if n.is_empty() {
-                continue;
-            }
-            inputs.push(
-                n.parse()
-                    .map_err(|_| format!("`{n}` is not an input number"))?,
-            );
-        }
-    }
-    Ok(inputs)
+/// Reads an input list such as `1, 3`.
+fn parse_inputs(list: &str) -> Result<Vec<u8>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| {
+            n.parse()
+                .map_err(|_| format!("`{n}` is not an input number"))
+        })
+        .collect()
 }
 
 export!(FollowInput);
@@ -92,9 +91,8 @@ mod tests {
 
     #[test]
     fn reads_the_input_list() {
-        assert_eq!(parse_inputs("inputs = \"1, 3\"\n"), Ok(vec![1, 3]));
+        assert_eq!(parse_inputs("1, 3"), Ok(vec![1, 3]));
         assert_eq!(parse_inputs(""), Ok(vec![]));
-        assert!(parse_inputs("outputs = \"1\"").is_err());
-        assert!(parse_inputs("inputs = \"x\"").is_err());
+        assert!(parse_inputs("x").is_err());
     }
 }

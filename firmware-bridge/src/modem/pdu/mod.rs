@@ -71,30 +71,14 @@ pub enum Address {
 impl Address {
     /// An address for a number as people write it: `+46 70-123 45 67` is
     /// international, `0701234567` is sent as "unknown" type as phones do.
+    /// What a phone number is, is `larm-rules`' one rule.
     pub fn parse(number: &str) -> Option<Address> {
-        let compact: String = number
-            .chars()
-            .filter(|c| !c.is_whitespace() && *c != '-')
-            .collect();
-        let (international, digits) = match compact.strip_prefix('+') {
-            Some(rest) => (true, rest),
-            None => (false, compact.as_str()),
-        };
-        if digits.is_empty()
-            || digits.len() > 20
-            || !digits
-                .chars()
-                .all(|c| c.is_ascii_digit() || c == '*' || c == '#')
-        {
-            return None;
-        }
-        Some(if international {
-            Address::International(digits.into())
+        let number = larm_rules::PhoneNumber::parse(number).ok()?;
+        let digits = number.digits().to_string();
+        Some(if number.is_international() {
+            Address::International(digits)
         } else {
-            Address::Other {
-                toa: 0x81,
-                digits: digits.into(),
-            }
+            Address::Other { toa: 0x81, digits }
         })
     }
 

@@ -16,25 +16,25 @@ wit_bindgen::generate!({
     path: "../../../../wit",
 });
 
-use exports::larm::plugin::rule::Guest;
+use exports::larm::plugin::{lifecycle, rule};
 use larm::plugin::types::{Contact, InputEvent, TimerEvent};
 use larm::plugin::{io, kv, sms, system, timers};
 
 struct Misbehave;
 
-fn setting(config: &str, key: &str) -> Option<String> {
-    config.lines().find_map(|line| {
-        let (k, v) = line.split_once('=')?;
-        (k.trim() == key).then(|| v.trim().trim_matches('"').to_string())
-    })
+fn setting(config: &[(String, String)], key: &str) -> Option<String> {
+    config
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.clone())
 }
 
 fn stored(key: &str) -> String {
-    String::from_utf8(kv::get(key).unwrap_or_default()).unwrap_or_default()
+    String::from_utf8(kv::get(key).ok().flatten().unwrap_or_default()).unwrap_or_default()
 }
 
-impl Guest for Misbehave {
-    fn init(config: String) -> Result<(), String> {
+impl lifecycle::Guest for Misbehave {
+    fn init(config: Vec<(String, String)>) -> Result<(), String> {
         let mode = setting(&config, "mode").unwrap_or_else(|| "echo".into());
         if mode == "trap-init" {
             panic!("trapping in init, as configured");
@@ -45,6 +45,12 @@ impl Guest for Misbehave {
         Ok(())
     }
 
+    fn on_timer(event: TimerEvent) {
+        echo(&format!("{} timer {}", stored("label"), event.tag));
+    }
+}
+
+impl rule::Guest for Misbehave {
     fn on_input(event: InputEvent) {
         let mode = stored("mode");
         let mut note = String::new();
@@ -83,10 +89,6 @@ impl Guest for Misbehave {
             stored("label"),
             event.input
         ));
-    }
-
-    fn on_timer(event: TimerEvent) {
-        echo(&format!("{} timer {}", stored("label"), event.tag));
     }
 }
 

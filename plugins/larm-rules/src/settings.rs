@@ -1,24 +1,41 @@
-//! The standard unit's device settings, shared by the default plugins (a
-//! library, not a component): the keys, what an input's settings mean, and
-//! which values are valid, so a setting changed by SMS, by the server or in
-//! the config is read and checked the same way. Pure, so it is tested
-//! natively.
+//! The device settings: the unit-wide, persisted configuration that SMS
+//! commands, the server and the config change. The host validates every
+//! change with [`validate`]; the default plugins read them with the same
+//! functions, so a value one side accepts the other understands.
 //!
 //! | key | value |
 //! |---|---|
 //! | `input.N.name` | the input's name |
 //! | `input.N.mode` | `NO` or `NC` |
-//! | `input.N.delay-s` | seconds the input must stay in alarm |
+//! | `input.N.delay-s` | seconds the input must stay in alarm (0-86400) |
 //! | `input.N.alarm-text`, `input.N.restore-text` | SMS texts (empty restore text: no restore SMS) |
 //! | `alarm.sms`, `alarm.call` | comma-separated phone numbers |
-//! | `alarm.ring-s` | seconds an alarm call rings |
-//! | `server.interval-min` | connection interval (`CONINTVL`), 0 = never |
+//! | `alarm.ring-s` | seconds an alarm call rings (1-300) |
+//! | `server.interval-min` | connection interval (`CONINTVL`), 0 = never, at most a week |
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::phone::{self, PhoneNumber};
 
 /// The setting that keeps the connection interval in minutes (`CONINTVL`).
 pub const INTERVAL_KEY: &str = "server.interval-min";
-
-/// Longest text a setting may hold (an SMS text of ten parts).
-const MAX_VALUE: usize = 1530;
+/// The longest connection interval: a week, in minutes.
+pub const MAX_INTERVAL_MIN: u32 = 7 * 24 * 60;
+/// The setting that keeps how long an alarm call rings.
+pub const RING_KEY: &str = "alarm.ring-s";
+/// How long an alarm call rings when nothing is set.
+pub const DEFAULT_RING_S: u32 = 30;
+/// The longest an alarm call may ring.
+pub const MAX_RING_S: u32 = 300;
+/// The longest input delay: a day.
+pub const MAX_DELAY_S: u32 = 24 * 3600;
+/// The longest setting key.
+pub const MAX_KEY: usize = 128;
+/// The longest setting value, and the longest SMS text a plugin may send:
+/// ten concatenated parts of 153 GSM characters.
+pub const MAX_VALUE: usize = 1530;
 
 /// How an input is wired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,10 +49,13 @@ pub enum Mode {
 impl Mode {
     /// From a setting value (`NO` / `NC`, any case).
     pub fn parse(value: &str) -> Option<Mode> {
-        match value.trim().to_ascii_uppercase().as_str() {
-            "NO" => Some(Mode::No),
-            "NC" => Some(Mode::Nc),
-            _ => None,
+        let value = value.trim();
+        if value.eq_ignore_ascii_case("NO") {
+            Some(Mode::No)
+        } else if value.eq_ignore_ascii_case("NC") {
+            Some(Mode::Nc)
+        } else {
+            None
         }
     }
 
@@ -63,7 +83,7 @@ pub struct InputSettings {
     pub restore_text: String,
 }
 
-/// Setting keys of input `n`.
+/// Setting key `what` of input `n`, e.g. `input.3.delay-s`.
 pub fn key(n: u8, what: &str) -> String {
     format!("input.{n}.{what}")
 }
@@ -83,9 +103,9 @@ pub fn input_settings(n: u8, get: impl Fn(&str) -> Option<String>) -> (InputSett
     };
     let delay_s = match get(&key(n, "delay-s")) {
         None => 0,
-        Some(v) => v.trim().parse().unwrap_or_else(|_| {
+        Some(v) => bounded(&v, MAX_DELAY_S).unwrap_or_else(|| {
             problems.push(format!(
-                "{} = {v:?} is not a number of seconds",
+                "{} = {v:?} is not a number of seconds from 0 to {MAX_DELAY_S}",
                 key(n, "delay-s")
             ));
             0
@@ -105,82 +125,78 @@ pub fn input_settings(n: u8, get: impl Fn(&str) -> Option<String>) -> (InputSett
     )
 }
 
-/// A comma-separated list of phone numbers.
-pub fn numbers(value: Option<String>) -> Vec<String> {
+/// The numbers of a number-list setting (`alarm.sms`, `alarm.call`); items
+/// that are not numbers are left out (validation keeps them from being set).
+pub fn numbers(value: Option<&str>) -> Vec<PhoneNumber> {
     value
         .unwrap_or_default()
         .split(',')
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .map(str::to_string)
+        .filter_map(|n| PhoneNumber::parse(n).ok())
         .collect()
+}
+
+/// How long alarm calls ring, from the `alarm.ring-s` setting.
+pub fn ring_s(value: Option<&str>) -> u32 {
+    value
+        .and_then(|v| bounded(v, MAX_RING_S))
+        .filter(|s| *s > 0)
+        .unwrap_or(DEFAULT_RING_S)
+}
+
+/// A connection interval in minutes (`CONINTVL`, the interval setting, the
+/// server's commands): 0 to [`MAX_INTERVAL_MIN`].
+pub fn interval_min(value: &str) -> Result<u32, String> {
+    bounded(value, MAX_INTERVAL_MIN)
+        .ok_or_else(|| format!("{value:?} is not a number of minutes from 0 to {MAX_INTERVAL_MIN}"))
+}
+
+/// `value` as a whole number from 0 to `max`.
+fn bounded(value: &str, max: u32) -> Option<u32> {
+    value.trim().parse().ok().filter(|n| *n <= max)
 }
 
 /// Checks that `value` is valid for setting `key` on a unit with
 /// `inputs` inputs; the error says what is wrong, for the sender.
 pub fn validate(key: &str, value: &str, inputs: u8) -> Result<(), String> {
+    if key.len() > MAX_KEY {
+        return Err(format!("setting keys are at most {MAX_KEY} bytes"));
+    }
     if value.len() > MAX_VALUE {
         return Err(format!("{key}: longer than {MAX_VALUE} bytes"));
     }
-    let seconds = |max: u32| match value.trim().parse::<u32>() {
-        Ok(n) if n <= max => Ok(()),
-        _ => Err(format!("{key}: {value:?} is not a number from 0 to {max}")),
+    let seconds = |min: u32, max: u32| match bounded(value, max) {
+        Some(n) if n >= min => Ok(()),
+        _ => Err(format!(
+            "{key}: {value:?} is not a number from {min} to {max}"
+        )),
     };
-    let phone_numbers = || {
-        for n in numbers(Some(value.to_string())) {
-            let digits = n.strip_prefix('+').unwrap_or(&n);
-            if digits.is_empty() || digits.len() > 20 || !digits.bytes().all(|b| b.is_ascii_digit())
-            {
-                return Err(format!("{key}: {n:?} is not a phone number"));
-            }
-        }
-        Ok(())
-    };
-    match key.split('.').collect::<Vec<_>>().as_slice() {
-        ["input", n, what] => {
+    let mut parts = key.split('.');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("input"), Some(n), Some(what), None) => {
             match n.parse::<u8>() {
                 Ok(n) if (1..=inputs).contains(&n) => {}
                 _ => return Err(format!("{key}: the unit has inputs 1 to {inputs}")),
             }
-            match *what {
+            match what {
                 "name" | "alarm-text" | "restore-text" => Ok(()),
                 "mode" => Mode::parse(value)
                     .map(drop)
                     .ok_or_else(|| format!("{key}: {value:?} is not NO or NC")),
-                "delay-s" => seconds(24 * 3600),
+                "delay-s" => seconds(0, MAX_DELAY_S),
                 _ => Err(format!(
                     "{key}: no such input setting (name, mode, delay-s, alarm-text, restore-text)"
                 )),
             }
         }
-        ["alarm", "sms"] | ["alarm", "call"] => phone_numbers(),
-        ["alarm", "ring-s"] => seconds(300),
-        ["server", "interval-min"] => seconds(7 * 24 * 60),
+        (Some("alarm"), Some("sms" | "call"), None, None) => phone::parse_list(value)
+            .map(drop)
+            .map_err(|(n, e)| format!("{key}: {n:?} is not a phone number ({e})")),
+        (Some("alarm"), Some("ring-s"), None, None) => seconds(1, MAX_RING_S),
+        (Some("server"), Some("interval-min"), None, None) => interval_min(value)
+            .map(drop)
+            .map_err(|e| format!("{key}: {e}")),
         _ => Err(format!("{key}: no such setting")),
     }
-}
-
-/// Reads `"key" = "value"` lines of the plugin config (its defaults for
-/// device settings). Keys are quoted dotted names, e.g. `"input.3.mode"`.
-pub fn config_defaults(config: &str) -> Result<Vec<(String, String)>, String> {
-    let mut defaults = Vec::new();
-    for line in config.lines().map(str::trim) {
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let Some((k, v)) = line.split_once('=') else {
-            return Err(format!(
-                "cannot read `{line}`: write defaults as \"input.1.mode\" = \"NC\""
-            ));
-        };
-        let value = v.trim();
-        let value = value
-            .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
-            .unwrap_or(value);
-        defaults.push((k.trim().trim_matches('"').to_string(), value.to_string()));
-    }
-    Ok(defaults)
 }
 
 #[cfg(test)]
@@ -223,13 +239,21 @@ mod tests {
         assert_eq!(validate("input.2.mode", "nc", 8), Ok(()));
         assert_eq!(validate("input.2.delay-s", "30", 8), Ok(()));
         assert_eq!(validate("alarm.sms", "+46701234567, 112", 8), Ok(()));
+        assert_eq!(validate("alarm.sms", "", 8), Ok(()));
         assert_eq!(validate(INTERVAL_KEY, "0", 8), Ok(()));
+        assert_eq!(validate(INTERVAL_KEY, "10080", 8), Ok(()));
+        let long = "x".repeat(MAX_VALUE + 1);
         for (key, value, why) in [
             ("input.9.mode", "NO", "inputs 1 to 8"),
             ("input.2.mode", "maybe", "not NO or NC"),
             ("input.2.delay-s", "-1", "not a number"),
+            ("input.2.delay-s", "86401", "not a number"),
             ("input.2.colour", "red", "no such input setting"),
+            ("input.2.name.x", "red", "no such setting"),
             ("alarm.sms", "+46 70 abc", "not a phone number"),
+            ("alarm.ring-s", "0", "from 1 to 300"),
+            (INTERVAL_KEY, "4294967295", "from 0 to 10080"),
+            ("input.1.name", &long, "longer than 1530"),
             ("password", "1234", "no such setting"),
         ] {
             let e = validate(key, value, 8).unwrap_err();
@@ -238,13 +262,17 @@ mod tests {
     }
 
     #[test]
-    fn number_lists_and_config_defaults() {
-        assert_eq!(numbers(Some(" +4670, ,112 ".into())), ["+4670", "112"]);
+    fn numbers_rings_and_intervals() {
+        let n = numbers(Some(" +4670, ,112 "));
+        assert_eq!(
+            n.iter().map(PhoneNumber::as_str).collect::<Vec<_>>(),
+            ["+4670", "112"]
+        );
         assert!(numbers(None).is_empty());
-        let d =
-            config_defaults("\"alarm.sms\" = \"+4670\"\n\"input.1.delay-s\" = \"5\"\n").unwrap();
-        assert_eq!(d[0], ("alarm.sms".into(), "+4670".into()));
-        assert_eq!(d[1], ("input.1.delay-s".into(), "5".into()));
-        assert!(config_defaults("[input]").is_err());
+        assert_eq!(ring_s(None), DEFAULT_RING_S);
+        assert_eq!(ring_s(Some("45")), 45);
+        assert_eq!(ring_s(Some("three")), DEFAULT_RING_S);
+        assert_eq!(interval_min("60"), Ok(60));
+        assert!(interval_min("10081").is_err());
     }
 }

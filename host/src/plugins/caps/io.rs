@@ -1,0 +1,73 @@
+//! `io`: reading is always allowed; switching an output needs it in the
+//! `outputs` grant.
+
+use std::time::Duration;
+
+use firmware_bridge::board::{Contact as BoardContact, InputId, OutputId};
+use tracing::warn;
+
+use super::{HostState, from_board};
+use crate::plugins::bindings::larm::plugin::io::Host;
+use crate::plugins::bindings::larm::plugin::types::{
+    Contact, Error, InputId as Input, OutputId as Output,
+};
+
+impl Host for HostState {
+    fn input_count(&mut self) -> u8 {
+        self.caps.shared.board.input_count()
+    }
+
+    fn output_count(&mut self) -> u8 {
+        self.caps.shared.board.output_count()
+    }
+
+    fn alarm_output(&mut self) -> Output {
+        self.caps.shared.board.alarm_output().0
+    }
+
+    fn read_input(&mut self, input: Input) -> Result<Contact, Error> {
+        match self.caps.shared.board.read_input(InputId(input)) {
+            Ok(BoardContact::Closed) => Ok(Contact::Closed),
+            Ok(BoardContact::Open) => Ok(Contact::Open),
+            Err(e) => Err(from_board(e)),
+        }
+    }
+
+    fn read_output(&mut self, output: Output) -> Result<bool, Error> {
+        self.caps
+            .shared
+            .board
+            .read_output(OutputId(output))
+            .map_err(from_board)
+    }
+
+    fn set_output(&mut self, output: Output, on: bool) -> Result<(), Error> {
+        let caps = &self.caps;
+        if !caps.grants.outputs.allows(output) {
+            return Err(caps.refuse(&format!("set-output {output}"), "outputs"));
+        }
+        let action = caps
+            .shared
+            .switch_output(&caps.name, output, on)
+            .map_err(from_board)?;
+        caps.emit(action);
+        Ok(())
+    }
+
+    fn pulse_output(&mut self, output: Output, duration_ms: u32) -> Result<(), Error> {
+        let Some(runtime) = self.caps.shared.runtime.clone() else {
+            return Err(Error::Unavailable("timers are not running".into()));
+        };
+        self.set_output(output, true)?;
+        let shared = self.caps.shared.clone();
+        let by = self.caps.name.to_string();
+        runtime.spawn(async move {
+            tokio::time::sleep(Duration::from_millis(duration_ms.into())).await;
+            match shared.switch_output(&by, output, false) {
+                Ok(action) => shared.emit(action),
+                Err(e) => warn!(plugin = %by, "ending pulse on output {output}: {e}"),
+            }
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,51 @@
+//! `server`: needs `server = true`.
+
+use larm_rules::settings::MAX_INTERVAL_MIN;
+
+use super::HostState;
+use crate::plugins::bindings::larm::plugin::server::Host;
+use crate::plugins::bindings::larm::plugin::types::{Error, Report};
+use crate::unit::Action;
+
+impl HostState {
+    fn check_server_grant(&self, call: &str) -> Result<(), Error> {
+        if self.caps.grants.server {
+            Ok(())
+        } else {
+            Err(self.caps.refuse(call, "server = true"))
+        }
+    }
+}
+
+impl Host for HostState {
+    fn send(&mut self, report: Report) -> Result<(), Error> {
+        self.check_server_grant("server.send")?;
+        self.caps.emit(Action::Report {
+            by: self.caps.name.to_string(),
+            report,
+        });
+        Ok(())
+    }
+
+    fn request_connection(&mut self) -> Result<(), Error> {
+        self.check_server_grant("server.request-connection")?;
+        self.caps.emit(Action::Connect {
+            by: self.caps.name.to_string(),
+        });
+        Ok(())
+    }
+
+    fn set_interval(&mut self, minutes: u32) -> Result<(), Error> {
+        self.check_server_grant("server.set-interval")?;
+        if minutes > MAX_INTERVAL_MIN {
+            return Err(Error::Invalid(format!(
+                "the connection interval is 0 to {MAX_INTERVAL_MIN} minutes"
+            )));
+        }
+        self.caps.emit(Action::SetInterval {
+            by: self.caps.name.to_string(),
+            minutes,
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,24 @@
+//! `voice`: needs the number in the `calls` grant.
+
+use larm_rules::settings::MAX_RING_S;
+
+use super::{HostState, phone_number};
+use crate::plugins::bindings::larm::plugin::types::Error;
+use crate::plugins::bindings::larm::plugin::voice::Host;
+use crate::unit::Action;
+
+impl Host for HostState {
+    fn dial(&mut self, number: String, ring_s: u32) -> Result<(), Error> {
+        let caps = &self.caps;
+        if !caps.grants.calls.allows_number(&number) {
+            return Err(caps.refuse(&format!("call to {}", number.escape_debug()), "calls"));
+        }
+        let number = phone_number(&number)?;
+        caps.emit(Action::Call {
+            by: caps.name.to_string(),
+            number: number.to_string(),
+            ring_s: ring_s.clamp(1, MAX_RING_S),
+        });
+        Ok(())
+    }
+}

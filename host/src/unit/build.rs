@@ -1,0 +1,163 @@
+//! Building a unit from its config: state, board, outbox, plugins, the
+//! server link and the modem task.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use firmware_bridge::board::{Board, SimBoard, SimConfig};
+use firmware_bridge::leds::UnitState;
+use firmware_bridge::modem::sim::SimModem;
+use tokio::sync::{mpsc, watch};
+use tracing::info;
+
+use super::shared::{PasswordGuard, Shared};
+use super::{Unit, data_dir};
+use crate::config::{BoardSource, Config, ModemLink};
+use crate::modem;
+use crate::outbox::{self, Outbox};
+use crate::plugins::PluginManager;
+use crate::plugins::runtime::Runtime;
+use crate::server::Link;
+use crate::state::State;
+
+/// How long the first server sync waits for the modem's status, so it
+/// shows the network rather than a modem not read yet.
+const FIRST_SYNC_WAITS: Duration = Duration::from_secs(10);
+
+impl Unit {
+    /// Builds the unit: opens the state in the data dir, the board, and
+    /// loads every plugin (a plugin that cannot be loaded is logged and
+    /// left out; the unit runs the others), and starts the modem task.
+    /// `config_corrupt` says the config file was bad and `config` is the
+    /// last good one.
+    pub async fn build(config: &Config, config_corrupt: bool) -> anyhow::Result<Self> {
+        let data_dir = data_dir(config);
+        let state = Arc::new(
+            State::open(&data_dir)
+                .with_context(|| format!("opening the state in {}", data_dir.display()))?,
+        );
+        let b = &config.board;
+        let debounce = Duration::from_millis(b.debounce_ms);
+        let (sim, board): (Option<Arc<SimBoard>>, Arc<dyn Board>) = match &b.source {
+            BoardSource::Sim => {
+                let sim = Arc::new(SimBoard::with(SimConfig {
+                    inputs: b.inputs,
+                    outputs: b.outputs,
+                    debounce,
+                    card: b.extended.map(|c| (c.inputs, c.outputs)),
+                    closed: b.closed_at_start.clone(),
+                }));
+                (Some(sim.clone()), sim)
+            }
+            BoardSource::Linux(gpio) => (
+                None,
+                firmware_bridge::gpio::open(gpio, debounce).context("opening the board")?,
+            ),
+        };
+        let edges = board.subscribe();
+        let outbox = Arc::new(
+            Outbox::open(
+                &data_dir,
+                config.alarm.route.get_ref().clone(),
+                Duration::from_secs(config.alarm.escalate_after_s.get()),
+            )
+            .with_context(|| format!("opening the outbox in {}", data_dir.display()))?,
+        );
+        let (tx, actions) = mpsc::unbounded_channel();
+        let mut shared = Shared::new(board, state, outbox.clone(), tx);
+        shared.password = PasswordGuard::new(
+            config.sms.password_failures.get(),
+            Duration::from_secs(config.sms.lockout_s),
+        );
+        shared.config_corrupt = config_corrupt;
+        if config.modem.is_some() {
+            // Until the modem task reads it: not answering yet.
+            shared.modem.send_replace(Some(Default::default()));
+        }
+        let shared = Arc::new(shared);
+        let runtime = Runtime::new(Some(data_dir.join("cache")))
+            .map_err(|e| anyhow::anyhow!("starting the plugin runtime: {e:#}"))?;
+        let mut plugins = PluginManager::new(runtime, shared.clone());
+        plugins.start_all(config);
+        let link = match &config.server {
+            Some(_) if plugins.adapters().is_empty() => {
+                tracing::error!(
+                    "[server] is set but no server-adapter plugin runs: the server link is off"
+                );
+                None
+            }
+            Some(server) => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                let link = Link::new(
+                    server.clone(),
+                    shared.clone(),
+                    outbox.clone(),
+                    plugins.adapters(),
+                    rx,
+                );
+                let mut modem = shared.modem.subscribe();
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(
+                        FIRST_SYNC_WAITS,
+                        modem.wait_for(|m| m.as_ref().is_none_or(|m| m.answering)),
+                    )
+                    .await;
+                    drop(modem);
+                    link.run().await;
+                });
+                Some(tx)
+            }
+            None => None,
+        };
+
+        let (incoming_tx, incoming) = mpsc::unbounded_channel();
+        let mut sim_modem = None;
+        let mut outgoing = None;
+        if let Some(m) = &config.modem {
+            let port = match &m.link {
+                ModemLink::Port(port) => port.clone(),
+                ModemLink::Simulator(profile) => {
+                    let simulated =
+                        SimModem::start(*profile).context("starting the modem simulator")?;
+                    info!(port = %simulated.path().display(), "modem simulator running");
+                    let port = simulated.path().to_path_buf();
+                    sim_modem = Some(simulated);
+                    port
+                }
+            };
+            match modem::open(&port, m.baud).await {
+                Ok((driver, stored)) => {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    tokio::spawn(outbox::deliver_to_modem(outbox.clone(), tx.clone()));
+                    outgoing = Some(tx);
+                    tokio::spawn(modem::run(
+                        driver,
+                        stored,
+                        Duration::from_secs(m.status_interval_s.get()),
+                        shared.clone(),
+                        incoming_tx,
+                        rx,
+                    ));
+                }
+                // The unit still runs its inputs and outputs; the red LED
+                // shows the modem error.
+                Err(e) => tracing::error!("modem on {}: {e}", port.display()),
+            }
+        }
+        Ok(Self {
+            outbox,
+            link,
+            sim,
+            shared,
+            plugins,
+            sim_modem,
+            actions,
+            edges,
+            incoming,
+            outgoing,
+            allow_from: config.sms.allow_from.clone(),
+            led_state: watch::channel(UnitState::default()).0,
+        })
+    }
+}

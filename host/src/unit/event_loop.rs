@@ -1,0 +1,247 @@
+//! The unit's event loop: input edges and SMS to the plugins, the actions
+//! they take to the outbox, the modem and the server link.
+
+use std::time::Duration;
+
+use firmware_bridge::board::Contact as BoardContact;
+use tokio::sync::broadcast;
+use tracing::{error, info, warn};
+
+use super::leds;
+use super::{Action, Ending, Unit};
+use crate::config::Step;
+use crate::modem::{Incoming, Outgoing};
+use crate::outbox::{Item, New, Outbox};
+use crate::plugins::bindings::larm::plugin::system::RestartTarget;
+use crate::plugins::bindings::larm::plugin::types::{
+    CallEvent, Contact, InputEvent, OutputChange, Report, SmsMessage,
+};
+use crate::server::Control;
+
+/// The longest the unit waits for queued SMS and calls to go before a
+/// restart it was asked for.
+const DRAIN_AT_MOST: Duration = Duration::from_secs(120);
+
+impl Unit {
+    /// Runs until `shutdown` resolves, or a plugin asks for the unit to
+    /// restart (`RESTART ALL`), which the caller carries out.
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) -> Ending {
+        tokio::pin!(shutdown);
+        let drive = tokio::spawn(firmware_bridge::leds::drive(
+            self.shared.board.clone(),
+            self.led_state.subscribe(),
+        ));
+        let follow = tokio::spawn(leds::follow(self.shared.clone(), self.led_state.clone()));
+        let mut ending = Ending::Stopped;
+        'events: loop {
+            tokio::select! {
+                edge = self.edges.recv() => match edge {
+                    Ok(edge) => {
+                        let contact = match edge.contact {
+                            BoardContact::Closed => Contact::Closed,
+                            BoardContact::Open => Contact::Open,
+                        };
+                        info!(input = edge.input.0, closed = contact == Contact::Closed, "input {} {}", edge.input.0, match contact {
+                            Contact::Closed => "closed",
+                            Contact::Open => "open",
+                        });
+                        self.plugins.input(InputEvent {
+                            input: edge.input.0,
+                            contact,
+                            at_ms: self.shared.monotonic_ms(edge.at),
+                        });
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        warn!("{n} input edges were lost: the event loop fell behind");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+                Some(mut event) = self.actions.recv() => {
+                    // Restarts go last, so the replies queued with them are
+                    // sent first (as `system.restart` promises).
+                    event.sort_by_key(|a| matches!(a, Action::Restart { .. }));
+                    let restart = event
+                        .iter()
+                        .find_map(|a| match a {
+                            Action::Restart { by, target: RestartTarget::Unit } => Some(by.clone()),
+                            _ => None,
+                        });
+                    self.carry_out(event);
+                    if let Some(by) = restart {
+                        warn!("restart of the unit requested (by {by})");
+                        if self.outgoing.is_some() {
+                            modem_drained(&self.outbox).await;
+                        }
+                        ending = Ending::Restart;
+                        break 'events;
+                    }
+                }
+                Some(incoming) = self.incoming.recv() => match incoming {
+                    Incoming::Sms(sms) => {
+                        let sender = sms.sender.to_string();
+                        info!(%sender, "SMS received: {:?}", sms.text);
+                        if !self.allowed(&sender) {
+                            warn!(%sender, "SMS dropped: the sender is not in [sms] allow_from");
+                            continue;
+                        }
+                        let message = SmsMessage {
+                            sender: sender.clone(),
+                            text: sms.text,
+                            sent_at: sms.timestamp.unix,
+                        };
+                        if self.plugins.sms(message).await.is_none() {
+                            info!(%sender, "no command set took the SMS");
+                        }
+                    }
+                    Incoming::Call(caller) => {
+                        info!(caller = caller.as_deref().unwrap_or("unknown"), "incoming call");
+                        self.plugins.call(CallEvent { caller }).await;
+                    }
+                },
+                () = &mut shutdown => break,
+            }
+        }
+        info!("stopping plugins");
+        follow.abort();
+        drive.abort();
+        self.plugins.shutdown();
+        ending
+    }
+
+    /// Whether `sender` may send commands (`[sms] allow_from`).
+    fn allowed(&self, sender: &str) -> bool {
+        self.allow_from.is_empty() || self.allow_from.iter().any(|a| a.matches(sender))
+    }
+
+    /// Carries out the actions of one event: SMS, calls and server reports
+    /// go to the outbox (an alarm's together, so they can escalate), the
+    /// rest to the modem, the server link or the log.
+    fn carry_out(&self, event: Vec<Action>) {
+        let alarm = event.iter().any(|a| {
+            matches!(
+                a,
+                Action::Report {
+                    report: Report::Alarm(_),
+                    ..
+                }
+            )
+        });
+        let step = |s: Step| alarm.then_some(s);
+        let mut queue = Vec::new();
+        let mut restart_modem = false;
+        for action in event {
+            match action {
+                Action::Output { by, output, on } => {
+                    info!(
+                        output, on, by = %by,
+                        "output {output} {} (by {by})",
+                        if on { "on" } else { "off" }
+                    );
+                    queue.extend(self.for_server(Report::OutputChanged(OutputChange {
+                        output,
+                        on,
+                        by,
+                    })));
+                }
+                Action::Sms { by, to, text } => {
+                    info!("SMS to {to} (by {by}): {text:?}");
+                    queue.extend(self.for_modem(Item::Sms { to, text }, step(Step::Sms)));
+                }
+                Action::Call { by, number, ring_s } => {
+                    info!("alarm call to {number} for {ring_s} s (by {by})");
+                    queue.extend(self.for_modem(Item::Call { number, ring_s }, step(Step::Call)));
+                }
+                Action::Report { by, report } => {
+                    info!("report (by {by}): {report:?}");
+                    queue.extend(self.for_server(report).map(|mut n| {
+                        n.step = step(Step::Server);
+                        n
+                    }));
+                }
+                Action::Connect { by } => {
+                    info!("server connection requested (by {by})");
+                    self.to_link(Control::Connect);
+                }
+                Action::SetInterval { by, minutes } => {
+                    info!("connection interval set to {minutes} min (by {by})");
+                    self.to_link(Control::Interval(minutes));
+                }
+                Action::Restart {
+                    by,
+                    target: RestartTarget::Modem,
+                } => {
+                    info!("modem restart requested (by {by})");
+                    restart_modem = true;
+                }
+                // The event loop ends the run after this event.
+                Action::Restart {
+                    target: RestartTarget::Unit,
+                    ..
+                } => {}
+                Action::FactoryReset { by } => warn!("factory settings restored (by {by})"),
+            }
+        }
+        if let Err(e) = self.outbox.push(queue) {
+            error!("{e}: the event's SMS, calls and reports are lost");
+        }
+        if restart_modem {
+            match &self.outgoing {
+                // After the replies queued with it (as `system.restart` promises).
+                Some(modem) => {
+                    let (outbox, modem) = (self.outbox.clone(), modem.clone());
+                    tokio::spawn(async move {
+                        modem_drained(&outbox).await;
+                        let _ = modem.send(Outgoing::Restart);
+                    });
+                }
+                None => warn!("no modem to restart"),
+            }
+        }
+    }
+
+    /// An outbox entry for the modem, if the unit has one.
+    fn for_modem(&self, item: Item, step: Option<Step>) -> Option<New> {
+        if self.outgoing.is_none() {
+            warn!("no modem: {item:?} not sent");
+            return None;
+        }
+        Some(New { item, step })
+    }
+
+    /// An outbox entry for the server, if the unit has a server link.
+    fn for_server(&self, report: Report) -> Option<New> {
+        self.link.as_ref()?;
+        Some(New {
+            item: Item::Report(report.into()),
+            step: None,
+        })
+    }
+
+    fn to_link(&self, control: Control) {
+        match &self.link {
+            Some(link) => {
+                let _ = link.send(control);
+            }
+            None => info!("no server link: {control:?} has no effect"),
+        }
+    }
+}
+
+/// Waits ([`DRAIN_AT_MOST`]) until the outbox has no SMS or call due, so
+/// the reply to `RESTART` goes before the restart. What is not sent by
+/// then stays in the outbox for after it. Each send or failure is a change
+/// of the outbox, so this wakes only then.
+async fn modem_drained(outbox: &Outbox) {
+    let _ = tokio::time::timeout(DRAIN_AT_MOST, async {
+        loop {
+            let changed = outbox.changed();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if !outbox.modem_pending() {
+                return;
+            }
+            changed.await;
+        }
+    })
+    .await;
+}

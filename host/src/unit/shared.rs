@@ -1,0 +1,213 @@
+//! What the unit's parts share: the board, the persisted state, the outbox,
+//! the action channel, and the unit's changing state, each published on a
+//! `watch` channel so the LEDs, the HTTP API, the console and the server
+//! link follow a change as it happens instead of polling for it.
+//!
+//! | channel | written by | read by |
+//! |---|---|---|
+//! | [`Shared::modem`] | the modem task | LEDs, `status.device`, HTTP, console, server link |
+//! | [`Shared::link`] | the server link | LEDs, `status.device`, HTTP, console |
+//! | [`Shared::health`] | the plugin workers | LEDs, `status.plugins`, HTTP, console |
+//! | [`Shared::last_sms`] | the modem task | LEDs (green) |
+//! | `board.card()` | the board | LEDs, `status.device` |
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use firmware_bridge::board::{Board, BoardError, CardState, OutputId};
+use tokio::sync::{mpsc, watch};
+use tracing::warn;
+
+use super::action::Action;
+use crate::modem::ModemStatus;
+use crate::outbox::Outbox;
+use crate::plugins::bindings::larm::plugin::types::{DeviceStatus, PluginHealth};
+use crate::state::{State, StateError};
+
+/// The server link's state, as the blue LED and red code 6 show it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkState {
+    /// Connected right now.
+    pub connected: bool,
+    /// The last attempt to sync failed.
+    pub failing: bool,
+}
+
+/// The unit's shared parts and state. One per unit, behind an `Arc`.
+pub struct Shared {
+    /// The I/O board.
+    pub board: Arc<dyn Board>,
+    /// Persisted state.
+    pub state: Arc<State>,
+    /// The durable outbox.
+    pub outbox: Arc<Outbox>,
+    actions: mpsc::UnboundedSender<Vec<Action>>,
+    /// The modem's status; None when the unit has no modem configured.
+    pub modem: watch::Sender<Option<ModemStatus>>,
+    /// The server link.
+    pub link: watch::Sender<LinkState>,
+    /// Every plugin's health, by name.
+    pub health: watch::Sender<BTreeMap<String, PluginHealth>>,
+    /// When the last SMS arrived (the green LED's 5 s).
+    pub last_sms: watch::Sender<Option<Instant>>,
+    /// Wrong-password throttle.
+    pub password: PasswordGuard,
+    /// The config file is corrupt and the last good one runs (red LED steady).
+    pub config_corrupt: bool,
+    /// Where timers run; none outside a tokio runtime (benchmarks).
+    pub runtime: Option<tokio::runtime::Handle>,
+    started: Instant,
+}
+
+impl Shared {
+    /// The shared parts over a board, a state store and an outbox; the
+    /// actions plugins take go to `actions`.
+    pub fn new(
+        board: Arc<dyn Board>,
+        state: Arc<State>,
+        outbox: Arc<Outbox>,
+        actions: mpsc::UnboundedSender<Vec<Action>>,
+    ) -> Self {
+        Self {
+            board,
+            state,
+            outbox,
+            actions,
+            modem: watch::Sender::new(None),
+            link: watch::Sender::new(LinkState::default()),
+            health: watch::Sender::new(BTreeMap::new()),
+            last_sms: watch::Sender::new(None),
+            password: PasswordGuard::new(5, Duration::from_secs(600)),
+            config_corrupt: false,
+            runtime: tokio::runtime::Handle::try_current().ok(),
+            started: Instant::now(),
+        }
+    }
+
+    /// Shared parts over `board` with state and outbox in memory, for tests
+    /// and benchmarks; the receiver gets the actions.
+    pub fn in_memory(
+        board: Arc<dyn Board>,
+    ) -> anyhow::Result<(Arc<Self>, mpsc::UnboundedReceiver<Vec<Action>>)> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let state = Arc::new(State::in_memory()?);
+        let outbox = Arc::new(Outbox::in_memory(
+            vec![crate::config::Step::Server],
+            Duration::from_secs(60),
+        )?);
+        Ok((Arc::new(Self::new(board, state, outbox, tx)), rx))
+    }
+
+    /// Every plugin's health, by name.
+    pub fn plugin_health(&self) -> Vec<PluginHealth> {
+        self.health.borrow().values().cloned().collect()
+    }
+
+    /// Milliseconds since the unit started: the plugins' monotonic clock.
+    pub fn monotonic_ms(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.started).as_millis() as u64
+    }
+
+    /// The unit's status, as `status.device` shows it to plugins.
+    pub fn device_status(&self) -> DeviceStatus {
+        let modem = self.modem.borrow().clone().unwrap_or_default();
+        let summary = self.outbox.summary();
+        DeviceStatus {
+            unit_id: self.state.unit_id().unwrap_or_default(),
+            signal_bars: modem.signal_bars,
+            network: modem.network,
+            sim: modem.sim,
+            operator: modem.operator,
+            server_connected: self.link.borrow().connected,
+            extended_io: *self.board.card().borrow() == CardState::Present,
+            input_count: self.board.input_count(),
+            output_count: self.board.output_count(),
+            uptime_s: self.started.elapsed().as_secs(),
+            outbox_depth: summary.depth,
+            outbox_oldest_s: summary.oldest_s,
+        }
+    }
+
+    /// Emits the actions of one event, together.
+    pub fn emit_all(&self, actions: Vec<Action>) {
+        if !actions.is_empty() {
+            // A closed channel means the unit is shutting down.
+            let _ = self.actions.send(actions);
+        }
+    }
+
+    /// Emits one action on its own.
+    pub fn emit(&self, action: Action) {
+        self.emit_all(vec![action]);
+    }
+
+    /// Switches an output on the board and returns the action that says so,
+    /// for whoever switched it (`by`: a plugin, `http`...) to emit.
+    pub fn switch_output(&self, by: &str, output: u8, on: bool) -> Result<Action, BoardError> {
+        self.board.set_output(OutputId(output), on)?;
+        Ok(Action::Output {
+            by: by.to_string(),
+            output,
+            on,
+        })
+    }
+}
+
+/// The wrong-password throttle: a sender that guesses wrong too often is
+/// ignored for a while, told `false` whatever it sends.
+pub struct PasswordGuard {
+    senders: Mutex<HashMap<String, Throttle>>,
+    max_failures: u32,
+    lockout: Duration,
+}
+
+#[derive(Default)]
+struct Throttle {
+    failures: u32,
+    until: Option<Instant>,
+}
+
+impl PasswordGuard {
+    /// A guard that locks a sender out for `lockout` after `max_failures`
+    /// wrong passwords (`[sms]`).
+    pub fn new(max_failures: u32, lockout: Duration) -> Self {
+        Self {
+            senders: Mutex::default(),
+            max_failures,
+            lockout,
+        }
+    }
+
+    /// Checks `candidate` from `sender` with `matches`; a locked-out sender
+    /// is told false without a check.
+    pub fn verify(
+        &self,
+        sender: &str,
+        matches: impl FnOnce() -> Result<bool, StateError>,
+    ) -> Result<bool, StateError> {
+        let now = Instant::now();
+        let mut senders = self.senders.lock().unwrap();
+        let entry = senders.entry(sender.to_string()).or_default();
+        if entry.until.is_some_and(|until| now < until) {
+            warn!(sender, "ignoring throttled sender");
+            return Ok(false);
+        }
+        let ok = matches()?;
+        if ok {
+            senders.remove(sender);
+        } else {
+            entry.failures += 1;
+            warn!(sender, failures = entry.failures, "wrong password");
+            if entry.failures >= self.max_failures {
+                entry.failures = 0;
+                entry.until = Some(now + self.lockout);
+                warn!(
+                    sender,
+                    "too many wrong passwords: sender ignored for {:?}", self.lockout
+                );
+            }
+        }
+        Ok(ok)
+    }
+}

@@ -1,0 +1,81 @@
+//! The words for the unit's states, as the HTTP API, the console and the
+//! server adapter's JSON write them. Each side maps its own generated WIT
+//! types onto these enums; the words live only here.
+
+/// The SIM card's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sim {
+    /// Ready.
+    Ready,
+    /// Waiting for its PIN.
+    PinRequired,
+    /// Locked (PUK).
+    Locked,
+    /// No card.
+    NotInserted,
+    /// The card reports an error.
+    Error,
+    /// Not read yet.
+    Unknown,
+}
+
+impl Sim {
+    /// The word for it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Sim::Ready => "ready",
+            Sim::PinRequired => "pin-required",
+            Sim::Locked => "locked",
+            Sim::NotInserted => "not-inserted",
+            Sim::Error => "error",
+            Sim::Unknown => "unknown",
+        }
+    }
+}
+
+/// The network the modem is registered on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    /// 4G.
+    Lte,
+    /// 3G.
+    Umts,
+    /// 2G.
+    Gsm,
+    /// Not registered.
+    None,
+}
+
+impl Network {
+    /// The word for it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Network::Lte => "lte",
+            Network::Umts => "umts",
+            Network::Gsm => "gsm",
+            Network::None => "none",
+        }
+    }
+}
+
+/// A plugin's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plugin {
+    /// Running.
+    Running,
+    /// Restarted after a fault.
+    Restarted,
+    /// Quarantined after repeated faults.
+    Quarantined,
+}
+
+impl Plugin {
+    /// The word for it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Plugin::Running => "running",
+            Plugin::Restarted => "restarted",
+            Plugin::Quarantined => "quarantined",
+        }
+    }
+}
