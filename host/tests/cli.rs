@@ -55,18 +55,28 @@ fn run_follows_inputs_and_keeps_running_without_stdin() {
     larmd.send("close 1");
     // Then run with stdin closed, as under a service manager.
     larmd.stdin = None;
-    larmd.wait_for("output 1 on (by follow)");
+    larmd.wait_event(&[
+        ("event", "output"),
+        ("output", "1"),
+        ("on", "true"),
+        ("by", "follow"),
+    ]);
     larmd.stop();
 }
 
 #[test]
 fn pulling_the_extended_card_blinks_code_five_until_it_is_back() {
     let mut larmd = Larmd::start("[board.extended]\ninputs = 2\noutputs = 2\n");
-    larmd.wait_for("LED red: off");
+    larmd.wait_event(&[("event", "led"), ("led", "red"), ("mode", "off")]);
     larmd.send("card out");
-    larmd.wait_for("LED red: 5 blinks (extended I/O card missing)");
+    larmd.wait_event(&[
+        ("event", "led"),
+        ("led", "red"),
+        ("mode", "blink"),
+        ("blinks", "5"),
+    ]);
     larmd.send("card in");
-    larmd.wait_for("LED red: off");
+    larmd.wait_event(&[("event", "led"), ("led", "red"), ("mode", "off")]);
     larmd.stop();
 }
 
@@ -232,8 +242,13 @@ fn a_corrupt_config_runs_the_last_good_one_with_the_red_led_steady() {
     .unwrap();
     let mut larmd = Larmd::restart(dir);
     larmd.wait_for("the config is corrupt: running the last good one");
-    larmd.wait_for("LED red: steady (corrupt configuration)");
+    larmd.wait_event(&[("event", "led"), ("led", "red"), ("mode", "steady")]);
     larmd.send("close 1");
-    larmd.wait_for("output 1 on (by follow)");
+    larmd.wait_event(&[
+        ("event", "output"),
+        ("output", "1"),
+        ("on", "true"),
+        ("by", "follow"),
+    ]);
     larmd.stop();
 }

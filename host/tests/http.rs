@@ -101,7 +101,12 @@ fn status_outputs_and_the_simulator() {
 
     let (code, _) = put(&addr, "/api/v1/outputs/2", r#"{"on":true}"#);
     assert_eq!(code, 204);
-    larmd.wait_for("output 2 on (by http)");
+    larmd.wait_event(&[
+        ("event", "output"),
+        ("output", "2"),
+        ("on", "true"),
+        ("by", "http"),
+    ]);
     assert_eq!(status(&addr, None)["outputs"][1]["active"], true);
     let (code, body) = put(&addr, "/api/v1/outputs/9", r#"{"on":true}"#);
     assert_eq!(code, 400);

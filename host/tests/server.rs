@@ -237,7 +237,7 @@ fn base_of(topic: &str) -> String {
 fn reports_and_obeys(larmd: &mut Larmd, observer: &Observer) {
     // The blue LED is steady while the unit is connected (docs/unit.md's
     // "connection to the server active").
-    larmd.wait_for("LED blue: steady (server connected)");
+    larmd.wait_event(&[("event", "led"), ("led", "blue"), ("mode", "steady")]);
     let (topic, status) = observer.wait_json("/status", |_| true);
     let base = base_of(&topic);
     assert_eq!(status["v"], 1);
@@ -360,7 +360,12 @@ fn alarms_raised_while_the_broker_is_down_survive_kill_9_and_arrive_once() {
     ));
     larmd.wait_for("server sync failed");
     // Red, 6 blinks: no connection with the server.
-    larmd.wait_for("LED red: 6 blinks (no connection with the server)");
+    larmd.wait_event(&[
+        ("event", "led"),
+        ("led", "red"),
+        ("mode", "blink"),
+        ("blinks", "6"),
+    ]);
     for input in 1..=3 {
         larmd.send(&format!("close {input}"));
     }
@@ -368,7 +373,9 @@ fn alarms_raised_while_the_broker_is_down_survive_kill_9_and_arrive_once() {
     let mut sent = BTreeSet::new();
     while sent.len() < 3 {
         let seen = larmd.wait_for(&format!("modem: SMS sent to {PHONE}: \"Alarm: Input"));
-        sent.insert(seen.last().unwrap().rsplit_once(' ').unwrap().1.to_string());
+        let line = seen.last().unwrap();
+        let input = line.split("\"Alarm: Input ").nth(1).unwrap();
+        sent.insert(input.split('"').next().unwrap().to_string());
     }
     // STATUS shows the reports waiting: the three alarms, and the ALARM
     // output's and the plugins' news.
@@ -390,10 +397,15 @@ fn alarms_raised_while_the_broker_is_down_survive_kill_9_and_arrive_once() {
     let dir = larmd.kill();
     let mut larmd = Larmd::restart(dir);
     larmd.wait_for("outbox entries from before the restart");
-    larmd.wait_for("LED red: 6 blinks (no connection with the server)");
+    larmd.wait_event(&[
+        ("event", "led"),
+        ("led", "red"),
+        ("mode", "blink"),
+        ("blinks", "6"),
+    ]);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     gate.open(broker, &runtime);
-    larmd.wait_for("LED red: off");
+    larmd.wait_event(&[("event", "led"), ("led", "red"), ("mode", "off")]);
     larmd.wait_for("server sync done");
 
     let alarms: BTreeMap<String, u64> = observer

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Larmd, assert_logged};
+use common::{Larmd, assert_event};
 
 const PHONE: &str = "+46701234567";
 
@@ -41,11 +41,19 @@ fn commissioning_as_docs_unit_describes() {
 
     sms(&mut larmd, "1234 OUTPUT 3 ON");
     let seen = reply(&mut larmd, "Output 3 ON");
-    assert_logged(&seen, "output 3 on (by sms-commands)");
+    assert_event(
+        &seen,
+        &[
+            ("event", "output"),
+            ("output", "3"),
+            ("on", "true"),
+            ("by", "sms-commands"),
+        ],
+    );
 
     // SETOUTPUT switches without a reply: the next reply is STATUS's.
     sms(&mut larmd, "1234 SETOUTPUT 3 OFF");
-    larmd.wait_for("output 3 off (by sms-commands)");
+    larmd.wait_event(&[("event", "output"), ("output", "3"), ("on", "false")]);
     sms(&mut larmd, "1234 sTaTuS");
     let seen = reply(
         &mut larmd,
@@ -112,23 +120,44 @@ fn an_input_alarm_sends_sms_rings_and_sets_alarm_until_restored() {
 
     larmd.send("close 1");
     let mut seen = reply(&mut larmd, "Alarm: Input 1");
-    seen.extend(larmd.wait_for("modem: dialling +46701234567"));
-    assert_logged(&seen, "output 5 on (by input-rules)");
+    seen.extend(larmd.wait_event(&[("event", "modem-dial"), ("to", "+46701234567")]));
+    assert_event(
+        &seen,
+        &[
+            ("event", "output"),
+            ("output", "5"),
+            ("on", "true"),
+            ("by", "input-rules"),
+        ],
+    );
     // Lit with the alarm SMS, and still lit while the call rings.
-    assert_logged(&seen, "LED yellow: steady (sending SMS / dialling)");
+    assert_event(
+        &seen,
+        &[("event", "led"), ("led", "yellow"), ("mode", "steady")],
+    );
 
     larmd.send("open 1");
     // The restore SMS waits for the alarm call to end; ALARM goes off at once.
     let seen = reply(&mut larmd, "Restored: Input 1");
-    assert_logged(&seen, "output 5 off (by input-rules)");
-    assert_logged(&seen, "report (by input-rules): Report::Restore");
+    assert_event(
+        &seen,
+        &[("event", "output"), ("output", "5"), ("on", "false")],
+    );
+    assert_event(
+        &seen,
+        &[
+            ("event", "report"),
+            ("kind", "restore"),
+            ("by", "input-rules"),
+        ],
+    );
 
     // Input 3 has a 2 s delay: a blip does nothing, a lasting alarm fires,
     // with its Swedish text intact.
     larmd.send("close 3");
-    let mut seen = larmd.wait_for("input 3 closed");
+    let mut seen = larmd.wait_event(&[("event", "input"), ("input", "3"), ("closed", "true")]);
     larmd.send("open 3");
-    seen.extend(larmd.wait_for("input 3 open"));
+    seen.extend(larmd.wait_event(&[("event", "input"), ("input", "3"), ("closed", "false")]));
     larmd.send("close 3");
     seen.extend(reply(&mut larmd, "Larm: Frysrummet är för varmt!"));
     let alarms = seen
@@ -185,41 +214,86 @@ password = true
 sms = "any"
 "#,
     );
-    larmd.wait_for("LED blue: 4 blinks (signal strength)");
-    larmd.wait_for("LED green: 1 blink, LTE (network)");
+    larmd.wait_event(&[
+        ("event", "led"),
+        ("led", "blue"),
+        ("mode", "blink"),
+        ("blinks", "4"),
+    ]);
+    larmd.wait_event(&[
+        ("event", "led"),
+        ("led", "green"),
+        ("mode", "blink"),
+        ("blinks", "1"),
+    ]);
 
     larmd.send("modem signal 5");
-    larmd.wait_for("LED red: 1 blink (low signal strength)");
+    larmd.wait_event(&[
+        ("event", "led"),
+        ("led", "red"),
+        ("mode", "blink"),
+        ("blinks", "1"),
+    ]);
     larmd.send("modem signal 20");
-    larmd.wait_for("LED red: off");
+    larmd.wait_event(&[("event", "led"), ("led", "red"), ("mode", "off")]);
 
     larmd.send("modem network gsm");
-    larmd.wait_for("LED green: 2 blinks, GSM (network)");
+    larmd.wait_event(&[
+        ("event", "led"),
+        ("led", "green"),
+        ("mode", "blink"),
+        ("blinks", "2"),
+    ]);
     larmd.send("modem network none");
-    larmd.wait_for("LED red: 3 blinks (no network)");
+    larmd.wait_event(&[
+        ("event", "led"),
+        ("led", "red"),
+        ("mode", "blink"),
+        ("blinks", "3"),
+    ]);
     larmd.send("modem network lte");
-    larmd.wait_for("LED red: off");
+    larmd.wait_event(&[("event", "led"), ("led", "red"), ("mode", "off")]);
 
     larmd.send("modem sim pin");
-    larmd.wait_for("LED red: 2 blinks (SIM card error or PIN)");
+    larmd.wait_event(&[
+        ("event", "led"),
+        ("led", "red"),
+        ("mode", "blink"),
+        ("blinks", "2"),
+    ]);
     larmd.send("modem sim ready");
-    larmd.wait_for("LED red: off");
+    larmd.wait_event(&[("event", "led"), ("led", "red"), ("mode", "off")]);
 
     // A modem that stops answering: code 4 until it answers again.
     larmd.send("modem silent on");
-    larmd.wait_for("LED red: 4 blinks (modem error)");
+    larmd.wait_event(&[
+        ("event", "led"),
+        ("led", "red"),
+        ("mode", "blink"),
+        ("blinks", "4"),
+    ]);
     larmd.send("modem silent off");
-    larmd.wait_for("LED red: off");
+    larmd.wait_event(&[("event", "led"), ("led", "red"), ("mode", "off")]);
 
     larmd.send("card out");
-    larmd.wait_for("LED red: 5 blinks (extended I/O card missing)");
+    larmd.wait_event(&[
+        ("event", "led"),
+        ("led", "red"),
+        ("mode", "blink"),
+        ("blinks", "5"),
+    ]);
     larmd.send("card in");
-    larmd.wait_for("LED red: off");
+    larmd.wait_event(&[("event", "led"), ("led", "red"), ("mode", "off")]);
 
     sms(&mut larmd, "0000 STATUS");
-    larmd.wait_for("LED green: steady (SMS received)");
-    larmd.wait_for("LED yellow: steady (sending SMS / dialling)");
-    larmd.wait_for("LED green: 1 blink, LTE (network)");
+    larmd.wait_event(&[("event", "led"), ("led", "green"), ("mode", "steady")]);
+    larmd.wait_event(&[("event", "led"), ("led", "yellow"), ("mode", "steady")]);
+    larmd.wait_event(&[
+        ("event", "led"),
+        ("led", "green"),
+        ("mode", "blink"),
+        ("blinks", "1"),
+    ]);
     larmd.stop();
 }
 
@@ -275,6 +349,11 @@ mode = "trap-init"
         common::guest("guest-misbehave").display().to_string()
     ));
     larmd.wait_for("quarantined after 3 faults");
-    larmd.wait_for("LED red: 10 blinks (internal error, restart the unit)");
+    larmd.wait_event(&[
+        ("event", "led"),
+        ("led", "red"),
+        ("mode", "blink"),
+        ("blinks", "10"),
+    ]);
     larmd.stop();
 }

@@ -139,8 +139,12 @@ fn status(shared: &Shared, leds: &leds::UnitState) -> String {
 pub async fn print_modem(mut events: tokio::sync::broadcast::Receiver<SimEvent>) {
     while let Ok(event) = events.recv().await {
         match event {
-            SimEvent::SmsSent { to, text } => tracing::info!("modem: SMS sent to {to}: {text:?}"),
-            SimEvent::Dialled(number) => tracing::info!("modem: dialling {number}"),
+            SimEvent::SmsSent { to, text } => {
+                tracing::info!(event = "modem-sms", to = %to, "modem: SMS sent to {to}: {text:?}")
+            }
+            SimEvent::Dialled(number) => {
+                tracing::info!(event = "modem-dial", to = %number, "modem: dialling {number}")
+            }
             SimEvent::HungUp => tracing::info!("modem: hung up"),
             SimEvent::Restarted => tracing::info!("modem: restarted"),
         }
@@ -156,7 +160,13 @@ pub async fn print_leds(mut states: tokio::sync::watch::Receiver<leds::UnitState
         let described: Vec<String> = leds::LEDS.iter().map(|&l| engine.describe(l)).collect();
         for (i, line) in described.iter().enumerate() {
             if shown.get(i) != Some(line) {
-                tracing::info!("LED {line}");
+                let led = leds::LEDS[i];
+                let (mode, blinks) = match engine.pattern(led) {
+                    leds::Pattern::Off => ("off", 0),
+                    leds::Pattern::Steady => ("steady", 0),
+                    leds::Pattern::Blink(groups) => ("blink", groups.first().copied().unwrap_or(0)),
+                };
+                tracing::info!(event = "led", led = %led, mode, blinks, "LED {line}");
             }
         }
         shown = described;

@@ -358,6 +358,18 @@ impl Outbox {
         due
     }
 
+    /// The reports due for the server, as [`take_due`](Self::take_due)
+    /// takes them: (entry id, report).
+    pub fn take_reports(&self, limit: usize) -> Vec<(u64, Report)> {
+        self.take_due(false, limit)
+            .into_iter()
+            .filter_map(|e| match e.item {
+                Item::Report(report) => Some((e.id, report)),
+                Item::Sms { .. } | Item::Call { .. } => None,
+            })
+            .collect()
+    }
+
     /// Gives back an entry taken with [`take_due`](Self::take_due) and not
     /// attempted (the connection went down first).
     pub fn retry_later(&self, id: u64) {

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use crate::config::ServerConfig;
-use crate::outbox::{Item, MAX_BACKOFF, Outbox, now_ms};
+use crate::outbox::{MAX_BACKOFF, Outbox, now_ms};
 use crate::plugins::Adapters;
 use crate::plugins::bindings::larm::plugin::types::Report;
 use crate::plugins::bindings::server_adapter::exports::larm::plugin::adapter::Message;
@@ -330,25 +330,21 @@ impl Link {
         taken: &mut HashSet<u64>,
     ) -> Result<(), MqttError> {
         let room = MAX_IN_FLIGHT.saturating_sub(conn.in_flight());
-        for entry in self.outbox.take_due(false, room) {
-            let Item::Report(report) = &entry.item else {
-                unreachable!("take_due(false) returns server entries only")
-            };
-            let report = report.clone().into();
-            match self.adapters.encode(&entry.id.to_string(), &report).await {
+        for (id, report) in self.outbox.take_reports(room) {
+            match self.adapters.encode(&id.to_string(), &report.into()).await {
                 // The adapters chose not to send this report.
                 Ok(messages) if messages.is_empty() => {
-                    if let Err(e) = self.outbox.done(entry.id) {
+                    if let Err(e) = self.outbox.done(id) {
                         error!("{e}");
                     }
                 }
                 Ok(messages) => {
-                    taken.insert(entry.id);
-                    self.publish_all(conn, messages, entry.id)?;
+                    taken.insert(id);
+                    self.publish_all(conn, messages, id)?;
                 }
                 Err(e) => {
-                    warn!("report {} not encoded: {e}", entry.id);
-                    self.outbox.failed(entry.id, MAX_BACKOFF);
+                    warn!("report {id} not encoded: {e}");
+                    self.outbox.failed(id, MAX_BACKOFF);
                 }
             }
         }

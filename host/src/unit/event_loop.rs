@@ -41,7 +41,7 @@ impl Unit {
                             BoardContact::Closed => Contact::Closed,
                             BoardContact::Open => Contact::Open,
                         };
-                        info!(input = edge.input.0, closed = contact == Contact::Closed, "input {} {}", edge.input.0, match contact {
+                        info!(event = "input", input = edge.input.0, closed = contact == Contact::Closed, "input {} {}", edge.input.0, match contact {
                             Contact::Closed => "closed",
                             Contact::Open => "open",
                         });
@@ -79,7 +79,7 @@ impl Unit {
                 Some(incoming) = self.incoming.recv() => match incoming {
                     Incoming::Sms(sms) => {
                         let sender = sms.sender.to_string();
-                        info!(%sender, "SMS received: {:?}", sms.text);
+                        info!(event = "sms-in", sender = %sender.escape_debug(), "SMS received: {:?}", sms.text);
                         if !self.allowed(&sender) {
                             warn!(%sender, "SMS dropped: the sender is not in [sms] allow_from");
                             continue;
@@ -133,7 +133,7 @@ impl Unit {
             match action {
                 Action::Output { by, output, on } => {
                     info!(
-                        output, on, by = %by,
+                        event = "output", output, on, by = %by,
                         "output {output} {} (by {by})",
                         if on { "on" } else { "off" }
                     );
@@ -144,15 +144,15 @@ impl Unit {
                     })));
                 }
                 Action::Sms { by, to, text } => {
-                    info!("SMS to {to} (by {by}): {text:?}");
+                    info!(event = "sms-out", to = %to, by = %by, "SMS to {to} (by {by}): {text:?}");
                     queue.extend(self.for_modem(Item::Sms { to, text }, step(Step::Sms)));
                 }
                 Action::Call { by, number, ring_s } => {
-                    info!("alarm call to {number} for {ring_s} s (by {by})");
+                    info!(event = "call", to = %number, ring_s, by = %by, "alarm call to {number} for {ring_s} s (by {by})");
                     queue.extend(self.for_modem(Item::Call { number, ring_s }, step(Step::Call)));
                 }
                 Action::Report { by, report } => {
-                    info!("report (by {by}): {report:?}");
+                    info!(event = "report", kind = report_kind(&report), by = %by, "report (by {by}): {report:?}");
                     queue.extend(self.for_server(report).map(|mut n| {
                         n.step = step(Step::Server);
                         n
@@ -224,6 +224,17 @@ impl Unit {
             }
             None => info!("no server link: {control:?} has no effect"),
         }
+    }
+}
+
+/// The kind of a report, as a word for the log's `kind` field.
+fn report_kind(report: &Report) -> &'static str {
+    match report {
+        Report::Status(_) => "status",
+        Report::Alarm(_) => "alarm",
+        Report::Restore(_) => "restore",
+        Report::OutputChanged(_) => "output",
+        Report::PluginHealth(_) => "health",
     }
 }
 

@@ -34,6 +34,33 @@ pub fn assert_logged(seen: &[String], text: &str) {
     );
 }
 
+/// Whether a log line carries every tracing field of `fields` with that
+/// value (as the text format writes them: `name=value`, or `name="value"`
+/// for a string).
+pub fn has_fields(line: &str, fields: &[(&str, &str)]) -> bool {
+    fields.iter().all(|(name, value)| {
+        line.split(' ').any(|token| {
+            token
+                .strip_prefix(name)
+                .and_then(|t| t.strip_prefix('='))
+                .is_some_and(|v| {
+                    v == *value
+                        || v.strip_prefix('"').and_then(|v| v.strip_suffix('"')) == Some(value)
+                })
+        })
+    })
+}
+
+/// Asserts that one of the `seen` lines is an event with `fields`.
+#[track_caller]
+pub fn assert_event(seen: &[String], fields: &[(&str, &str)]) {
+    assert!(
+        seen.iter().any(|l| has_fields(l, fields)),
+        "no event {fields:?} among:\n{}",
+        seen.join("\n")
+    );
+}
+
 /// `larmd run` as a separate process, its log read line by line.
 pub struct Larmd {
     child: Child,
@@ -109,6 +136,29 @@ impl Larmd {
                     }
                 }
                 Err(_) => panic!("`{text}` never logged:\n{}", self.log.join("\n")),
+            }
+        }
+    }
+
+    /// Waits until an event is logged whose tracing fields include every
+    /// `(name, value)` of `fields` (e.g. `[("event", "output"), ("output",
+    /// "5"), ("on", "true")]`); returns the lines up to and including it.
+    /// Tests look at these fields, not at the wording of the message.
+    pub fn wait_event(&mut self, fields: &[(&str, &str)]) -> Vec<String> {
+        let mut seen = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let found = has_fields(&line, fields);
+                    self.log.push(line.clone());
+                    seen.push(line);
+                    if found {
+                        return seen;
+                    }
+                }
+                Err(_) => panic!("no event {fields:?}:\n{}", self.log.join("\n")),
             }
         }
     }

@@ -35,9 +35,10 @@ use wasmtime_wasi::WasiCtx;
 
 use super::bindings::Capabilities as CapabilityWorld;
 use super::bindings::larm::plugin::types::{self, Error, TimerEvent};
-use crate::config::Grants;
+use crate::config::{Grants, Scope};
 use crate::state::StateError;
 use crate::unit::{Action, Shared};
+use larm_rules::PhoneNumber;
 
 pub use timers::MAX_TIMERS;
 
@@ -105,6 +106,34 @@ impl PluginCaps {
     fn refuse(&self, call: &str, grant: &str) -> Error {
         tracing::warn!(plugin = %self.name, "refused {call}: not in grants ({grant})");
         Error::NotGranted(format!("{call} needs `{grant}` in this plugin's grants"))
+    }
+
+    /// Lets `call` through if `granted`, else refuses it naming `grant`.
+    fn require(&self, granted: bool, call: &str, grant: &str) -> Result<(), Error> {
+        if granted {
+            Ok(())
+        } else {
+            Err(self.refuse(call, grant))
+        }
+    }
+
+    /// A number `call` (to `sms` or `calls`) may reach: in `scope` and a
+    /// phone number by the shared rule.
+    fn reachable(
+        &self,
+        scope: &Scope<PhoneNumber>,
+        number: &str,
+        call: &str,
+        grant: &str,
+    ) -> Result<PhoneNumber, Error> {
+        let call = format!("{call} {}", number.escape_debug());
+        self.require(scope.allows_number(number), &call, grant)?;
+        PhoneNumber::parse(number).map_err(|e| {
+            Error::Invalid(format!(
+                "`{}` is not a phone number: {e}",
+                number.escape_debug()
+            ))
+        })
     }
 }
 
@@ -207,14 +236,4 @@ fn from_state(e: StateError) -> Error {
         StateError::Quota => Error::Invalid(e.to_string()),
         StateError::Db(_) => Error::Unavailable(e.to_string()),
     }
-}
-
-/// A phone number a plugin gave, checked by the shared rule.
-fn phone_number(number: &str) -> Result<larm_rules::PhoneNumber, Error> {
-    larm_rules::PhoneNumber::parse(number).map_err(|e| {
-        Error::Invalid(format!(
-            "`{}` is not a phone number: {e}",
-            number.escape_debug()
-        ))
-    })
 }

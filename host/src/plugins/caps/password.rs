@@ -9,11 +9,8 @@ use crate::plugins::bindings::larm::plugin::types::Error;
 
 impl HostState {
     fn check_password_grant(&self, call: &str) -> Result<(), Error> {
-        if self.caps.grants.password {
-            Ok(())
-        } else {
-            Err(self.caps.refuse(call, "password"))
-        }
+        self.caps
+            .require(self.caps.grants.password, call, "password")
     }
 }
 

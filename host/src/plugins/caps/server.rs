@@ -9,11 +9,8 @@ use crate::unit::Action;
 
 impl HostState {
     fn check_server_grant(&self, call: &str) -> Result<(), Error> {
-        if self.caps.grants.server {
-            Ok(())
-        } else {
-            Err(self.caps.refuse(call, "server = true"))
-        }
+        self.caps
+            .require(self.caps.grants.server, call, "server = true")
     }
 }
 

@@ -11,14 +11,12 @@ use crate::plugins::bindings::larm::plugin::types::Error;
 
 impl HostState {
     fn check_settings_grant(&self, call: &str, need: SettingsAccess) -> Result<(), Error> {
-        if self.caps.grants.settings >= need {
-            return Ok(());
-        }
         let grant = match need {
             SettingsAccess::Write => "settings = \"write\"",
             _ => "settings = \"read\"",
         };
-        Err(self.caps.refuse(call, grant))
+        self.caps
+            .require(self.caps.grants.settings >= need, call, grant)
     }
 
     fn store_setting(&mut self, key: &str, value: Option<&str>) -> Result<(), Error> {

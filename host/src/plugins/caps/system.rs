@@ -8,11 +8,9 @@ use crate::unit::Action;
 
 impl HostState {
     fn check_system_grant(&self, action: SystemAction, name: &str) -> Result<(), Error> {
-        if self.caps.grants.system.contains(&action) {
-            Ok(())
-        } else {
-            Err(self.caps.refuse(name, &format!("system = [\"{name}\"]")))
-        }
+        let granted = self.caps.grants.system.contains(&action);
+        self.caps
+            .require(granted, name, &format!("system = [\"{name}\"]"))
     }
 }
 

@@ -2,7 +2,7 @@
 
 use larm_rules::settings::MAX_RING_S;
 
-use super::{HostState, phone_number};
+use super::HostState;
 use crate::plugins::bindings::larm::plugin::types::Error;
 use crate::plugins::bindings::larm::plugin::voice::Host;
 use crate::unit::Action;
@@ -10,10 +10,7 @@ use crate::unit::Action;
 impl Host for HostState {
     fn dial(&mut self, number: String, ring_s: u32) -> Result<(), Error> {
         let caps = &self.caps;
-        if !caps.grants.calls.allows_number(&number) {
-            return Err(caps.refuse(&format!("call to {}", number.escape_debug()), "calls"));
-        }
-        let number = phone_number(&number)?;
+        let number = caps.reachable(&caps.grants.calls, &number, "call to", "calls")?;
         caps.emit(Action::Call {
             by: caps.name.to_string(),
             number: number.to_string(),
