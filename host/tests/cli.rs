@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::Larmd;
+use common::{Larmd, Plugin, UnitConfig};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Child, ChildStdin};
@@ -49,9 +49,7 @@ fn inspect_explains_an_unusable_component() {
 
 #[test]
 fn run_follows_inputs_and_keeps_running_without_stdin() {
-    let mut larmd = Larmd::start(
-        "[[plugins]]\nname = \"follow\"\nfile = @follow\n[plugins.grants]\noutputs = [1]\n",
-    );
+    let mut larmd = Larmd::start(&UnitConfig::new().plugin(Plugin::follow()));
     larmd.send("close 1");
     // Then run with stdin closed, as under a service manager.
     larmd.stdin = None;
@@ -66,7 +64,8 @@ fn run_follows_inputs_and_keeps_running_without_stdin() {
 
 #[test]
 fn pulling_the_extended_card_blinks_code_five_until_it_is_back() {
-    let mut larmd = Larmd::start("[board.extended]\ninputs = 2\noutputs = 2\n");
+    let mut larmd =
+        Larmd::start(&UnitConfig::new().section("board.extended", "inputs = 2\noutputs = 2"));
     larmd.wait_event(&[("event", "led"), ("led", "red"), ("mode", "off")]);
     larmd.send("card out");
     larmd.wait_event(&[
@@ -229,9 +228,7 @@ async fn the_simulator_prints_what_the_unit_sends() {
 
 #[test]
 fn a_corrupt_config_runs_the_last_good_one_with_the_red_led_steady() {
-    let mut larmd = Larmd::start(
-        "[[plugins]]\nname = \"follow\"\nfile = @follow\n[plugins.grants]\noutputs = [1]\n",
-    );
+    let mut larmd = Larmd::start(&UnitConfig::new().plugin(Plugin::follow()));
     larmd.wait_for("larmd running");
     let dir = larmd.stop();
     // Half a write, as a power cut while editing would leave it.

@@ -5,7 +5,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
-use common::Larmd;
+use common::{Larmd, Plugin, UnitConfig};
 
 /// One HTTP/1.1 request; returns (status code, body).
 fn request(
@@ -41,30 +41,18 @@ fn put(addr: &str, path: &str, body: &str) -> (u16, String) {
     request(addr, "PUT", path, Some(body), None)
 }
 
-/// The command set most tests use.
-const COMMANDS: &str = r#"
-[[plugins]]
-name = "sms-commands"
-builtin = "std-sms-commands"
-[plugins.grants]
-password = true
-sms = "any"
-outputs = "any"
-"#;
-
-/// Starts larmd with the API (`http` goes into `[http]`) and the plugins
-/// in `plugins`; returns it with the API's address.
-fn start_with(http: &str, plugins: &str) -> (Larmd, String) {
-    let mut larmd = Larmd::start(&format!(
-        "[http]\nlisten = \"127.0.0.1:0\"\n{http}\n[modem]\nsimulator = \"ec2x\"\n{plugins}"
-    ));
+/// Starts larmd with the API (`http` goes into `[http]`) and the standard
+/// command set; returns it with the API's address.
+fn start(http: &str) -> (Larmd, String) {
+    let mut larmd = Larmd::start(
+        &UnitConfig::new()
+            .section("http", &format!("listen = \"127.0.0.1:0\"\n{http}"))
+            .sim_modem("ec2x", "")
+            .plugin(Plugin::sms_commands()),
+    );
     let line = larmd.wait_for("HTTP API on http://").pop().unwrap();
     let addr = line.rsplit("http://").next().unwrap().trim().to_string();
     (larmd, addr)
-}
-
-fn start(http: &str) -> (Larmd, String) {
-    start_with(http, COMMANDS)
 }
 
 fn status(addr: &str, token: Option<&str>) -> serde_json::Value {
@@ -139,20 +127,7 @@ fn a_token_is_required_when_configured() {
 
 #[test]
 fn settings_survive_a_restart_and_facreset_restores_the_defaults() {
-    let (mut larmd, addr) = start_with(
-        "",
-        r#"
-[[plugins]]
-name = "sms-commands"
-builtin = "std-sms-commands"
-[plugins.grants]
-password = true
-sms = "any"
-server = true
-settings = "write"
-system = ["factory-reset"]
-"#,
-    );
+    let (mut larmd, addr) = start("");
     let send = |addr: &str, text: &str| {
         let body = format!(r#"{{"from":"+46701234567","text":"{text}"}}"#);
         assert_eq!(

@@ -4,7 +4,9 @@
 //! test named after its crate (`foreach_guest!` below fails to compile
 //! otherwise).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +19,8 @@ use larm_host::plugins::compat::{self, CompatError};
 use larm_host::plugins::runtime::{CacheOutcome, LoadError, Runtime};
 use larm_host::plugins::{PluginError, PluginManager, builtin_names};
 use larm_host::unit::{Action, Shared};
+
+use common::{Plugin, UnitConfig, guest};
 use tokio::sync::mpsc;
 
 include!(concat!(env!("OUT_DIR"), "/foreach_guest.rs"));
@@ -33,14 +37,7 @@ foreach_guest!(assert_test_exists);
 /// How long a test waits for something the plugins do.
 const WAIT: Duration = Duration::from_secs(30);
 
-fn guest(name: &str) -> PathBuf {
-    Path::new(env!("OUT_DIR"))
-        .join("guests")
-        .join(format!("{name}.wasm"))
-}
-
-/// A unit on a simulated board running the plugins of `plugins_toml`
-/// (`[[plugins]]` entries; `@name` stands for the path of guest `name`).
+/// A unit on a simulated board running the plugins of a config.
 struct Harness {
     board: Arc<SimBoard>,
     manager: PluginManager,
@@ -49,18 +46,13 @@ struct Harness {
 }
 
 impl Harness {
-    fn new(plugins_toml: &str) -> Self {
-        let mut text = plugins_toml.to_string();
-        for name in [
-            "follow-input",
-            "guest-misbehave",
-            "guest-unknown-world",
-            "guest-future-version",
-        ] {
-            text = text.replace(&format!("@{name}"), &guest(name).display().to_string());
-        }
-        let config =
-            Config::parse(&text, Path::new("test.toml"), &builtin_names()).expect("test config");
+    fn new(config: &UnitConfig) -> Self {
+        let config = Config::parse(
+            &config.to_string(),
+            Path::new("test.toml"),
+            &builtin_names(),
+        )
+        .expect("test config");
         let board = Arc::new(SimBoard::new(8, 5));
         let (shared, actions) = Shared::in_memory(board.clone()).unwrap();
         let runtime = Runtime::new(None).unwrap();
@@ -148,31 +140,20 @@ impl Harness {
     }
 }
 
-const FOLLOW: &str = r#"
-[[plugins]]
-name = "follow"
-file = "@follow-input"
-[plugins.grants]
-outputs = [2]
-[plugins.config]
-inputs = "2"
-"#;
+/// The example rule, following input 2 only.
+fn follow() -> Plugin {
+    Plugin::guest("follow", "follow-input", "outputs = [2]").config("inputs = [2]")
+}
 
-fn misbehave(mode: &str, extra: &str) -> String {
-    format!(
-        r#"
-[[plugins]]
-name = "bad"
-file = "@guest-misbehave"
-{extra}
-[plugins.grants]
-outputs = [1]
-sms = ["+100"]
-[plugins.config]
-mode = "{mode}"
-label = "bad"
-{FOLLOW}"#
-    )
+/// The misbehaving guest in `mode`, with `limits`, beside [`follow`].
+fn misbehave(mode: &str, limits: &str) -> UnitConfig {
+    UnitConfig::new()
+        .plugin(
+            Plugin::guest("bad", "guest-misbehave", "outputs = [1]\nsms = [\"+100\"]")
+                .limits(limits)
+                .config(&format!("mode = \"{mode}\"\nlabel = \"bad\"")),
+        )
+        .plugin(follow())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -215,7 +196,7 @@ async fn repeated_traps_quarantine_the_plugin() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn endless_loop_is_stopped_at_the_deadline() {
-    let mut h = Harness::new(&misbehave("loop", "[plugins.limits]\ndeadline_ms = 20"));
+    let mut h = Harness::new(&misbehave("loop", "deadline_ms = 20"));
     h.input(1, Contact::Closed);
     h.input(2, Contact::Closed);
     assert_eq!(h.sms_from("bad").await, ["bad 2 closed"]);
@@ -230,7 +211,7 @@ async fn endless_loop_is_stopped_at_the_deadline() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn memory_hog_is_stopped_at_the_limit() {
-    let mut h = Harness::new(&misbehave("oom", "[plugins.limits]\nmemory_mib = 4"));
+    let mut h = Harness::new(&misbehave("oom", "memory_mib = 4"));
     h.input(1, Contact::Closed);
     h.input(2, Contact::Closed);
     assert_eq!(h.sms_from("bad").await, ["bad 2 closed"]);
@@ -284,9 +265,11 @@ async fn calls_outside_the_grants_are_refused() {
 /// Loads `guest` as plugin `name` beside `follow`; returns the harness and
 /// the one load error, checked to be a compatibility error.
 fn rejected(name: &str, guest: &str) -> (Harness, CompatError, String) {
-    let h = Harness::new(&format!(
-        "[[plugins]]\nname = \"{name}\"\nfile = \"@{guest}\"\n{FOLLOW}"
-    ));
+    let h = Harness::new(
+        &UnitConfig::new()
+            .plugin(Plugin::guest(name, guest, ""))
+            .plugin(follow()),
+    );
     assert_eq!(h.failed.len(), 1);
     let message = h.failed[0].to_string();
     let PluginError::Load { source, .. } = &h.failed[0] else {
@@ -374,17 +357,10 @@ async fn timers_come_back_as_events() {
 #[tokio::test(flavor = "multi_thread")]
 async fn hot_replace_loses_no_queued_event() {
     let mut h = Harness::new(
-        r#"
-[[plugins]]
-name = "rule"
-file = "@guest-misbehave"
-[plugins.grants]
-outputs = [3]
-sms = ["+100"]
-[plugins.config]
-mode = "echo"
-label = "v1"
-"#,
+        &UnitConfig::new().plugin(
+            Plugin::guest("rule", "guest-misbehave", "outputs = [3]\nsms = [\"+100\"]")
+                .config("mode = \"echo\"\nlabel = \"v1\""),
+        ),
     );
     const EVENTS: usize = 400;
     let contact = |i: usize| {
@@ -440,7 +416,7 @@ label = "v1"
 
 #[tokio::test(flavor = "multi_thread")]
 async fn replacement_that_does_not_fit_keeps_the_old_component() {
-    let mut h = Harness::new(FOLLOW);
+    let mut h = Harness::new(&UnitConfig::new().plugin(follow()));
     let gadget = std::fs::read(guest("guest-unknown-world")).unwrap();
     let err = h
         .manager
@@ -492,7 +468,7 @@ fn garbage_is_not_a_component() {
 /// The example plugin: output N follows input N.
 #[tokio::test(flavor = "multi_thread")]
 async fn follow_input() {
-    let mut h = Harness::new(FOLLOW);
+    let mut h = Harness::new(&UnitConfig::new().plugin(follow()));
     assert!(h.failed.is_empty());
     h.follow_still_works().await;
     assert!(h.actions().await.contains(&Action::Output {
@@ -516,26 +492,6 @@ async fn guest_misbehave() {
     assert_eq!(h.health("bad").state, PluginState::Running);
 }
 
-const INPUT_RULES: &str = r#"
-[[plugins]]
-name = "rules"
-builtin = "std-input-rules"
-[plugins.grants]
-outputs = "any"
-sms = "any"
-calls = "any"
-server = true
-settings = "read"
-[plugins.config]
-alarm.sms = "+4670111"
-alarm.call = "+4670222"
-alarm.ring-s = 5
-input.2.mode = "NC"
-input.3.delay-s = 1
-input.3.alarm-text = "Larm: Frysrummet är för varmt!"
-input.4.delay-s = 1
-"#;
-
 fn sms_to(actions: &[Action], to: &str) -> Vec<String> {
     actions
         .iter()
@@ -554,14 +510,19 @@ fn is_sms(text: &'static str) -> impl Fn(&Action) -> bool {
 /// call, restore, and a delay that ignores a blip.
 #[tokio::test(flavor = "multi_thread")]
 async fn std_input_rules() {
-    let mut h = Harness::new(INPUT_RULES);
+    // The defaults as TOML tables and numbers, as an installer writes them.
+    let mut h = Harness::new(&UnitConfig::new().plugin(Plugin::input_rules().config(
+        "alarm.sms = \"+4670111\"\nalarm.call = \"+4670222\"\nalarm.ring-s = 5\n\
+         input.2.mode = \"NC\"\ninput.3.delay-s = 1\n\
+         input.3.alarm-text = \"Larm: Frysrummet är för varmt!\"\ninput.4.delay-s = 1",
+    )));
     assert!(h.failed.is_empty(), "{:?}", h.failed);
     let alarm = h.board.alarm_output();
 
     // Input 2 is NC and open at start: in alarm from the first moment.
     let seen = h.until(is_sms("Alarm: Input 2")).await;
     assert!(seen.contains(&Action::Call {
-        by: "rules".into(),
+        by: "input-rules".into(),
         number: "+4670222".into(),
         ring_s: 5
     }));
@@ -600,24 +561,14 @@ async fn std_input_rules() {
         sms_to(&seen, "+4670111"),
         ["Larm: Frysrummet är för varmt!"]
     );
-    assert_eq!(h.health("rules").state, PluginState::Running);
+    assert_eq!(h.health("input-rules").state, PluginState::Running);
 }
 
 /// The standard SMS command set: a command with the right password is
 /// answered; a wrong password gets no reply at all.
 #[tokio::test(flavor = "multi_thread")]
 async fn std_sms_commands() {
-    let mut h = Harness::new(
-        r#"
-[[plugins]]
-name = "commands"
-builtin = "std-sms-commands"
-[plugins.grants]
-password = true
-sms = "any"
-outputs = "any"
-"#,
-    );
+    let mut h = Harness::new(&UnitConfig::new().plugin(Plugin::sms_commands()));
     let sms = |text: &str| larm_host::plugins::bindings::larm::plugin::types::SmsMessage {
         sender: "+46701234567".into(),
         text: text.into(),
@@ -630,7 +581,7 @@ outputs = "any"
     );
     assert_eq!(
         h.manager.sms(sms("0000 OUTPUT 3 ON")).await.as_deref(),
-        Some("commands")
+        Some("sms-commands")
     );
     let seen = h.until(|a| matches!(a, Action::Sms { .. })).await;
     assert_eq!(sms_to(&seen, "+46701234567"), ["Output 3 ON"]);
@@ -642,16 +593,7 @@ outputs = "any"
 #[tokio::test(flavor = "multi_thread")]
 async fn std_server_adapter() {
     use larm_host::plugins::bindings::larm::plugin::types::{Alarm, Report};
-    let h = Harness::new(
-        r#"
-[[plugins]]
-name = "adapter"
-builtin = "std-server-adapter"
-[plugins.grants]
-server = true
-settings = "read"
-"#,
-    );
+    let h = Harness::new(&UnitConfig::new().plugin(Plugin::server_adapter()));
     let report = Report::Alarm(Alarm {
         input: 3,
         name: "Frysrum".into(),

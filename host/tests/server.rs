@@ -12,7 +12,7 @@ use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{Larmd, assert_logged};
+use common::{Larmd, UnitConfig, assert_logged};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
 
@@ -169,61 +169,21 @@ impl Observer {
 }
 
 /// A standard unit (the default plugins) reporting to `url`.
-fn unit_config(url: &str, server_extra: &str, alarm: &str) -> String {
-    format!(
-        r#"
-[modem]
-simulator = "ec2x"
-
-[board]
-kind = "sim"
-inputs = 4
-outputs = 3
-debounce_ms = 5
-
-[server]
-url = "{url}"
-linger_s = 2
-retry_max_s = 1
-interval_min = 0
-{server_extra}
-
-[alarm]
-{alarm}
-
-[[plugins]]
-name = "sms-commands"
-builtin = "std-sms-commands"
-[plugins.grants]
-password = true
-sms = "any"
-outputs = "any"
-server = true
-settings = "write"
-
-[[plugins]]
-name = "input-rules"
-builtin = "std-input-rules"
-[plugins.grants]
-outputs = "any"
-sms = "any"
-calls = "any"
-server = true
-settings = "read"
-[plugins.config]
-"alarm.sms" = "{PHONE}"
-
-[[plugins]]
-name = "server-adapter"
-builtin = "std-server-adapter"
-[plugins.grants]
-outputs = "any"
-server = true
-settings = "write"
-[plugins.config]
-home_assistant = true
-"#
-    )
+fn unit_config(url: &str, server_extra: &str, alarm: &str) -> UnitConfig {
+    UnitConfig::new()
+        .sim_modem("ec2x", "")
+        .section(
+            "board",
+            "kind = \"sim\"\ninputs = 4\noutputs = 3\ndebounce_ms = 5",
+        )
+        .section(
+            "server",
+            &format!(
+                "url = \"{url}\"\nlinger_s = 2\nretry_max_s = 1\ninterval_min = 0\n{server_extra}"
+            ),
+        )
+        .section("alarm", alarm)
+        .standard_plugins(PHONE)
 }
 
 /// The unit's base topic, from its first message.

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Larmd, assert_event};
+use common::{Larmd, Plugin, UnitConfig, assert_event};
 
 const PHONE: &str = "+46701234567";
 
@@ -197,22 +197,10 @@ fn restart_all_restarts_larmd_after_replying() {
 #[test]
 fn the_status_leds_show_the_led_table() {
     let mut larmd = Larmd::start(
-        r#"
-[modem]
-simulator = "ec2x"
-status_interval_s = 1
-
-[board.extended]
-inputs = 2
-outputs = 2
-
-[[plugins]]
-name = "sms-commands"
-builtin = "std-sms-commands"
-[plugins.grants]
-password = true
-sms = "any"
-"#,
+        &UnitConfig::new()
+            .sim_modem("ec2x", "status_interval_s = 1")
+            .section("board.extended", "inputs = 2\noutputs = 2")
+            .plugin(Plugin::sms_commands()),
     );
     larmd.wait_event(&[
         ("event", "led"),
@@ -300,24 +288,13 @@ sms = "any"
 #[test]
 fn allow_list_and_throttle_come_from_the_config() {
     let mut larmd = Larmd::start(
-        r#"
-[modem]
-simulator = "sim800"
-
-[sms]
-password_failures = 2
-lockout_s = 3600
-allow_from = ["+46 70-123 45 67"]
-
-[[plugins]]
-name = "sms-commands"
-builtin = "std-sms-commands"
-[plugins.grants]
-password = true
-sms = "any"
-[plugins.config]
-language = "sv"
-"#,
+        &UnitConfig::new()
+            .sim_modem("sim800", "")
+            .section(
+                "sms",
+                "password_failures = 2\nlockout_s = 3600\nallow_from = [\"+46 70-123 45 67\"]",
+            )
+            .plugin(Plugin::sms_commands().config("language = \"sv\"")),
     );
     larmd.wait_for("larmd running");
     larmd.send("sms +46709999999 0000 STATUS");
@@ -338,16 +315,10 @@ language = "sv"
 #[test]
 fn a_plugin_that_keeps_failing_shows_an_internal_error() {
     // Red, 10 blinks: docs/unit.md asks the installer to restart the unit.
-    let mut larmd = Larmd::start(&format!(
-        r#"
-[[plugins]]
-name = "broken"
-file = {:?}
-[plugins.config]
-mode = "trap-init"
-"#,
-        common::guest("guest-misbehave").display().to_string()
-    ));
+    let mut larmd = Larmd::start(
+        &UnitConfig::new()
+            .plugin(Plugin::guest("broken", "guest-misbehave", "").config("mode = \"trap-init\"")),
+    );
     larmd.wait_for("quarantined after 3 faults");
     larmd.wait_event(&[
         ("event", "led"),

@@ -7,6 +7,10 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+pub mod config;
+#[allow(unused_imports)] // Each test crate uses its own part of this.
+pub use config::{Plugin, UnitConfig};
+
 /// The path of a guest component built by `host/build.rs`.
 pub fn guest(name: &str) -> std::path::PathBuf {
     Path::new(env!("OUT_DIR")).join(format!("guests/{name}.wasm"))
@@ -71,15 +75,10 @@ pub struct Larmd {
 }
 
 impl Larmd {
-    /// Starts larmd with `config` (TOML; `@follow` stands for the example
-    /// component's path) in a fresh folder.
-    pub fn start(config: &str) -> Self {
+    /// Starts larmd with `config` in a fresh folder.
+    pub fn start(config: &UnitConfig) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("unit.toml");
-        let config = config.replace(
-            "@follow",
-            &format!("{:?}", guest("follow-input").display().to_string()),
-        );
         std::fs::write(&file, format!("data_dir = \"data\"\n{config}")).unwrap();
         let args = ["run", "--config", file.to_str().unwrap()];
         Self::spawn(dir, &args)
