@@ -194,6 +194,40 @@ fn restart_all_restarts_larmd_after_replying() {
     larmd.stop();
 }
 
+/// The modem's registration and SIM news (`+CREG`, `+CPIN`) reach the LEDs
+/// at once, not at the next status poll (an hour away here).
+#[test]
+fn registration_and_sim_news_show_at_once() {
+    let mut larmd = Larmd::start(
+        &UnitConfig::new()
+            .sim_modem("ec2x", "status_interval_s = 3600")
+            .plugin(Plugin::sms_commands()),
+    );
+    let red = |mode: &'static str, blinks: &'static str| {
+        [
+            ("event", "led"),
+            ("led", "red"),
+            ("mode", mode),
+            ("blinks", blinks),
+        ]
+    };
+    larmd.wait_event(&[
+        ("event", "led"),
+        ("led", "green"),
+        ("mode", "blink"),
+        ("blinks", "1"),
+    ]);
+    larmd.send("modem network none");
+    larmd.wait_event(&red("blink", "3"));
+    larmd.send("modem network lte");
+    larmd.wait_event(&red("off", "0"));
+    larmd.send("modem sim pin");
+    larmd.wait_event(&red("blink", "2"));
+    larmd.send("modem sim ready");
+    larmd.wait_event(&red("off", "0"));
+    larmd.stop();
+}
+
 #[test]
 fn the_status_leds_show_the_led_table() {
     let mut larmd = Larmd::start(
