@@ -136,7 +136,8 @@ fn check(path: &Path) -> anyhow::Result<()> {
 
 fn inspect(file: &Path) -> anyhow::Result<()> {
     let runtime = Runtime::new(None).map_err(|e| anyhow::anyhow!("{e:#}"))?;
-    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let bytes = larm_host::state::read_bounded(file, larm_host::state::MAX_COMPONENT_BYTES)
+        .with_context(|| format!("reading {}", file.display()))?;
     let (component, _) = runtime.compile(&bytes)?;
     let ty = component.component_type();
     let engine = runtime.engine();
@@ -234,6 +235,10 @@ async fn run_unit(path: Option<&Path>) -> anyhow::Result<()> {
     }
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
+    // It started: a config worth falling back on.
+    if let (Some(path), None) = (path, &corrupt) {
+        config.keep_as_last_good(path);
+    }
     tracing::info!("larmd running; Ctrl-C stops it");
     let ending = unit
         .run(async move {

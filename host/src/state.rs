@@ -265,6 +265,41 @@ fn new_unit_id() -> String {
     format!("larm-{}", hex(&Sha256::digest(seed)[..4]))
 }
 
+/// The most a config file may hold.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+/// The most a component (or a certificate) file may hold.
+pub const MAX_COMPONENT_BYTES: u64 = 16 << 20;
+
+/// Reads a file of untrusted size: a regular file of at most `max` bytes,
+/// else an error that says what it is (a folder, a device, too large),
+/// without reading more than `max + 1` bytes of it.
+pub fn read_bounded(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind, Read};
+    let file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
+    if meta.is_dir() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "is a folder, not a file",
+        ));
+    }
+    if !meta.is_file() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "is not a regular file (a device or a pipe?)",
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!("is larger than {max} bytes"),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Writes `bytes` to `path` so that a crash leaves either the old file or
 /// the new one: temp file, fsync, rename, fsync the folder.
 pub fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -249,3 +249,30 @@ fn a_corrupt_config_runs_the_last_good_one_with_the_red_led_steady() {
     ]);
     larmd.stop();
 }
+
+/// A config that passes `check` but cannot start (its HTTP port is taken)
+/// is not kept as the last good one: the copy of the config that ran stays.
+#[test]
+fn only_a_config_that_started_becomes_the_last_good_one() {
+    let mut larmd = Larmd::start(&UnitConfig::new().plugin(Plugin::follow()));
+    larmd.wait_for("larmd running");
+    let dir = larmd.stop();
+    let last_good = dir.path().join("unit.toml.last-good");
+    let good = std::fs::read_to_string(&last_good).unwrap();
+    assert!(good.contains("follow"), "{good}");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    std::fs::write(
+        dir.path().join("unit.toml"),
+        format!("data_dir = \"data\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_larmd"))
+        .args(["run", "--config", "unit.toml"])
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the port is taken: larmd stops");
+    assert_eq!(std::fs::read_to_string(&last_good).unwrap(), good);
+}

@@ -197,3 +197,88 @@ fn an_api_reachable_from_other_hosts_needs_a_token() {
     )
     .unwrap();
 }
+
+/// Parses `text`; returns the key and message of the error, wherever it is.
+fn refused(text: &str) -> (Option<String>, String) {
+    match Config::parse(text, Path::new("unit.toml"), &["std-rules"]) {
+        Err(ConfigError::Invalid { key, message, .. }) => (key, message),
+        Err(other) => panic!("unexpected error: {other}"),
+        Ok(_) => panic!("accepted: {text}"),
+    }
+}
+
+/// What `larmd run` would refuse, `check` refuses too: values that parse
+/// but cannot work, each named by its key, in the user's words.
+#[test]
+fn values_that_cannot_work_are_refused_by_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("state"), b"").unwrap();
+    let data_dir_is_a_file = format!(
+        "data_dir = {:?}\n",
+        dir.path().join("state").display().to_string()
+    );
+    let plugin_file_is_a_folder = format!(
+        "[[plugins]]\nname = \"a\"\nfile = {:?}\n",
+        dir.path().display().to_string()
+    );
+    for (text, want_key, why) in [
+        (
+            "[modem]\nsimulator = \"ec2\"\n",
+            "modem.simulator",
+            "no modem simulator `ec2`",
+        ),
+        (
+            "[[plugins]]\nname = \"a\"\nbuiltin = \"std-rules\"\n[plugins.grants]\noutputs = [0, 99]\n",
+            "plugins[0].grants.outputs",
+            "output 0 does not exist (the board has outputs 1 to 5)",
+        ),
+        (
+            "[board]\nclosed_at_start = [0, 200]\n",
+            "board.closed_at_start",
+            "input 0 does not exist",
+        ),
+        (&data_dir_is_a_file, "data_dir", "is not a folder"),
+        (
+            &plugin_file_is_a_folder,
+            "plugins[0].file",
+            "is a folder, not a component file",
+        ),
+        (
+            "[http]\nlisten = \"nowhere\"\n",
+            "http.listen",
+            "invalid socket address",
+        ),
+        (
+            "[[plugins]]\nname = \"a\"\nbuiltin = \"std-rules\"\n[plugins.grants]\nsms = [\"+46 70 abc\"]\n",
+            "plugins[0].grants.sms[0]",
+            "'a' is not a digit",
+        ),
+        (
+            "[server]\nurl = \"mqtt://broker:1883\"\ninterval_min = 20000\n",
+            "server.interval_min",
+            "longer than the longest interval",
+        ),
+    ] {
+        let (key, message) = refused(text);
+        assert_eq!(key.as_deref(), Some(want_key), "{text}: {message}");
+        assert!(message.contains(why), "{text}: {message}");
+        assert!(!message.contains("$__serde"), "{message}");
+    }
+}
+
+/// A config file of untrusted size is not read whole: a device, a folder
+/// or a huge file is refused by what it is.
+#[test]
+fn a_config_that_is_not_a_small_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let huge = dir.path().join("huge.toml");
+    std::fs::write(&huge, vec![b'#'; 2 << 20]).unwrap();
+    for (path, why) in [
+        (Path::new("/dev/zero"), "not a regular file"),
+        (dir.path(), "is a folder"),
+        (huge.as_path(), "larger than"),
+    ] {
+        let error = Config::load(path, &[]).unwrap_err().to_string();
+        assert!(error.contains(why), "{}: {error}", path.display());
+    }
+}

@@ -561,3 +561,39 @@ fn interoperates_with_mosquitto_plain_and_tls() {
     ));
     reports_and_obeys(&mut larmd, &observer);
 }
+
+/// After a session that got connected, a lost connection is tried again
+/// after the shortest wait, not after the backoff the outage before it
+/// had grown to.
+#[test]
+fn the_backoff_starts_afresh_after_a_good_session() {
+    let broker = rumqttd();
+    let gate = Gate::closed();
+    let mut larmd = Larmd::start(
+        &UnitConfig::new()
+            .section(
+                "server",
+                &format!(
+                    "url = \"mqtt://127.0.0.1:{}\"\nstay_connected = true\ninterval_min = 0",
+                    gate.port
+                ),
+            )
+            .plugin(common::Plugin::server_adapter()),
+    );
+    // The outage: 1 s, 2 s, 4 s...
+    larmd.wait_for("next try in 1s");
+    larmd.wait_for("next try in 2s");
+    larmd.wait_for("next try in 4s");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    gate.open(broker, &runtime);
+    larmd.wait_for("connected to the server");
+    // The connection drops (the gate and what went through it are gone).
+    drop(runtime);
+    let seen = larmd.wait_for("server sync failed");
+    assert!(
+        seen.last().unwrap().ends_with("next try in 1s"),
+        "{}",
+        seen.join("\n")
+    );
+    larmd.stop();
+}

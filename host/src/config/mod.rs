@@ -135,6 +135,9 @@ pub struct Config {
     /// which they are asked to claim a message).
     #[serde(default)]
     pub plugins: Vec<PluginConfig>,
+    /// The text it was read from.
+    #[serde(skip)]
+    text: String,
 }
 
 /// `[modem]`: a serial port, or the modem simulator on a pseudo-terminal.
@@ -215,6 +218,32 @@ pub struct BoardConfig {
     /// The board to run, once validated.
     #[serde(skip)]
     pub source: BoardSource,
+}
+
+impl BoardConfig {
+    /// How many inputs and outputs the board has, extended card included.
+    pub fn terminals(&self) -> (u8, u8) {
+        match &self.gpio {
+            Some(gpio) if self.kind == BoardKind::Linux => {
+                let gpio = gpio.get_ref();
+                let card = gpio.card.as_ref();
+                let count = |base: usize, card: Option<usize>| {
+                    u8::try_from(base + card.unwrap_or(0)).unwrap_or(u8::MAX)
+                };
+                (
+                    count(gpio.inputs.len(), card.map(|c| c.inputs.len())),
+                    count(gpio.outputs.len(), card.map(|c| c.outputs.len())),
+                )
+            }
+            _ => {
+                let card = self.extended.map_or((0, 0), |c| (c.inputs, c.outputs));
+                (
+                    self.inputs.saturating_add(card.0),
+                    self.outputs.saturating_add(card.1),
+                )
+            }
+        }
+    }
 }
 
 /// The board a unit runs on.
@@ -398,45 +427,54 @@ impl Config {
     /// Reads and validates a config file. `builtins` are the names of the
     /// plugins embedded in `larmd`.
     pub fn load(file: &Path, builtins: &[&str]) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
-            file: file.to_path_buf(),
-            source,
-        })?;
+        let text = crate::state::read_bounded(file, crate::state::MAX_CONFIG_BYTES)
+            .and_then(|bytes| {
+                String::from_utf8(bytes).map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, "is not UTF-8 text")
+                })
+            })
+            .map_err(|source| ConfigError::Read {
+                file: file.to_path_buf(),
+                source,
+            })?;
         Self::parse(&text, file, builtins)
     }
 
-    /// Loads `file`, keeping a copy of it as the last good config
-    /// (`<file>.last-good`). If it does not load but a last good copy does,
-    /// that copy is used and the error returned beside it: the unit keeps
-    /// working as it did, and shows the corrupt config (red LED steady).
+    /// Loads `file`. If it does not load but the last good copy of it
+    /// (`<file>.last-good`, see [`keep_as_last_good`](Self::keep_as_last_good))
+    /// does, that copy is used and the error returned beside it: the unit
+    /// keeps working as it did, and shows the corrupt config (red LED
+    /// steady).
     pub fn load_or_last_good(
         file: &Path,
         builtins: &[&str],
     ) -> Result<(Config, Option<ConfigError>), ConfigError> {
-        let last_good = PathBuf::from(format!("{}.last-good", file.display()));
         match Self::load(file, builtins) {
-            Ok(config) => {
-                let dir = file
-                    .parent()
-                    .filter(|d| !d.as_os_str().is_empty())
-                    .unwrap_or(Path::new("."));
-                let saved = std::fs::read(file)
-                    .and_then(|bytes| crate::state::write_atomically(dir, &last_good, &bytes));
-                if let Err(e) = saved {
-                    tracing::warn!(
-                        "cannot keep {} as the last good config: {e}",
-                        last_good.display()
-                    );
-                }
-                Ok((config, None))
-            }
-            Err(error) => match std::fs::read_to_string(&last_good) {
+            Ok(config) => Ok((config, None)),
+            Err(error) => match std::fs::read_to_string(last_good(file)) {
                 Ok(text) => match Self::parse(&text, file, builtins) {
                     Ok(config) => Ok((config, Some(error))),
                     Err(_) => Err(error),
                 },
                 Err(_) => Err(error),
             },
+        }
+    }
+
+    /// Keeps the text this config was read from as `<file>.last-good`. Call
+    /// it once the unit has started with it: only a config that ran is a
+    /// good one to fall back on.
+    pub fn keep_as_last_good(&self, file: &Path) {
+        let dir = file
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let last_good = last_good(file);
+        if let Err(e) = crate::state::write_atomically(dir, &last_good, self.text.as_bytes()) {
+            tracing::warn!(
+                "cannot keep {} as the last good config: {e}",
+                last_good.display()
+            );
         }
     }
 
@@ -454,7 +492,12 @@ impl Config {
         let deserializer = toml::Deserializer::parse(text)
             .map_err(|e| invalid(e.span(), None, e.message().trim().to_string()))?;
         let mut config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            let key = e.path().to_string();
+            // A spanned value's path ends in the toml crate's private field
+            // name: the user's key is the part before it.
+            let key = e
+                .path()
+                .to_string()
+                .replace(".$__serde_spanned_private_value", "");
             let inner = e.into_inner();
             let key = (key != ".").then_some(key);
             invalid(inner.span(), key, inner.message().trim().to_string())
@@ -466,6 +509,7 @@ impl Config {
         if let Some(dir) = &mut config.data_dir {
             *dir = base.join(&*dir);
         }
+        config.text = text.to_string();
         Ok(config)
     }
 
@@ -547,6 +591,29 @@ impl Config {
                     .into(),
             ));
         }
+        let (inputs, outputs) = self.board.terminals();
+        if let Some(&bad) = self
+            .board
+            .closed_at_start
+            .iter()
+            .find(|&&n| n == 0 || n > inputs)
+        {
+            return Err((
+                None,
+                "board.closed_at_start".into(),
+                format!("input {bad} does not exist (the board has inputs 1 to {inputs})"),
+            ));
+        }
+        if let Some(dir) = &self.data_dir {
+            let dir = base.join(dir);
+            if dir.exists() && !dir.is_dir() {
+                return Err((
+                    None,
+                    "data_dir".into(),
+                    format!("{} is not a folder", dir.display()),
+                ));
+            }
+        }
         let mut names = std::collections::HashSet::new();
         for (i, plugin) in self.plugins.iter_mut().enumerate() {
             let key = |field: &str| format!("plugins[{i}].{field}");
@@ -560,6 +627,15 @@ impl Config {
                     Some(plugin.name.span()),
                     key("name"),
                     format!("`{name}` is not a plugin name (use letters, digits, - and _)"),
+                ));
+            }
+            if let Scope::Only(ids) = &plugin.grants.outputs
+                && let Some(&bad) = ids.iter().find(|&&n| n == 0 || n > outputs)
+            {
+                return Err((
+                    Some(plugin.name.span()),
+                    key("grants.outputs"),
+                    format!("output {bad} does not exist (the board has outputs 1 to {outputs})"),
                 ));
             }
             if !names.insert(name.clone()) {
@@ -590,11 +666,17 @@ impl Config {
                 }
                 (Some(file), None) => {
                     let resolved = base.join(file.get_ref());
-                    if !resolved.is_file() {
+                    let problem = match std::fs::metadata(&resolved) {
+                        Ok(m) if m.is_file() => None,
+                        Ok(m) if m.is_dir() => Some("is a folder, not a component file"),
+                        Ok(_) => Some("is not a regular file (a device or a pipe?)"),
+                        Err(_) => Some("not found"),
+                    };
+                    if let Some(problem) = problem {
                         return Err((
                             Some(file.span()),
                             key("file"),
-                            format!("component file {} not found", resolved.display()),
+                            format!("component file {} {problem}", resolved.display()),
                         ));
                     }
                     *file.get_mut() = resolved.clone();
@@ -618,6 +700,11 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Where the last good copy of `file` is kept.
+fn last_good(file: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.last-good", file.display()))
 }
 
 /// Adds the scalars of `table` to `pairs` as (dotted key, text).

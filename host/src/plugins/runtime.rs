@@ -111,10 +111,12 @@ impl Runtime {
 
     /// Loads a component file.
     pub fn load_file(&self, path: &Path) -> Result<(Loaded, CacheOutcome), LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes = crate::state::read_bounded(path, crate::state::MAX_COMPONENT_BYTES).map_err(
+            |source| LoadError::Read {
+                path: path.to_path_buf(),
+                source,
+            },
+        )?;
         self.load(&bytes)
     }
 

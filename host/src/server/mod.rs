@@ -100,6 +100,8 @@ pub struct Link {
     wanted: bool,
     /// The unit is stopping (the control channel closed).
     stopping: bool,
+    /// The last session got connected, whatever ended it.
+    connected_once: bool,
 }
 
 impl Link {
@@ -137,6 +139,7 @@ impl Link {
             schedule: Schedule::new(minutes, Instant::now()),
             wanted: true,
             stopping: false,
+            connected_once: false,
         }
     }
 
@@ -184,6 +187,11 @@ impl Link {
                         retry_at = None;
                     }
                     Err(e) => {
+                        // A connection that worked and then dropped starts
+                        // the backoff afresh: the broker is there.
+                        if std::mem::take(&mut self.connected_once) {
+                            backoff = Duration::from_secs(1);
+                        }
                         warn!("server sync failed: {e}; next try in {backoff:?}");
                         self.set_failing(true);
                         self.wanted = true;
@@ -222,6 +230,7 @@ impl Link {
     async fn session(&mut self) -> Result<(), MqttError> {
         let unit_id = self.shared.state.unit_id().unwrap_or_default();
         let mut conn = Connection::open(&self.config, &unit_id).await?;
+        self.connected_once = true;
         info!("connected to the server");
         self.set_connected(true);
         self.set_failing(false);
@@ -356,7 +365,8 @@ impl Link {
         let limit = self.config.max_downlink_bytes;
         if payload.len() > limit {
             warn!(
-                "downlink on `{topic}` rejected: {} bytes, more than max_downlink_bytes ({limit})",
+                "downlink on `{}` rejected: {} bytes, more than max_downlink_bytes ({limit})",
+                topic.escape_debug(),
                 payload.len()
             );
             return;
@@ -366,10 +376,14 @@ impl Link {
             payload,
             retain: false,
         };
+        let shown = topic.escape_debug();
         for (adapter, result) in self.adapters.downlink(&message).await {
             match result {
-                Ok(()) => info!("downlink on `{topic}` applied by {adapter}"),
-                Err(why) => warn!("downlink on `{topic}` rejected by {adapter}: {why}"),
+                Ok(()) => info!("downlink on `{shown}` applied by {adapter}"),
+                Err(why) => warn!(
+                    "downlink on `{shown}` rejected by {adapter}: {}",
+                    why.escape_debug()
+                ),
             }
         }
     }

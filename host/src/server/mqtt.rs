@@ -120,7 +120,8 @@ fn options(config: &ServerConfig, unit_id: &str, base: &str) -> Result<MqttOptio
     }
     if url.tls {
         let read = |path: &std::path::Path| {
-            std::fs::read(path).map_err(|e| MqttError::File(path.display().to_string(), e))
+            crate::state::read_bounded(path, crate::state::MAX_COMPONENT_BYTES)
+                .map_err(|e| MqttError::File(path.display().to_string(), e))
         };
         let ca = match &config.ca_file {
             Some(file) => read(file.get_ref())?,
