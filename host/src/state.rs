@@ -137,13 +137,22 @@ impl State {
 
     /// Sets (`Some`) or removes (`None`) a device setting.
     pub fn set_setting(&self, key: &str, value: Option<&str>) -> Result<(), StateError> {
+        self.set_settings(&[(key, value)])
+    }
+
+    /// Sets (`Some`) or removes (`None`) several settings in one
+    /// transaction: after a crash, all of them are changed or none.
+    pub fn set_settings(&self, changes: &[(&str, Option<&str>)]) -> Result<(), StateError> {
         self.write(|txn| {
             let mut table = txn.open_table(SETTINGS).map_err(db_err)?;
-            match value {
-                Some(v) => table.insert(key, v).map(drop),
-                None => table.remove(key).map(drop),
+            for &(key, value) in changes {
+                match value {
+                    Some(v) => table.insert(key, v).map(drop),
+                    None => table.remove(key).map(drop),
+                }
+                .map_err(db_err)?;
             }
-            .map_err(db_err)
+            Ok(())
         })
     }
 

@@ -166,6 +166,13 @@ impl Observer {
             .try_publish(topic, QoS::AtLeastOnce, false, payload.into())
             .unwrap();
     }
+
+    /// Publishes a message the broker keeps for later subscribers.
+    fn publish_retained(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client
+            .try_publish(topic, QoS::AtLeastOnce, true, payload.into())
+            .unwrap();
+    }
 }
 
 /// A standard unit (the default plugins) reporting to `url`.
@@ -194,7 +201,7 @@ fn base_of(topic: &str) -> String {
 /// Raise an alarm, see it reported; have the server switch an output and
 /// rename an input, and see the unit obey; garbage and oversized commands
 /// are refused and the unit goes on.
-fn reports_and_obeys(larmd: &mut Larmd, observer: &Observer) {
+fn reports_and_obeys(larmd: &mut Larmd, observer: &Observer) -> String {
     // The blue LED is steady while the unit is connected (docs/unit.md's
     // "connection to the server active").
     larmd.wait_event(&[("event", "led"), ("led", "blue"), ("mode", "steady")]);
@@ -250,6 +257,47 @@ fn reports_and_obeys(larmd: &mut Larmd, observer: &Observer) {
     });
     let (_, status) = observer.wait_json("/status", |s| s["outputs"][1]["on"] == true);
     assert_eq!(status["inputs"][2]["name"], "Pump");
+
+    // The same command again (a broker's redelivery): applied once.
+    observer.publish(
+        &format!("{base}/cmd"),
+        r#"{"v":1,"id":"c1","outputs":{"2":true},"settings":{"input.3.name":"Pump","input.3.mode":"NC","server.interval-min":"15"}}"#,
+    );
+    larmd.wait_for("command c1 was applied before: ignored");
+
+    // A command with one bad part changes nothing, not even its good part.
+    let too_long = "x".repeat(larm_rules::settings::MAX_VALUE + 1);
+    observer.publish(
+        &format!("{base}/cmd"),
+        format!(
+            r#"{{"v":1,"id":"m1","settings":{{"input.1.name":"X","input.2.alarm-text":"{too_long}"}}}}"#
+        ),
+    );
+    larmd.wait_for("rejected by server-adapter");
+    observer.publish(&format!("{base}/cmd"), r#"{"v":1,"id":"s1","status":true}"#);
+    let (_, status) = observer.wait_json("/status", |s| s["id"] != status["id"]);
+    assert_eq!(status["inputs"][0]["name"], "Input 1", "{status}");
+    base
+}
+
+/// A retained command is taken once; the copy the broker hands out again at
+/// later connections is ignored, so a local change since stands. (Against
+/// Mosquitto: rumqttd does not hand retained messages out again when a
+/// persistent session subscribes again.)
+fn retained_commands_are_not_applied_again(larmd: &mut Larmd, observer: &Observer, base: &str) {
+    observer.publish_retained(
+        &format!("{base}/cmd"),
+        r#"{"v":1,"id":"r1","outputs":{"1":false}}"#,
+    );
+    observer.wait_json("/events/output", |e| e["output"] == 1 && e["on"] == false);
+    larmd.send(&format!("sms {PHONE} 0000 SETOUTPUT 1 ON"));
+    observer.wait_json("/events/output", |e| e["output"] == 1 && e["on"] == true);
+    larmd.wait_for("server sync done");
+    larmd.send(&format!("sms {PHONE} 0000 CONNECT"));
+    larmd.wait_for("is ignored: commands are not retained");
+    larmd.send("status");
+    larmd.wait_for("outputs 1-3 111");
+    observer.publish_retained(&format!("{base}/cmd"), "");
 }
 
 #[test]
@@ -545,7 +593,8 @@ fn interoperates_with_mosquitto_plain_and_tls() {
     };
     let observer = Observer::connect(mosquitto.plain, "larm");
     let mut larmd = Larmd::start(&unit_config(&format!("mqtt://{}", mosquitto.plain), "", ""));
-    reports_and_obeys(&mut larmd, &observer);
+    let base = reports_and_obeys(&mut larmd, &observer);
+    retained_commands_are_not_applied_again(&mut larmd, &observer, &base);
     drop((larmd, observer));
 
     // Its own prefix: the first unit's retained status is not this one's.

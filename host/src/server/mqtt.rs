@@ -224,6 +224,16 @@ impl Connection {
                         return Ok(Incoming::Acked(tag));
                     }
                 }
+                // A retained command is an old one the broker keeps for
+                // new subscribers: applying it at every connection would
+                // undo what was done locally since. Dropped, and said.
+                Event::Incoming(Packet::Publish(publish)) if publish.retain => {
+                    tracing::warn!(
+                        "a retained message on `{}` ({} bytes) is ignored: commands are not retained",
+                        publish.topic.escape_debug(),
+                        publish.payload.len()
+                    );
+                }
                 Event::Incoming(Packet::Publish(publish)) => {
                     let topic = publish
                         .topic

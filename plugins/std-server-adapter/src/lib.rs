@@ -39,7 +39,7 @@ use larm::plugin::log::{Level, log};
 use larm::plugin::types::{
     Contact, DeviceStatus, NetworkType, PluginState, Report, SimState, TimerEvent,
 };
-use larm::plugin::{io, server, settings, status};
+use larm::plugin::{io, kv, server, settings, status};
 use schema::VERSION;
 
 struct StdServerAdapter;
@@ -230,12 +230,29 @@ impl adapter::Guest for StdServerAdapter {
         let (command, checked) =
             schema::check(&message.payload, io::input_count(), io::output_count())?;
         let label = command.id.as_deref().unwrap_or("without id");
-        for (key, value) in &checked.settings {
-            settings::set(key, value).map_err(|e| format!("setting {key}: {e:?}"))?;
-            if key == larm_rules::settings::INTERVAL_KEY {
-                let minutes = larm_rules::settings::interval_min(value)?;
-                server::set_interval(minutes).map_err(|e| format!("interval: {e:?}"))?;
-            }
+        if let Some(id) = &command.id
+            && applied_before(id)
+        {
+            log(
+                Level::Info,
+                &format!("command {id} was applied before: ignored"),
+            );
+            return Ok(());
+        }
+        // The settings in one transaction: all of them, or none.
+        let changes: Vec<(String, Option<String>)> = checked
+            .settings
+            .iter()
+            .map(|(k, v)| (k.clone(), Some(v.clone())))
+            .collect();
+        settings::set_all(&changes).map_err(|e| format!("settings: {e:?}"))?;
+        if let Some((_, value)) = checked
+            .settings
+            .iter()
+            .find(|(k, _)| k == larm_rules::settings::INTERVAL_KEY)
+        {
+            let minutes = larm_rules::settings::interval_min(value)?;
+            server::set_interval(minutes).map_err(|e| format!("interval: {e:?}"))?;
         }
         for &(n, on) in &checked.outputs {
             io::set_output(n, on).map_err(|e| format!("output {n}: {e:?}"))?;
@@ -248,7 +265,37 @@ impl adapter::Guest for StdServerAdapter {
                 checked.outputs.len()
             ),
         );
+        if let Some(id) = &command.id {
+            remember_applied(id);
+        }
         server::send(&Report::Status(status::device())).map_err(|e| format!("status: {e:?}"))
+    }
+}
+
+/// Where the ids of the last commands applied are kept (newest last, one
+/// per line), so a command the broker delivers again is applied once.
+const APPLIED_KEY: &str = "applied-ids";
+/// How many ids are remembered.
+const APPLIED_MAX: usize = 64;
+
+fn applied_ids() -> Vec<String> {
+    let stored = kv::get(APPLIED_KEY).ok().flatten().unwrap_or_default();
+    String::from_utf8_lossy(&stored)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn applied_before(id: &str) -> bool {
+    applied_ids().iter().any(|seen| seen == id)
+}
+
+fn remember_applied(id: &str) {
+    let mut ids = applied_ids();
+    ids.push(id.to_string());
+    let keep = ids.len().saturating_sub(APPLIED_MAX);
+    if let Err(e) = kv::set(APPLIED_KEY, ids[keep..].join("\n").as_bytes()) {
+        log(Level::Warn, &format!("cannot remember command {id}: {e:?}"));
     }
 }
 

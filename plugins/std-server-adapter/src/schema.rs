@@ -140,6 +140,10 @@ pub struct Command {
     pub status: bool,
 }
 
+/// The longest command id: ids are remembered (see `lib.rs`), so they are
+/// bounded.
+pub const MAX_ID: usize = 128;
+
 /// What to change, checked.
 #[derive(Debug, PartialEq, Default)]
 pub struct Checked {
@@ -154,6 +158,15 @@ pub struct Checked {
 pub fn check(payload: &[u8], inputs: u8, outputs: u8) -> Result<(Command, Checked), String> {
     let text = std::str::from_utf8(payload).map_err(|_| "the payload is not UTF-8".to_string())?;
     let command: Command = serde_json::from_str(text).map_err(|e| format!("not a command: {e}"))?;
+    if command
+        .id
+        .as_ref()
+        .is_some_and(|id| id.len() > MAX_ID || id.chars().any(char::is_control))
+    {
+        return Err(format!(
+            "a command id is at most {MAX_ID} bytes, without control characters"
+        ));
+    }
     if command.v != VERSION {
         return Err(format!(
             "schema version {} is not supported (this unit speaks {VERSION})",
@@ -212,6 +225,7 @@ mod tests {
                 "not NO or NC",
             ),
             (br#"{"v":1,"settings":{"password":"1"}}"#, "no such setting"),
+            (br#"{"v":1,"id":"a\nb"}"#, "without control characters"),
         ] {
             let e = check(payload, 8, 5).unwrap_err();
             assert!(e.contains(why), "{}: {e}", String::from_utf8_lossy(payload));

@@ -19,11 +19,23 @@ impl HostState {
             .require(self.caps.grants.settings >= need, call, grant)
     }
 
-    fn store_setting(&mut self, key: &str, value: Option<&str>) -> Result<(), Error> {
-        let shared = &self.caps.shared;
-        shared.state.set_setting(key, value).map_err(from_state)?;
-        info!(plugin = %self.caps.name, key = %key.escape_debug(), value = ?value, "setting changed");
+    /// Stores checked changes in one transaction, and logs each.
+    fn store_settings(&mut self, changes: &[(&str, Option<&str>)]) -> Result<(), Error> {
+        self.caps
+            .shared
+            .state
+            .set_settings(changes)
+            .map_err(from_state)?;
+        for (key, value) in changes {
+            info!(plugin = %self.caps.name, key = %key.escape_debug(), value = ?value, "setting changed");
+        }
         Ok(())
+    }
+
+    /// Checks a new value by the rules the default plugins use.
+    fn check_value(&self, key: &str, value: &str) -> Result<(), Error> {
+        let inputs = self.caps.shared.board.input_count();
+        larm_rules::settings::validate(key, value, inputs).map_err(Error::Invalid)
     }
 }
 
@@ -35,14 +47,27 @@ impl Host for HostState {
 
     fn set(&mut self, key: String, value: String) -> Result<(), Error> {
         self.check_settings_grant("settings.set", SettingsAccess::Write)?;
-        let inputs = self.caps.shared.board.input_count();
-        larm_rules::settings::validate(&key, &value, inputs).map_err(Error::Invalid)?;
-        self.store_setting(&key, Some(&value))
+        self.check_value(&key, &value)?;
+        self.store_settings(&[(&key, Some(&value))])
+    }
+
+    fn set_all(&mut self, changes: Vec<(String, Option<String>)>) -> Result<(), Error> {
+        self.check_settings_grant("settings.set-all", SettingsAccess::Write)?;
+        for (key, value) in &changes {
+            if let Some(value) = value {
+                self.check_value(key, value)?;
+            }
+        }
+        let changes: Vec<(&str, Option<&str>)> = changes
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_deref()))
+            .collect();
+        self.store_settings(&changes)
     }
 
     fn delete(&mut self, key: String) -> Result<(), Error> {
         self.check_settings_grant("settings.delete", SettingsAccess::Write)?;
-        self.store_setting(&key, None)
+        self.store_settings(&[(&key, None)])
     }
 
     fn entries(&mut self, prefix: String) -> Result<Vec<(String, String)>, Error> {
