@@ -256,7 +256,7 @@ fn values_that_cannot_work_are_refused_by_key() {
         (
             "[server]\nurl = \"mqtt://broker:1883\"\ninterval_min = 20000\n",
             "server.interval_min",
-            "longer than the longest interval",
+            "the interval is 0 (never) to 10080",
         ),
     ] {
         let (key, message) = refused(text);

@@ -171,16 +171,8 @@ impl ServerConfig {
         base: &Path,
     ) -> Result<(), (Option<std::ops::Range<usize>>, String, String)> {
         let url_span = self.url.span();
-        if self.interval_min > larm_rules::settings::MAX_INTERVAL_MIN {
-            return Err((
-                None,
-                "server.interval_min".into(),
-                format!(
-                    "{} minutes is longer than the longest interval, {} (a week)",
-                    self.interval_min,
-                    larm_rules::settings::MAX_INTERVAL_MIN
-                ),
-            ));
+        if let Err(why) = larm_rules::settings::check_interval(self.interval_min) {
+            return Err((None, "server.interval_min".into(), why));
         }
         if !self.url.get_ref().tls && (self.ca_file.is_some() || self.client_cert.is_some()) {
             return Err((

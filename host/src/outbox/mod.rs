@@ -376,8 +376,10 @@ impl Outbox {
         self.index.lock().unwrap().in_flight.remove(&id);
     }
 
-    /// Whether a report that should reach the server at once is due.
+    /// Whether a report that should reach the server at once is due (held
+    /// steps whose time has come are released first).
     pub fn urgent_due(&self) -> bool {
+        self.escalate();
         self.index
             .lock()
             .unwrap()
@@ -494,9 +496,10 @@ impl Outbox {
                     *entry = updated;
                     released.push(entry.clone());
                 }
-                Err(e) => warn!("{e}: escalation retried on the next pass"),
+                Err(e) => warn!("{e}: escalation tried again at the next change"),
             }
         }
+        let any = !released.is_empty();
         for entry in released {
             if let Some((group, step)) = entry.route {
                 warn!(
@@ -504,6 +507,11 @@ impl Outbox {
                     entry.id
                 );
             }
+        }
+        // The other sender (the server link or the modem's) may have a step
+        // to take now.
+        if any {
+            self.changed.notify_waiters();
         }
     }
 

@@ -118,7 +118,11 @@ impl Link {
             .setting(larm_rules::settings::INTERVAL_KEY)
             .ok()
             .flatten()
-            .and_then(|m| larm_rules::settings::interval_min(&m).ok())
+            .and_then(|m| {
+                larm_rules::settings::interval_min(&m)
+                    .inspect_err(|why| warn!("the stored interval is not used: {why}"))
+                    .ok()
+            })
             .unwrap_or(config.interval_min);
         info!(
             "server link to {}:{}, syncing every {}",
@@ -208,7 +212,15 @@ impl Link {
             if retry_at.is_none() && self.outbox.urgent_due() {
                 continue;
             }
-            let wake = retry_at.or(self.schedule.next());
+            // An alarm's escalation may release a server step by time alone.
+            let wake = [
+                retry_at,
+                self.schedule.next(),
+                self.outbox.next_wake().map(Into::into),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             tokio::select! {
                 () = crate::unit::sleep_until(wake) => {}
                 control = self.control.recv() => match control {
@@ -290,11 +302,13 @@ impl Link {
         let linger = Duration::from_secs(self.config.linger_s);
         let mut last_traffic = Instant::now();
         loop {
-            self.send_due(conn, taken).await?;
+            // Listening for changes before taking what is due, so an entry
+            // queued meanwhile is not missed.
             let outbox = self.outbox.clone();
             let changed = outbox.changed();
             tokio::pin!(changed);
             changed.as_mut().enable();
+            self.send_due(conn, taken).await?;
             let idle = conn.in_flight() == 0 && !self.config.stay_connected;
             tokio::select! {
                 incoming = conn.next() => {
@@ -312,6 +326,8 @@ impl Link {
                     }
                 }
                 () = &mut changed => {}
+                // A retry after a failed encoding, or an escalation, falls due.
+                () = crate::unit::sleep_until(self.outbox.next_wake()) => {}
                 control = self.control.recv() => match control {
                     // Connected already: a sync means a fresh status.
                     Some(Control::Connect) => self.publish_status(conn).await?,

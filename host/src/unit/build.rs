@@ -71,10 +71,6 @@ impl Unit {
             Duration::from_secs(config.sms.lockout_s),
         );
         shared.config_corrupt = config_corrupt;
-        if config.modem.is_some() {
-            // Until the modem task reads it: not answering yet.
-            shared.modem.send_replace(Some(Default::default()));
-        }
         let shared = Arc::new(shared);
         let runtime = Runtime::new(Some(data_dir.join("cache")))
             .map_err(|e| anyhow::anyhow!("starting the plugin runtime: {e:#}"))?;
@@ -97,12 +93,13 @@ impl Unit {
                     rx,
                 );
                 let mut modem = shared.modem.subscribe();
+                let has_modem = config.modem.is_some();
                 tokio::spawn(async move {
-                    let _ = tokio::time::timeout(
-                        FIRST_SYNC_WAITS,
-                        modem.wait_for(|m| m.as_ref().is_none_or(|m| m.answering)),
-                    )
-                    .await;
+                    if has_modem {
+                        let _ =
+                            tokio::time::timeout(FIRST_SYNC_WAITS, modem.wait_for(Option::is_some))
+                                .await;
+                    }
                     drop(modem);
                     link.run().await;
                 });
@@ -142,7 +139,10 @@ impl Unit {
                 }
                 // The unit still runs its inputs and outputs; the red LED
                 // shows the modem error.
-                Err(e) => tracing::error!("modem on {}: {e}", port.display()),
+                Err(e) => {
+                    tracing::error!("modem on {}: {e}", port.display());
+                    shared.modem.send_replace(Some(Default::default()));
+                }
             }
         }
         Ok(Self {

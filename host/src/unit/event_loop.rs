@@ -79,9 +79,11 @@ impl Unit {
                 Some(incoming) = self.incoming.recv() => match incoming {
                     Incoming::Sms(sms) => {
                         let sender = sms.sender.to_string();
-                        info!(event = "sms-in", sender = %sender.escape_debug(), "SMS received: {:?}", sms.text);
+                        // Outside text: escaped, so it cannot forge log lines.
+                        let shown = sender.escape_debug().to_string();
+                        info!(event = "sms-in", sender = %shown, "SMS received: {:?}", sms.text);
                         if !self.allowed(&sender) {
-                            warn!(%sender, "SMS dropped: the sender is not in [sms] allow_from");
+                            warn!(sender = %shown, "SMS dropped: the sender is not in [sms] allow_from");
                             continue;
                         }
                         let message = SmsMessage {
@@ -90,11 +92,11 @@ impl Unit {
                             sent_at: sms.timestamp.unix,
                         };
                         if self.plugins.sms(message).await.is_none() {
-                            info!(%sender, "no command set took the SMS");
+                            info!(sender = %shown, "no command set took the SMS");
                         }
                     }
                     Incoming::Call(caller) => {
-                        info!(caller = caller.as_deref().unwrap_or("unknown"), "incoming call");
+                        info!(caller = %caller.as_deref().unwrap_or("unknown").escape_debug(), "incoming call");
                         self.plugins.call(CallEvent { caller }).await;
                     }
                 },
@@ -105,6 +107,11 @@ impl Unit {
         follow.abort();
         drive.abort();
         self.plugins.shutdown();
+        // What the plugins did while the unit was stopping (their queues are
+        // handled to the end) still goes into the outbox: nothing is lost.
+        while let Ok(event) = self.actions.try_recv() {
+            self.carry_out(event);
+        }
         ending
     }
 

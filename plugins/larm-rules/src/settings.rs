@@ -135,19 +135,39 @@ pub fn numbers(value: Option<&str>) -> Vec<PhoneNumber> {
         .collect()
 }
 
-/// How long alarm calls ring, from the `alarm.ring-s` setting.
+/// How long alarm calls ring, from the `alarm.ring-s` setting: brought
+/// into 1 to [`MAX_RING_S`], as `voice.dial` does with any number.
 pub fn ring_s(value: Option<&str>) -> u32 {
     value
-        .and_then(|v| bounded(v, MAX_RING_S))
-        .filter(|s| *s > 0)
-        .unwrap_or(DEFAULT_RING_S)
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .map_or(DEFAULT_RING_S, clamp_ring_s)
+}
+
+/// A ring time brought into 1 to [`MAX_RING_S`].
+pub fn clamp_ring_s(seconds: u32) -> u32 {
+    seconds.clamp(1, MAX_RING_S)
 }
 
 /// A connection interval in minutes (`CONINTVL`, the interval setting, the
 /// server's commands): 0 to [`MAX_INTERVAL_MIN`].
 pub fn interval_min(value: &str) -> Result<u32, String> {
-    bounded(value, MAX_INTERVAL_MIN)
-        .ok_or_else(|| format!("{value:?} is not a number of minutes from 0 to {MAX_INTERVAL_MIN}"))
+    value
+        .trim()
+        .parse()
+        .map_err(|_| format!("{value:?} is not a number of minutes"))
+        .and_then(check_interval)
+}
+
+/// Checks a connection interval in minutes: 0 (never) to
+/// [`MAX_INTERVAL_MIN`].
+pub fn check_interval(minutes: u32) -> Result<u32, String> {
+    if minutes <= MAX_INTERVAL_MIN {
+        Ok(minutes)
+    } else {
+        Err(format!(
+            "{minutes} minutes: the interval is 0 (never) to {MAX_INTERVAL_MIN} (a week)"
+        ))
+    }
 }
 
 /// `value` as a whole number from 0 to `max`.
@@ -161,8 +181,8 @@ pub fn validate(key: &str, value: &str, inputs: u8) -> Result<(), String> {
     if key.len() > MAX_KEY {
         return Err(format!("setting keys are at most {MAX_KEY} bytes"));
     }
-    if value.len() > MAX_VALUE {
-        return Err(format!("{key}: longer than {MAX_VALUE} bytes"));
+    if value.chars().count() > MAX_VALUE {
+        return Err(format!("{key}: longer than {MAX_VALUE} characters"));
     }
     let seconds = |min: u32, max: u32| match bounded(value, max) {
         Some(n) if n >= min => Ok(()),
@@ -252,7 +272,7 @@ mod tests {
             ("input.2.name.x", "red", "no such setting"),
             ("alarm.sms", "+46 70 abc", "not a phone number"),
             ("alarm.ring-s", "0", "from 1 to 300"),
-            (INTERVAL_KEY, "4294967295", "from 0 to 10080"),
+            (INTERVAL_KEY, "4294967295", "0 (never) to 10080"),
             ("input.1.name", &long, "longer than 1530"),
             ("password", "1234", "no such setting"),
         ] {
@@ -272,7 +292,24 @@ mod tests {
         assert_eq!(ring_s(None), DEFAULT_RING_S);
         assert_eq!(ring_s(Some("45")), 45);
         assert_eq!(ring_s(Some("three")), DEFAULT_RING_S);
+        assert_eq!(
+            ring_s(Some("600")),
+            MAX_RING_S,
+            "clamped, as voice.dial does"
+        );
+        assert_eq!(ring_s(Some("0")), 1);
         assert_eq!(interval_min("60"), Ok(60));
-        assert!(interval_min("10081").is_err());
+        assert!(
+            interval_min("10081")
+                .unwrap_err()
+                .contains("0 (never) to 10080")
+        );
+        assert!(interval_min("soon").is_err());
+        let swedish = "ö".repeat(MAX_VALUE);
+        assert_eq!(
+            validate("input.1.alarm-text", &swedish, 8),
+            Ok(()),
+            "characters, not bytes"
+        );
     }
 }

@@ -1,7 +1,5 @@
 //! `server`: needs `server = true`.
 
-use larm_rules::settings::MAX_INTERVAL_MIN;
-
 use super::HostState;
 use crate::plugins::bindings::larm::plugin::server::Host;
 use crate::plugins::bindings::larm::plugin::types::{Error, Report};
@@ -34,11 +32,7 @@ impl Host for HostState {
 
     fn set_interval(&mut self, minutes: u32) -> Result<(), Error> {
         self.check_server_grant("server.set-interval")?;
-        if minutes > MAX_INTERVAL_MIN {
-            return Err(Error::Invalid(format!(
-                "the connection interval is 0 to {MAX_INTERVAL_MIN} minutes"
-            )));
-        }
+        larm_rules::settings::check_interval(minutes).map_err(Error::Invalid)?;
         self.caps.emit(Action::SetInterval {
             by: self.caps.name.to_string(),
             minutes,

@@ -1,6 +1,6 @@
 //! `voice`: needs the number in the `calls` grant.
 
-use larm_rules::settings::MAX_RING_S;
+use larm_rules::settings::clamp_ring_s;
 
 use super::HostState;
 use crate::plugins::bindings::larm::plugin::types::Error;
@@ -14,7 +14,7 @@ impl Host for HostState {
         caps.emit(Action::Call {
             by: caps.name.to_string(),
             number: number.to_string(),
-            ring_s: ring_s.clamp(1, MAX_RING_S),
+            ring_s: clamp_ring_s(ring_s),
         });
         Ok(())
     }
