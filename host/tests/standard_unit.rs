@@ -61,7 +61,7 @@ fn commissioning_as_docs_unit_describes() {
     );
     assert_eq!(
         seen.iter()
-            .filter(|l| l.contains("modem: SMS sent"))
+            .filter(|l| common::has_fields(l, &[("event", "modem-sms")]))
             .count(),
         1,
         "no reply to SETOUTPUT: {seen:#?}"
