@@ -142,35 +142,66 @@ pub struct Config {
 
 /// `[modem]`: a serial port, or the modem simulator on a pseudo-terminal.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawModem")]
 pub struct ModemConfig {
-    /// Serial device, e.g. `/dev/ttyUSB2`.
-    port: Option<PathBuf>,
-    /// Instead of `port`: run the modem simulator (`"ec2x"` or `"sim800"`)
-    /// and use its pseudo-terminal.
-    simulator: Option<Spanned<String>>,
-    /// Which of the two, once validated.
-    #[serde(skip, default = "default_link")]
+    /// Where the modem is.
     pub link: ModemLink,
     /// Baud rate.
-    #[serde(default = "default_baud")]
     pub baud: u32,
     /// How often the modem's status (signal, network, SIM) is read, in seconds.
-    #[serde(default = "default_status_interval")]
     pub status_interval_s: NonZeroU64,
 }
 
 /// Where the modem is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModemLink {
-    /// A serial device.
+    /// A serial device (relative paths are relative to the config file).
     Port(PathBuf),
     /// The modem simulator, on a pseudo-terminal.
     Simulator(Profile),
 }
 
-fn default_link() -> ModemLink {
-    ModemLink::Simulator(Profile::Ec2x)
+/// `[modem]` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModem {
+    /// Serial device, e.g. `/dev/ttyUSB2`.
+    port: Option<PathBuf>,
+    /// Instead of `port`: the modem simulator (`"ec2x"` or `"sim800"`).
+    simulator: Option<String>,
+    #[serde(default = "default_baud")]
+    baud: u32,
+    #[serde(default = "default_status_interval")]
+    status_interval_s: NonZeroU64,
+}
+
+impl TryFrom<RawModem> for ModemConfig {
+    type Error = String;
+
+    fn try_from(raw: RawModem) -> Result<Self, String> {
+        let link = match (raw.port, raw.simulator) {
+            (Some(port), None) => ModemLink::Port(port),
+            (None, Some(name)) => {
+                ModemLink::Simulator(Profile::by_name(&name).ok_or_else(|| {
+                    format!(
+                        "no modem simulator `{}` (use \"ec2x\" or \"sim800\")",
+                        name.escape_debug()
+                    )
+                })?)
+            }
+            _ => {
+                return Err(
+                    "give the modem's `port`, or `simulator = \"ec2x\"` (or \"sim800\"), not both"
+                        .into(),
+                );
+            }
+        };
+        Ok(Self {
+            link,
+            baud: raw.baud,
+            status_interval_s: raw.status_interval_s,
+        })
+    }
 }
 
 fn default_status_interval() -> NonZeroU64 {
@@ -194,38 +225,83 @@ pub enum BoardKind {
 
 /// `[board]`
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawBoard")]
 pub struct BoardConfig {
-    /// `"sim"` or `"linux"`.
-    #[serde(default)]
-    pub kind: BoardKind,
+    /// The board to run.
+    pub source: BoardSource,
     /// Number of inputs (simulated board).
-    #[serde(default = "default_inputs")]
     pub inputs: u8,
     /// Number of outputs, the ALARM output last (simulated board).
-    #[serde(default = "default_outputs")]
     pub outputs: u8,
     /// Debounce time of the inputs, in milliseconds.
-    #[serde(default = "default_debounce_ms")]
     pub debounce_ms: u64,
     /// The simulated board's extended I/O card, if it has one.
     pub extended: Option<SimCard>,
     /// Simulated board: inputs closed to COM at start (NC loops that are wired).
-    #[serde(default)]
     pub closed_at_start: Vec<u8>,
-    /// The wiring of a real board (`kind = "linux"`).
-    gpio: Option<Spanned<GpioConfig>>,
-    /// The board to run, once validated.
-    #[serde(skip)]
-    pub source: BoardSource,
+}
+
+/// `[board]` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBoard {
+    #[serde(default)]
+    kind: BoardKind,
+    #[serde(default = "default_inputs")]
+    inputs: u8,
+    #[serde(default = "default_outputs")]
+    outputs: u8,
+    #[serde(default = "default_debounce_ms")]
+    debounce_ms: u64,
+    extended: Option<SimCard>,
+    #[serde(default)]
+    closed_at_start: Vec<u8>,
+    gpio: Option<GpioConfig>,
+}
+
+impl TryFrom<RawBoard> for BoardConfig {
+    type Error = String;
+
+    fn try_from(raw: RawBoard) -> Result<Self, String> {
+        let source = match (raw.kind, raw.gpio) {
+            (BoardKind::Sim, None) => BoardSource::Sim,
+            (BoardKind::Sim, Some(_)) => {
+                return Err("[board.gpio] is the wiring of kind = \"linux\"".into());
+            }
+            (BoardKind::Linux, Some(gpio)) => {
+                if gpio.inputs.is_empty() || gpio.outputs.is_empty() {
+                    return Err("the board needs at least one input and one output (the last output is ALARM)".into());
+                }
+                BoardSource::Linux(Box::new(gpio))
+            }
+            (BoardKind::Linux, None) => {
+                return Err("a \"linux\" board needs its wiring in [board.gpio]".into());
+            }
+        };
+        Ok(Self {
+            source,
+            inputs: raw.inputs,
+            outputs: raw.outputs,
+            debounce_ms: raw.debounce_ms,
+            extended: raw.extended,
+            closed_at_start: raw.closed_at_start,
+        })
+    }
 }
 
 impl BoardConfig {
+    /// Which kind of board it is.
+    pub fn kind(&self) -> BoardKind {
+        match self.source {
+            BoardSource::Sim => BoardKind::Sim,
+            BoardSource::Linux(_) => BoardKind::Linux,
+        }
+    }
+
     /// How many inputs and outputs the board has, extended card included.
     pub fn terminals(&self) -> (u8, u8) {
-        match &self.gpio {
-            Some(gpio) if self.kind == BoardKind::Linux => {
-                let gpio = gpio.get_ref();
+        match &self.source {
+            BoardSource::Linux(gpio) => {
                 let card = gpio.card.as_ref();
                 let count = |base: usize, card: Option<usize>| {
                     u8::try_from(base + card.unwrap_or(0)).unwrap_or(u8::MAX)
@@ -235,7 +311,7 @@ impl BoardConfig {
                     count(gpio.outputs.len(), card.map(|c| c.outputs.len())),
                 )
             }
-            _ => {
+            BoardSource::Sim => {
                 let card = self.extended.map_or((0, 0), |c| (c.inputs, c.outputs));
                 (
                     self.inputs.saturating_add(card.0),
@@ -281,14 +357,12 @@ fn default_debounce_ms() -> u64 {
 impl Default for BoardConfig {
     fn default() -> Self {
         Self {
-            kind: BoardKind::Sim,
+            source: BoardSource::Sim,
             inputs: default_inputs(),
             outputs: default_outputs(),
             debounce_ms: default_debounce_ms(),
             extended: None,
             closed_at_start: Vec::new(),
-            gpio: None,
-            source: BoardSource::Sim,
         }
     }
 }
@@ -368,39 +442,69 @@ pub struct Limits {
 
 /// One `[[plugins]]` entry.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawPlugin")]
 pub struct PluginConfig {
     /// Unique name: in logs, status, and the plugin's private storage.
     pub name: Spanned<String>,
+    /// Where its component comes from.
+    pub source: PluginSource,
+    /// What the plugin may do.
+    pub grants: Grants,
+    /// Overrides of `[runtime]` for this plugin.
+    pub limits: Limits,
+    /// The plugin's own settings, handed to its `init` as key/value pairs.
+    pub config: toml::Table,
+}
+
+/// A `[[plugins]]` entry as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlugin {
+    name: Spanned<String>,
     /// A component file (relative to the config file), or...
     file: Option<Spanned<PathBuf>>,
     /// ...the name of a plugin embedded in `larmd`.
     builtin: Option<Spanned<String>>,
-    /// Which of the two, once validated.
-    #[serde(skip, default = "default_source")]
-    pub source: PluginSource,
-    /// What the plugin may do.
     #[serde(default)]
-    pub grants: Grants,
-    /// Overrides of `[runtime]` for this plugin.
+    grants: Grants,
     #[serde(default)]
-    pub limits: Limits,
-    /// The plugin's own settings, handed to its `init` as key/value pairs.
+    limits: Limits,
     #[serde(default)]
-    pub config: toml::Table,
+    config: toml::Table,
 }
 
-fn default_source() -> PluginSource {
-    PluginSource::Builtin(String::new())
+impl TryFrom<RawPlugin> for PluginConfig {
+    type Error = String;
+
+    fn try_from(raw: RawPlugin) -> Result<Self, String> {
+        let source = match (raw.file, raw.builtin) {
+            (Some(file), None) => PluginSource::File(file),
+            (None, Some(builtin)) => PluginSource::Builtin(builtin),
+            (Some(_), Some(_)) => return Err("give either `file` or `builtin`, not both".into()),
+            (None, None) => {
+                return Err(format!(
+                    "plugin `{}` needs `file` (a component) or `builtin` (a plugin built into larmd)",
+                    raw.name.get_ref().escape_debug()
+                ));
+            }
+        };
+        Ok(Self {
+            name: raw.name,
+            source,
+            grants: raw.grants,
+            limits: raw.limits,
+            config: raw.config,
+        })
+    }
 }
 
 /// Where a plugin's component comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PluginSource {
-    /// A file, resolved against the config file's folder.
-    File(PathBuf),
+    /// A file, resolved against the config file's folder once loaded.
+    File(Spanned<PathBuf>),
     /// Embedded in `larmd`.
-    Builtin(String),
+    Builtin(Spanned<String>),
 }
 
 impl PluginConfig {
@@ -530,60 +634,19 @@ impl Config {
                     .into(),
             ));
         }
-        if let Some(modem) = &mut self.modem {
-            modem.link = match (&modem.port, &modem.simulator) {
-                (Some(port), None) => ModemLink::Port(base.join(port)),
-                (None, Some(name)) => match Profile::by_name(name.get_ref()) {
-                    Some(profile) => ModemLink::Simulator(profile),
-                    None => {
-                        return Err((
-                            Some(name.span()),
-                            "modem.simulator".into(),
-                            format!(
-                                "no modem simulator `{}` (use \"ec2x\" or \"sim800\")",
-                                name.get_ref().escape_debug()
-                            ),
-                        ));
-                    }
-                },
-                _ => {
-                    return Err((
-                        None,
-                        "modem".into(),
-                        "give the modem's `port`, or `simulator = \"ec2x\"` (or \"sim800\"), not both"
-                            .into(),
-                    ));
-                }
-            };
+        if let Some(ModemConfig {
+            link: ModemLink::Port(port),
+            ..
+        }) = &mut self.modem
+        {
+            *port = base.join(&*port);
         }
         if let Some(server) = &mut self.server {
             server.validate(base)?;
         }
         self.alarm.validate()?;
-        let board = &mut self.board;
-        board.source = match (board.kind, &board.gpio) {
-            (BoardKind::Sim, _) => BoardSource::Sim,
-            (BoardKind::Linux, Some(gpio)) => BoardSource::Linux(Box::new(gpio.get_ref().clone())),
-            (BoardKind::Linux, None) => {
-                return Err((
-                    None,
-                    "board.gpio".into(),
-                    "a \"linux\" board needs its wiring in [board.gpio]".into(),
-                ));
-            }
-        };
         let board = &self.board;
-        if let Some(gpio) = &board.gpio
-            && (gpio.get_ref().outputs.is_empty() || gpio.get_ref().inputs.is_empty())
-        {
-            return Err((
-                Some(gpio.span()),
-                "board.gpio".into(),
-                "the board needs at least one input and one output (the last output is ALARM)"
-                    .into(),
-            ));
-        }
-        if board.kind == BoardKind::Sim && (board.inputs == 0 || board.outputs == 0) {
+        if board.kind() == BoardKind::Sim && (board.inputs == 0 || board.outputs == 0) {
             return Err((
                 None,
                 "board".into(),
@@ -645,26 +708,8 @@ impl Config {
                     format!("two plugins are named `{name}`"),
                 ));
             }
-            plugin.source = match (&mut plugin.file, &plugin.builtin) {
-                (Some(_), Some(builtin)) => {
-                    return Err((
-                        Some(builtin.span()),
-                        key("builtin"),
-                        "give either `file` or `builtin`, not both".into(),
-                    ));
-                }
-                (None, None) => {
-                    return Err((
-                        Some(plugin.name.span()),
-                        key("file"),
-                        format!(
-                            "plugin `{}` needs `file` (a component) or `builtin` (one of: {})",
-                            plugin.name.get_ref(),
-                            builtins.join(", ")
-                        ),
-                    ));
-                }
-                (Some(file), None) => {
+            match &mut plugin.source {
+                PluginSource::File(file) => {
                     let resolved = base.join(file.get_ref());
                     let problem = match std::fs::metadata(&resolved) {
                         Ok(m) if m.is_file() => None,
@@ -679,10 +724,9 @@ impl Config {
                             format!("component file {} {problem}", resolved.display()),
                         ));
                     }
-                    *file.get_mut() = resolved.clone();
-                    PluginSource::File(resolved)
+                    *file.get_mut() = resolved;
                 }
-                (None, Some(builtin)) => {
+                PluginSource::Builtin(builtin) => {
                     if !builtins.contains(&builtin.get_ref().as_str()) {
                         return Err((
                             Some(builtin.span()),
@@ -694,9 +738,8 @@ impl Config {
                             ),
                         ));
                     }
-                    PluginSource::Builtin(builtin.get_ref().clone())
                 }
-            };
+            }
         }
         Ok(())
     }

@@ -79,10 +79,10 @@ pub enum PluginError {
 pub fn load(runtime: &Runtime, plugin: &PluginConfig) -> Result<Loaded, PluginError> {
     let name = plugin.name.get_ref().clone();
     let loaded = match &plugin.source {
-        PluginSource::File(path) => runtime.load_file(path),
-        PluginSource::Builtin(builtin_name) => match builtin(builtin_name) {
+        PluginSource::File(path) => runtime.load_file(path.get_ref()),
+        PluginSource::Builtin(builtin_name) => match builtin(builtin_name.get_ref()) {
             Some(bytes) => runtime.load(bytes),
-            None => return Err(PluginError::NoBuiltin(builtin_name.clone())),
+            None => return Err(PluginError::NoBuiltin(builtin_name.get_ref().clone())),
         },
     };
     loaded

@@ -85,7 +85,7 @@ pub fn data_dir(config: &Config) -> PathBuf {
     config
         .data_dir
         .clone()
-        .unwrap_or_else(|| match config.board.kind {
+        .unwrap_or_else(|| match config.board.kind() {
             BoardKind::Sim => PathBuf::from("larm-data"),
             BoardKind::Linux => PathBuf::from("/var/lib/larm"),
         })
