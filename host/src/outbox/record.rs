@@ -7,6 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use larm_rules::names::{Network, Plugin as PluginState, Sim};
+
 use crate::plugins::bindings::larm::plugin::types as wit;
 
 /// A report for the server, as stored.
@@ -42,28 +44,6 @@ pub struct DeviceStatus {
     pub outbox_oldest_s: Option<u64>,
 }
 
-/// See the WIT's `network-type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[allow(missing_docs)]
-pub enum Network {
-    None,
-    Gsm,
-    Umts,
-    Lte,
-}
-
-/// See the WIT's `sim-state`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[allow(missing_docs)]
-pub enum Sim {
-    Ready,
-    PinRequired,
-    Locked,
-    NotInserted,
-    Error,
-    Unknown,
-}
-
 /// See the WIT's `alarm`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[allow(missing_docs)]
@@ -93,15 +73,6 @@ pub struct PluginHealth {
     pub last_fault: Option<String>,
 }
 
-/// See the WIT's `plugin-state`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[allow(missing_docs)]
-pub enum PluginState {
-    Running,
-    Restarted,
-    Quarantined,
-}
-
 impl Report {
     /// Whether the server should hear of it at once.
     pub fn urgent(&self) -> bool {
@@ -115,20 +86,8 @@ impl From<wit::Report> for Report {
             wit::Report::Status(d) => Report::Status(DeviceStatus {
                 unit_id: d.unit_id,
                 signal_bars: d.signal_bars,
-                network: match d.network {
-                    wit::NetworkType::None => Network::None,
-                    wit::NetworkType::Gsm => Network::Gsm,
-                    wit::NetworkType::Umts => Network::Umts,
-                    wit::NetworkType::Lte => Network::Lte,
-                },
-                sim: match d.sim {
-                    wit::SimState::Ready => Sim::Ready,
-                    wit::SimState::PinRequired => Sim::PinRequired,
-                    wit::SimState::Locked => Sim::Locked,
-                    wit::SimState::NotInserted => Sim::NotInserted,
-                    wit::SimState::Error => Sim::Error,
-                    wit::SimState::Unknown => Sim::Unknown,
-                },
+                network: d.network.into(),
+                sim: d.sim.into(),
                 operator: d.operator,
                 server_connected: d.server_connected,
                 extended_io: d.extended_io,
@@ -147,11 +106,7 @@ impl From<wit::Report> for Report {
             }),
             wit::Report::PluginHealth(h) => Report::PluginHealth(PluginHealth {
                 name: h.name,
-                state: match h.state {
-                    wit::PluginState::Running => PluginState::Running,
-                    wit::PluginState::Restarted => PluginState::Restarted,
-                    wit::PluginState::Quarantined => PluginState::Quarantined,
-                },
+                state: h.state.into(),
                 faults: h.faults,
                 last_fault: h.last_fault,
             }),
@@ -187,20 +142,8 @@ impl From<Report> for wit::Report {
             Report::Status(d) => wit::Report::Status(wit::DeviceStatus {
                 unit_id: d.unit_id,
                 signal_bars: d.signal_bars,
-                network: match d.network {
-                    Network::None => wit::NetworkType::None,
-                    Network::Gsm => wit::NetworkType::Gsm,
-                    Network::Umts => wit::NetworkType::Umts,
-                    Network::Lte => wit::NetworkType::Lte,
-                },
-                sim: match d.sim {
-                    Sim::Ready => wit::SimState::Ready,
-                    Sim::PinRequired => wit::SimState::PinRequired,
-                    Sim::Locked => wit::SimState::Locked,
-                    Sim::NotInserted => wit::SimState::NotInserted,
-                    Sim::Error => wit::SimState::Error,
-                    Sim::Unknown => wit::SimState::Unknown,
-                },
+                network: d.network.into(),
+                sim: d.sim.into(),
                 operator: d.operator,
                 server_connected: d.server_connected,
                 extended_io: d.extended_io,
@@ -219,11 +162,7 @@ impl From<Report> for wit::Report {
             }),
             Report::PluginHealth(h) => wit::Report::PluginHealth(wit::PluginHealth {
                 name: h.name,
-                state: match h.state {
-                    PluginState::Running => wit::PluginState::Running,
-                    PluginState::Restarted => wit::PluginState::Restarted,
-                    PluginState::Quarantined => wit::PluginState::Quarantined,
-                },
+                state: h.state.into(),
                 faults: h.faults,
                 last_fault: h.last_fault,
             }),

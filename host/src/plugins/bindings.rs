@@ -47,44 +47,45 @@ use larm::plugin::types::{NetworkType, PluginState, SimState};
 use larm_rules::names;
 
 // The words for states live in larm-rules; these map the generated types
-// onto them.
+// onto them and back (the outbox stores them).
 
-impl SimState {
-    /// The state as the HTTP API and the console name it.
-    pub fn name(self) -> &'static str {
-        match self {
-            SimState::Ready => names::Sim::Ready,
-            SimState::PinRequired => names::Sim::PinRequired,
-            SimState::Locked => names::Sim::Locked,
-            SimState::NotInserted => names::Sim::NotInserted,
-            SimState::Error => names::Sim::Error,
-            SimState::Unknown => names::Sim::Unknown,
+/// Maps a generated enum onto its larm-rules twin and back, variant by
+/// variant of the same name.
+macro_rules! twin {
+    ($generated:ident, $rules:ty, [$($variant:ident),+]) => {
+        impl From<$generated> for $rules {
+            fn from(value: $generated) -> Self {
+                match value {
+                    $($generated::$variant => <$rules>::$variant,)+
+                }
+            }
         }
-        .name()
-    }
+
+        impl From<$rules> for $generated {
+            fn from(value: $rules) -> Self {
+                match value {
+                    $(<$rules>::$variant => $generated::$variant,)+
+                }
+            }
+        }
+
+        impl $generated {
+            /// The word the HTTP API and the console use for it.
+            pub fn name(self) -> &'static str {
+                <$rules>::from(self).name()
+            }
+        }
+    };
 }
 
-impl NetworkType {
-    /// The network as the HTTP API and the console name it.
-    pub fn name(self) -> &'static str {
-        match self {
-            NetworkType::Lte => names::Network::Lte,
-            NetworkType::Umts => names::Network::Umts,
-            NetworkType::Gsm => names::Network::Gsm,
-            NetworkType::None => names::Network::None,
-        }
-        .name()
-    }
-}
-
-impl PluginState {
-    /// The state as the HTTP API and the console name it.
-    pub fn name(self) -> &'static str {
-        match self {
-            PluginState::Running => names::Plugin::Running,
-            PluginState::Restarted => names::Plugin::Restarted,
-            PluginState::Quarantined => names::Plugin::Quarantined,
-        }
-        .name()
-    }
-}
+twin!(
+    SimState,
+    names::Sim,
+    [Ready, PinRequired, Locked, NotInserted, Error, Unknown]
+);
+twin!(NetworkType, names::Network, [Lte, Umts, Gsm, None]);
+twin!(
+    PluginState,
+    names::Plugin,
+    [Running, Restarted, Quarantined]
+);

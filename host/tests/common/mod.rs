@@ -121,22 +121,7 @@ impl Larmd {
     /// Waits until a log line contains `text`; returns the lines logged up
     /// to and including it since the last wait.
     pub fn wait_for(&mut self, text: &str) -> Vec<String> {
-        let mut seen = Vec::new();
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    let found = line.contains(text);
-                    self.log.push(line.clone());
-                    seen.push(line);
-                    if found {
-                        return seen;
-                    }
-                }
-                Err(_) => panic!("`{text}` never logged:\n{}", self.log.join("\n")),
-            }
-        }
+        self.wait_until(&format!("`{text}`"), |line| line.contains(text))
     }
 
     /// Waits until an event is logged whose tracing fields include every
@@ -144,20 +129,27 @@ impl Larmd {
     /// "5"), ("on", "true")]`); returns the lines up to and including it.
     /// Tests look at these fields, not at the wording of the message.
     pub fn wait_event(&mut self, fields: &[(&str, &str)]) -> Vec<String> {
+        self.wait_until(&format!("event {fields:?}"), |line| {
+            has_fields(line, fields)
+        })
+    }
+
+    /// Waits (a minute at most) until a line satisfies `found`.
+    fn wait_until(&mut self, what: &str, found: impl Fn(&str) -> bool) -> Vec<String> {
         let mut seen = Vec::new();
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) => {
-                    let found = has_fields(&line, fields);
+                    let done = found(&line);
                     self.log.push(line.clone());
                     seen.push(line);
-                    if found {
+                    if done {
                         return seen;
                     }
                 }
-                Err(_) => panic!("no event {fields:?}:\n{}", self.log.join("\n")),
+                Err(_) => panic!("{what} never logged:\n{}", self.log.join("\n")),
             }
         }
     }

@@ -1,9 +1,12 @@
 //! The words for the unit's states, as the HTTP API, the console and the
 //! server adapter's JSON write them. Each side maps its own generated WIT
-//! types onto these enums; the words live only here.
+//! types onto these enums; the words live only here. With the `serde`
+//! feature they are also how the host's outbox stores states on disk (by
+//! variant name).
 
 /// The SIM card's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Sim {
     /// Ready.
     Ready,
@@ -35,6 +38,7 @@ impl Sim {
 
 /// The network the modem is registered on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Network {
     /// 4G.
     Lte,
@@ -60,6 +64,7 @@ impl Network {
 
 /// A plugin's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Plugin {
     /// Running.
     Running,
