@@ -12,7 +12,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -176,10 +177,41 @@ async fn status(State(api): State<Api>) -> Json<StatusBody> {
     })
 }
 
+/// A JSON request body. A bad one (not JSON, wrong fields or types, no
+/// JSON content type, too large) is a 400 with a JSON `error`, as every
+/// other refusal here is; axum's own answers are plain text, some 422.
+pub struct Body<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Json::<T>::from_request(request, state)
+            .await
+            .map(|Json(value)| Body(value))
+            .map_err(|e| error(StatusCode::BAD_REQUEST, e.body_text()))
+    }
+}
+
+/// A terminal number in the path (`/outputs/{n}`); anything else is a 400
+/// with a JSON `error`.
+pub struct TerminalId(u8);
+
+impl<S: Send + Sync> FromRequestParts<S> for TerminalId {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<u8>::from_request_parts(parts, state)
+            .await
+            .map(|Path(n)| TerminalId(n))
+            .map_err(|e| error(StatusCode::BAD_REQUEST, e.body_text()))
+    }
+}
+
 async fn set_output(
     State(api): State<Api>,
-    Path(n): Path<u8>,
-    Json(body): Json<OutputBody>,
+    TerminalId(n): TerminalId,
+    Body(body): Body<OutputBody>,
 ) -> Response {
     match api.shared.switch_output("http", n, body.on) {
         Ok(action) => {
@@ -192,8 +224,8 @@ async fn set_output(
 
 async fn sim_input(
     State(api): State<Api>,
-    Path(n): Path<u8>,
-    Json(body): Json<InputBody>,
+    TerminalId(n): TerminalId,
+    Body(body): Body<InputBody>,
 ) -> Response {
     let Some(sim) = &api.sim else {
         return error(
@@ -212,7 +244,7 @@ async fn sim_input(
     }
 }
 
-async fn sim_sms(State(api): State<Api>, Json(body): Json<SmsBody>) -> Response {
+async fn sim_sms(State(api): State<Api>, Body(body): Body<SmsBody>) -> Response {
     let Some(modem) = &api.sim_modem else {
         return error(StatusCode::NOT_FOUND, "the unit has no simulated modem");
     };

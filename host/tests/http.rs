@@ -99,8 +99,24 @@ fn status_outputs_and_the_simulator() {
     let (code, body) = put(&addr, "/api/v1/outputs/9", r#"{"on":true}"#);
     assert_eq!(code, 400);
     assert!(body.contains("output 9 does not exist"), "{body}");
-    let (code, _) = put(&addr, "/api/v1/outputs/2", "not json");
-    assert!((400..500).contains(&code));
+    // Any bad request is a 400 with a JSON `error` saying what is wrong.
+    for (path, body) in [
+        ("/api/v1/outputs/2", "not json"),
+        ("/api/v1/outputs/2", r#"{"on":"yes"}"#),
+        ("/api/v1/outputs/2", r#"{}"#),
+        ("/api/v1/outputs/999", r#"{"on":true}"#),
+        ("/api/v1/outputs/two", r#"{"on":true}"#),
+        ("/api/v1/sim/inputs/1", r#"{"closed":1}"#),
+    ] {
+        let (code, answer) = put(&addr, path, body);
+        assert_eq!(code, 400, "{path} {body}: {answer}");
+        let json: serde_json::Value = serde_json::from_str(&answer)
+            .unwrap_or_else(|_| panic!("{path} {body}: not JSON: {answer}"));
+        assert!(
+            json["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{answer}"
+        );
+    }
 
     let (code, _) = put(&addr, "/api/v1/sim/inputs/1", r#"{"closed":true}"#);
     assert_eq!(code, 204);
