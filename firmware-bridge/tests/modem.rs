@@ -217,14 +217,15 @@ async fn a_modem_that_stops_answering_is_recovered() {
 async fn voice_call_alarm_and_incoming_calls() {
     let (sim, mut modem) = started(Profile::Ec2x).await;
     let mut events = sim.events();
-    modem
-        .dial("+46701234567", Duration::from_millis(200))
-        .await
-        .unwrap();
+    modem.dial("+46701234567").await.unwrap();
     assert_eq!(
         next_sim_event(&mut events).await,
         SimEvent::Dialled("+46701234567".into())
     );
+    // While it rings, the modem still takes SMS.
+    sim.deliver_sms("+46709999999", "during the call");
+    assert_eq!(next_sms(&mut modem).await.text, "during the call");
+    modem.hang_up().await.unwrap();
     assert_eq!(next_sim_event(&mut events).await, SimEvent::HungUp);
     sim.ring("+46709999999");
     assert_eq!(

@@ -105,7 +105,12 @@ pub async fn open(
 /// Runs the modem task. Received messages (those stored at start first) go
 /// to `incoming`; `outgoing` is what to send. The modem's status is read
 /// at once when the modem reports a change of registration or SIM, and its
-/// health checked (and the status read again) every `status_every`.
+/// health checked (and the status and mailbox read again) every
+/// `status_every`.
+///
+/// A call rings without holding the task: SMS keep coming in (and going
+/// out) while it rings, and it is hung up when its time is over. A second
+/// call waits for the first to end.
 pub async fn run(
     mut modem: Modem,
     stored: Vec<Sms>,
@@ -120,12 +125,22 @@ pub async fn run(
     refresh_status(&modem, &shared).await;
     let mut tick = tokio::time::interval(status_every);
     tick.tick().await;
+    // When the call that rings now is hung up.
+    let mut ringing: Option<Instant> = None;
+    // A call asked for while another rings.
+    let mut next_call: Option<(String, Duration, Done)> = None;
     loop {
+        if ringing.is_none()
+            && let Some((number, ring, done)) = next_call.take()
+        {
+            ringing = call(&modem, &shared, &number, ring, done).await;
+        }
         tokio::select! {
             wake = modem.wait() => {
                 let Some(wake) = wake else {
                     error!("the modem port closed; restarting the modem");
                     restart(&mut modem, &shared).await;
+                    read_mailbox(&mut modem, &shared, &incoming).await;
                     continue;
                 };
                 match modem.process(wake).await {
@@ -138,38 +153,52 @@ pub async fn run(
                     }
                     Some(ModemEvent::Restarted) => {
                         warn!("the modem restarted on its own; initialising it again");
+                        ringing = None;
+                        set_busy(&shared, false);
                         if let Err(e) = modem.init().await {
                             error!("modem init: {e}");
                         }
                         refresh_status(&modem, &shared).await;
+                        read_mailbox(&mut modem, &shared, &incoming).await;
                     }
                     Some(ModemEvent::StatusChanged) => refresh_status(&modem, &shared).await,
                     None => {}
                 }
             }
-            request = outgoing.recv() => {
+            () = crate::unit::sleep_until(ringing) => {
+                ringing = None;
+                if let Err(e) = modem.hang_up().await {
+                    error!("hanging up the alarm call: {e}");
+                }
+                set_busy(&shared, false);
+            }
+            request = outgoing.recv(), if next_call.is_none() => {
                 let Some(request) = request else { return };
-                set_busy(&shared, true);
                 match request {
                     Outgoing::Sms { to, text, done } => {
+                        set_busy(&shared, true);
                         let sent = modem.send_sms(&to, &text).await;
                         match &sent {
                             Ok(_) => info!("SMS sent to {to}"),
                             Err(e) => error!("SMS to {to} not sent: {e}"),
                         }
                         let _ = done.send(sent.map(drop).map_err(|e| e.to_string()));
+                        set_busy(&shared, ringing.is_some());
+                    }
+                    Outgoing::Call { number, ring, done } if ringing.is_some() => {
+                        next_call = Some((number, ring, done));
                     }
                     Outgoing::Call { number, ring, done } => {
-                        let made = modem.dial(&number, ring).await;
-                        match &made {
-                            Ok(()) => info!("alarm call to {number} made"),
-                            Err(e) => error!("alarm call to {number} failed: {e}"),
-                        }
-                        let _ = done.send(made.map_err(|e| e.to_string()));
+                        ringing = call(&modem, &shared, &number, ring, done).await;
                     }
-                    Outgoing::Restart => restart(&mut modem, &shared).await,
+                    Outgoing::Restart => {
+                        set_busy(&shared, true);
+                        ringing = None;
+                        restart(&mut modem, &shared).await;
+                        read_mailbox(&mut modem, &shared, &incoming).await;
+                        set_busy(&shared, false);
+                    }
                 }
-                set_busy(&shared, false);
             }
             _ = tick.tick() => {
                 // Shown (red, code 4) while the modem is brought back, which
@@ -189,8 +218,64 @@ pub async fn run(
                     Err(e) => error!("the modem does not answer and did not come back: {e}"),
                 }
                 refresh_status(&modem, &shared).await;
+                // What arrived while the modem did not answer (or whose
+                // notice was lost) is read now, not at the next start.
+                read_mailbox(&mut modem, &shared, &incoming).await;
             }
         }
+    }
+}
+
+/// Dials `number`; when it is to be hung up, if the modem took the call.
+async fn call(
+    modem: &Modem,
+    shared: &Shared,
+    number: &str,
+    ring: Duration,
+    done: Done,
+) -> Option<Instant> {
+    set_busy(shared, true);
+    let made = modem.dial(number).await;
+    match &made {
+        Ok(()) => info!("alarm call to {number} made; it rings for {ring:?}"),
+        Err(e) => error!("alarm call to {number} failed: {e}"),
+    }
+    let ok = made.is_ok();
+    let _ = done.send(made.map_err(|e| e.to_string()));
+    if ok {
+        Some(Instant::now() + ring)
+    } else {
+        set_busy(shared, false);
+        None
+    }
+}
+
+/// Reads and hands on the SMS stored on the modem (`AT+CMGL`), then
+/// deletes them. Quietly nothing while the SIM is not ready.
+async fn read_mailbox(
+    modem: &mut Modem,
+    shared: &Shared,
+    incoming: &mpsc::UnboundedSender<Incoming>,
+) {
+    let ready = shared
+        .modem
+        .borrow()
+        .as_ref()
+        .is_some_and(|s| s.answering && s.sim == SimState::Ready);
+    if !ready {
+        return;
+    }
+    match modem.read_stored().await {
+        Ok(stored) => {
+            if !stored.is_empty() {
+                info!("{} stored SMS read from the modem", stored.len());
+                shared.last_sms.send_replace(Some(Instant::now()));
+            }
+            for sms in stored {
+                let _ = incoming.send(Incoming::Sms(sms));
+            }
+        }
+        Err(e) => warn!("reading the modem's stored SMS: {e}"),
     }
 }
 
@@ -204,10 +289,10 @@ async fn restart(modem: &mut Modem, shared: &Shared) {
 fn set_busy(shared: &Shared, busy: bool) {
     shared.modem.send_modify(|status| {
         if let Some(status) = status {
-            status.busy = busy;
-            if !busy {
+            if status.busy && !busy {
                 status.busy_ended = Some(Instant::now());
             }
+            status.busy = busy;
         }
     });
 }

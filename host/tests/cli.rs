@@ -200,10 +200,8 @@ async fn the_simulator_prints_what_the_unit_sends() {
         .send_sms("+46701234567", "Larm: dörren är öppen")
         .await
         .unwrap();
-    modem
-        .dial("+46701234567", Duration::from_millis(50))
-        .await
-        .unwrap();
+    modem.dial("+46701234567").await.unwrap();
+    modem.hang_up().await.unwrap();
     let mut seen = Vec::new();
     for _ in 0..3 {
         seen.push(sim.stdout.recv_timeout(Duration::from_secs(30)).unwrap());

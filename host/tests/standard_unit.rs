@@ -137,7 +137,7 @@ fn an_input_alarm_sends_sms_rings_and_sets_alarm_until_restored() {
     );
 
     larmd.send("open 1");
-    // The restore SMS waits for the alarm call to end; ALARM goes off at once.
+    // The restore SMS goes out while the alarm call still rings; ALARM goes off at once.
     let seen = reply(&mut larmd, "Restored: Input 1");
     assert_event(
         &seen,
@@ -343,6 +343,35 @@ fn allow_list_and_throttle_come_from_the_config() {
     larmd.wait_for("too many wrong passwords");
     sms(&mut larmd, "0000 STATUS");
     larmd.wait_for("ignoring throttled sender");
+    larmd.stop();
+}
+
+/// Senders can be spoofed: guesses from ever new numbers spend the unit's
+/// budget, after which only trusted numbers are heard.
+#[test]
+fn guesses_from_rotating_senders_lock_the_unit_but_not_trusted_numbers() {
+    let mut larmd = Larmd::start(
+        &UnitConfig::new()
+            .sim_modem("ec2x", "")
+            .section(
+                "sms",
+                "unit_password_failures = 6
+trusted = [\"+46709999999\"]",
+            )
+            .plugin(Plugin::sms_commands()),
+    );
+    larmd.wait_for("larmd running");
+    for i in 0..6 {
+        larmd.send(&format!("sms +4673000000{i} 1{i}{i}{i} STATUS"));
+        larmd.wait_for("wrong password");
+    }
+    larmd.wait_for("every password command is ignored");
+    // The right password from a number not seen before: ignored, no reply.
+    sms(&mut larmd, "0000 STATUS");
+    let seen = larmd.wait_for("unit-wide password lockout");
+    assert!(!seen.iter().any(|l| l.contains("modem: SMS sent")));
+    larmd.send("sms +46709999999 0000 STATUS");
+    larmd.wait_for("modem: SMS sent to +46709999999");
     larmd.stop();
 }
 

@@ -379,12 +379,19 @@ impl Modem {
         Ok(references)
     }
 
-    /// A voice-call alarm: dials `number`, lets it ring for `ring`, hangs up.
-    pub async fn dial(&self, number: &str, ring: Duration) -> Result<(), ModemError> {
+    /// Starts a voice-call alarm: dials `number` and returns once the modem
+    /// took the call. It rings until [`Modem::hang_up`]; the modem keeps
+    /// receiving (and sending) SMS meanwhile, so the caller decides how
+    /// long it rings without holding the modem.
+    pub async fn dial(&self, number: &str) -> Result<(), ModemError> {
         let address = Address::parse(number)
             .ok_or_else(|| ModemError::Invalid(format!("`{number}` is not a phone number")))?;
         self.at.command(&format!("ATD{address};"), SHORT).await?;
-        tokio::time::sleep(ring).await;
+        Ok(())
+    }
+
+    /// Ends the call in progress (`ATH`).
+    pub async fn hang_up(&self) -> Result<(), ModemError> {
         self.at.command("ATH", SHORT).await?;
         Ok(())
     }

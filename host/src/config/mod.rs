@@ -388,8 +388,16 @@ fn default_listen() -> Spanned<SocketAddr> {
 pub struct SmsConfig {
     /// Wrong passwords from one sender before it is ignored.
     pub password_failures: NonZeroU32,
-    /// How long, in seconds, a sender is then ignored.
+    /// How long, in seconds, a sender (or, after the unit's budget is
+    /// spent, every untrusted sender) is then ignored.
     pub lockout_s: u64,
+    /// Wrong passwords from all senders together within `unit_window_s`
+    /// before every password command is ignored (senders can be spoofed).
+    pub unit_password_failures: NonZeroU32,
+    /// The window of `unit_password_failures`, in seconds.
+    pub unit_window_s: NonZeroU64,
+    /// Numbers whose commands still count during a unit-wide lockout.
+    pub trusted: Vec<PhoneNumber>,
     /// If not empty, only these numbers may send commands; others are
     /// dropped (and logged) before any plugin sees them.
     pub allow_from: Vec<PhoneNumber>,
@@ -400,6 +408,9 @@ impl Default for SmsConfig {
         Self {
             password_failures: NonZeroU32::new(5).unwrap(),
             lockout_s: 600,
+            unit_password_failures: NonZeroU32::new(20).unwrap(),
+            unit_window_s: NonZeroU64::new(600).unwrap(),
+            trusted: Vec::new(),
             allow_from: Vec::new(),
         }
     }

@@ -1,4 +1,6 @@
-//! Hands the outbox's SMS and calls to the modem, one at a time.
+//! Hands the outbox's SMS and calls to the modem, one at a time, alarms
+//! first: each is chosen when the modem is free, so an alarm queued behind
+//! routine replies still goes next.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +19,7 @@ pub async fn deliver_to_modem(outbox: Arc<Outbox>, modem: mpsc::UnboundedSender<
         let changed = outbox.changed();
         tokio::pin!(changed);
         changed.as_mut().enable();
-        for entry in outbox.take_due(true, usize::MAX) {
+        while let Some(entry) = outbox.take_due(true, 1).pop() {
             let (done, result) = oneshot::channel();
             let (what, request) = match entry.item {
                 Item::Sms { to, text } => {

@@ -99,9 +99,12 @@ pub struct Entry {
     pub route: Option<(u64, Step)>,
     /// When it was released from its route (wall clock, ms); None while held.
     pub released_ms: Option<u64>,
+    /// Part of an alarm: sent before routine replies that are due too.
+    #[serde(default)]
+    pub alarm: bool,
 }
 
-/// A new entry: what, and its escalation step if it has one.
+/// A new entry: what, and its escalation step if it is part of an alarm.
 #[derive(Debug, Clone)]
 pub struct New {
     /// What.
@@ -262,6 +265,7 @@ impl Outbox {
                 let entry = Entry {
                     id: next,
                     queued_ms: now,
+                    alarm: n.step.is_some(),
                     item: n.item,
                     route: step.map(|s| (group, s)),
                     released_ms: (step.is_none() || first).then_some(now),
@@ -340,7 +344,8 @@ impl Outbox {
 
     /// Releases held steps whose earlier steps failed, and returns the
     /// entries due now (released, not in flight, past their backoff) for
-    /// the modem (`modem = true`) or the server, oldest first, marking them
+    /// the modem (`modem = true`) or the server, alarms first, then oldest
+    /// first, marking them
     /// in flight. The caller reports each with [`done`](Self::done) or
     /// [`failed`](Self::failed), or gives it back with
     /// [`retry_later`](Self::retry_later).
@@ -348,12 +353,13 @@ impl Outbox {
         self.escalate();
         let mut index = self.index.lock().unwrap();
         let now = Instant::now();
-        let due: Vec<Entry> = index
+        let mut due: Vec<&Entry> = index
             .due(now)
             .filter(|e| e.item.for_modem() == modem)
-            .take(limit)
-            .cloned()
             .collect();
+        // Stable: oldest first within alarms and within the rest.
+        due.sort_by_key(|e| !e.alarm);
+        let due: Vec<Entry> = due.into_iter().take(limit).cloned().collect();
         index.in_flight.extend(due.iter().map(|e| e.id));
         due
     }

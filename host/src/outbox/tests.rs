@@ -150,3 +150,18 @@ fn a_failed_attempt_backs_off() {
     let summary = outbox.summary();
     assert_eq!((summary.depth, summary.oldest_s), (1, Some(0)));
 }
+
+#[test]
+fn alarms_go_before_routine_replies() {
+    let outbox = Outbox::in_memory(Vec::new(), Duration::from_secs(60)).unwrap();
+    outbox.push(vec![new(sms("+46701"), None)]).unwrap();
+    outbox.push(alarm_event(1)).unwrap();
+    outbox.push(vec![new(sms("+46702"), None)]).unwrap();
+    let order: Vec<Item> = std::iter::from_fn(|| outbox.take_due(true, 1).pop())
+        .map(|e| e.item)
+        .collect();
+    assert_eq!(
+        order,
+        [sms("+4670"), call("+4670"), sms("+46701"), sms("+46702")]
+    );
+}

@@ -11,7 +11,8 @@ use firmware_bridge::modem::sim::SimModem;
 use tokio::sync::{mpsc, watch};
 use tracing::info;
 
-use super::shared::{PasswordGuard, Shared};
+use super::password::PasswordGuard;
+use super::shared::Shared;
 use super::{Unit, data_dir};
 use crate::config::{BoardSource, Config, ModemLink};
 use crate::modem;
@@ -66,10 +67,7 @@ impl Unit {
         );
         let (tx, actions) = mpsc::unbounded_channel();
         let mut shared = Shared::new(board, state, outbox.clone(), tx);
-        shared.password = PasswordGuard::new(
-            config.sms.password_failures.get(),
-            Duration::from_secs(config.sms.lockout_s),
-        );
+        shared.password = PasswordGuard::new(&config.sms);
         shared.config_corrupt = config_corrupt;
         let shared = Arc::new(shared);
         let runtime = Runtime::new(Some(data_dir.join("cache")))

@@ -7,6 +7,7 @@
 //! - [`event_loop`]: input edges and SMS to the plugins, actions to the
 //!   outbox, the modem and the server link.
 //! - [`leds`]: what the status LEDs show, following the state channels.
+//! - [`password`]: the wrong-password limits, per sender and per unit.
 //!
 //! `docs/architecture.md` walks an input edge and an SMS through them.
 
@@ -14,6 +15,7 @@ pub mod action;
 mod build;
 mod event_loop;
 pub mod leds;
+pub mod password;
 pub mod shared;
 
 use std::path::PathBuf;

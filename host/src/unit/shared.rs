@@ -11,19 +11,19 @@
 //! | [`Shared::last_sms`] | the modem task | LEDs (green) |
 //! | `board.card()` | the board | LEDs, `status.device` |
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use firmware_bridge::board::{Board, BoardError, CardState, OutputId};
 use tokio::sync::{mpsc, watch};
-use tracing::warn;
 
 use super::action::Action;
+use super::password::PasswordGuard;
 use crate::modem::ModemStatus;
 use crate::outbox::Outbox;
 use crate::plugins::bindings::larm::plugin::types::{DeviceStatus, PluginHealth};
-use crate::state::{State, StateError};
+use crate::state::State;
 
 /// The server link's state, as the blue LED and red code 6 show it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -78,7 +78,7 @@ impl Shared {
             link: watch::Sender::new(LinkState::default()),
             health: watch::Sender::new(BTreeMap::new()),
             last_sms: watch::Sender::new(None),
-            password: PasswordGuard::new(5, Duration::from_secs(600)),
+            password: PasswordGuard::new(&crate::config::SmsConfig::default()),
             config_corrupt: false,
             runtime: tokio::runtime::Handle::try_current().ok(),
             started: Instant::now(),
@@ -151,63 +151,5 @@ impl Shared {
             output,
             on,
         })
-    }
-}
-
-/// The wrong-password throttle: a sender that guesses wrong too often is
-/// ignored for a while, told `false` whatever it sends.
-pub struct PasswordGuard {
-    senders: Mutex<HashMap<String, Throttle>>,
-    max_failures: u32,
-    lockout: Duration,
-}
-
-#[derive(Default)]
-struct Throttle {
-    failures: u32,
-    until: Option<Instant>,
-}
-
-impl PasswordGuard {
-    /// A guard that locks a sender out for `lockout` after `max_failures`
-    /// wrong passwords (`[sms]`).
-    pub fn new(max_failures: u32, lockout: Duration) -> Self {
-        Self {
-            senders: Mutex::default(),
-            max_failures,
-            lockout,
-        }
-    }
-
-    /// Checks `candidate` from `sender` with `matches`; a locked-out sender
-    /// is told false without a check.
-    pub fn verify(
-        &self,
-        sender: &str,
-        matches: impl FnOnce() -> Result<bool, StateError>,
-    ) -> Result<bool, StateError> {
-        let now = Instant::now();
-        let mut senders = self.senders.lock().unwrap();
-        let entry = senders.entry(sender.to_string()).or_default();
-        if entry.until.is_some_and(|until| now < until) {
-            warn!(sender, "ignoring throttled sender");
-            return Ok(false);
-        }
-        let ok = matches()?;
-        if ok {
-            senders.remove(sender);
-        } else {
-            entry.failures += 1;
-            warn!(sender, failures = entry.failures, "wrong password");
-            if entry.failures >= self.max_failures {
-                entry.failures = 0;
-                entry.until = Some(now + self.lockout);
-                warn!(
-                    sender,
-                    "too many wrong passwords: sender ignored for {:?}", self.lockout
-                );
-            }
-        }
-        Ok(ok)
     }
 }

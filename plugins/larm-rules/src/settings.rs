@@ -11,6 +11,8 @@
 //! | `input.N.alarm-text`, `input.N.restore-text` | SMS texts (empty restore text: no restore SMS) |
 //! | `alarm.sms`, `alarm.call` | comma-separated phone numbers |
 //! | `alarm.ring-s` | seconds an alarm call rings (1-300) |
+//! | `alarm.flap-changes` | changes of one input within the hold-off that make it flapping (0 = no limit; default 10) |
+//! | `alarm.flap-hold-off-s` | how long a flapping input's alarms are held, summed up in one SMS (10-86400; default 300) |
 //! | `server.interval-min` | connection interval (`CONINTVL`), 0 = never, at most a week |
 
 use alloc::format;
@@ -29,6 +31,20 @@ pub const RING_KEY: &str = "alarm.ring-s";
 pub const DEFAULT_RING_S: u32 = 30;
 /// The longest an alarm call may ring.
 pub const MAX_RING_S: u32 = 300;
+/// The setting that says how many changes of one input within the hold-off
+/// make it flapping.
+pub const FLAP_CHANGES_KEY: &str = "alarm.flap-changes";
+/// The setting that says how long a flapping input's alarms are held.
+pub const FLAP_HOLD_OFF_KEY: &str = "alarm.flap-hold-off-s";
+/// Changes within the hold-off that make an input flapping, when nothing is set.
+pub const DEFAULT_FLAP_CHANGES: u32 = 10;
+/// The most changes `alarm.flap-changes` may allow.
+pub const MAX_FLAP_CHANGES: u32 = 1000;
+/// The hold-off of a flapping input when nothing is set: five minutes.
+pub const DEFAULT_FLAP_HOLD_OFF_S: u32 = 300;
+/// The shortest hold-off: shorter would let a flapping input send an SMS
+/// every few seconds.
+pub const MIN_FLAP_HOLD_OFF_S: u32 = 10;
 /// The longest input delay: a day.
 pub const MAX_DELAY_S: u32 = 24 * 3600;
 /// The longest setting key.
@@ -125,6 +141,37 @@ pub fn input_settings(n: u8, get: impl Fn(&str) -> Option<String>) -> (InputSett
     )
 }
 
+/// When an input counts as flapping: more than `changes` changes within
+/// `hold_off_s` seconds. Its alarms are then held for `hold_off_s` at a
+/// time and summed up, instead of an SMS and a call per change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlapLimit {
+    /// Changes allowed within the hold-off; 0: no limit.
+    pub changes: u32,
+    /// The hold-off, in seconds.
+    pub hold_off_s: u32,
+}
+
+/// The flap limit from its settings (`alarm.flap-changes`,
+/// `alarm.flap-hold-off-s`); a bad value falls back to its default.
+pub fn flap_limit(get: impl Fn(&str) -> Option<String>) -> FlapLimit {
+    let read = |key, min, max, default| {
+        get(key)
+            .and_then(|v| bounded(&v, max))
+            .filter(|n| *n >= min)
+            .unwrap_or(default)
+    };
+    FlapLimit {
+        changes: read(FLAP_CHANGES_KEY, 0, MAX_FLAP_CHANGES, DEFAULT_FLAP_CHANGES),
+        hold_off_s: read(
+            FLAP_HOLD_OFF_KEY,
+            MIN_FLAP_HOLD_OFF_S,
+            MAX_DELAY_S,
+            DEFAULT_FLAP_HOLD_OFF_S,
+        ),
+    }
+}
+
 /// The numbers of a number-list setting (`alarm.sms`, `alarm.call`); items
 /// that are not numbers are left out (validation keeps them from being set).
 pub fn numbers(value: Option<&str>) -> Vec<PhoneNumber> {
@@ -212,6 +259,10 @@ pub fn validate(key: &str, value: &str, inputs: u8) -> Result<(), String> {
             .map(drop)
             .map_err(|(n, e)| format!("{key}: {n:?} is not a phone number ({e})")),
         (Some("alarm"), Some("ring-s"), None, None) => seconds(1, MAX_RING_S),
+        (Some("alarm"), Some("flap-changes"), None, None) => seconds(0, MAX_FLAP_CHANGES),
+        (Some("alarm"), Some("flap-hold-off-s"), None, None) => {
+            seconds(MIN_FLAP_HOLD_OFF_S, MAX_DELAY_S)
+        }
         (Some("server"), Some("interval-min"), None, None) => interval_min(value)
             .map(drop)
             .map_err(|e| format!("{key}: {e}")),
@@ -272,6 +323,8 @@ mod tests {
             ("input.2.name.x", "red", "no such setting"),
             ("alarm.sms", "+46 70 abc", "not a phone number"),
             ("alarm.ring-s", "0", "from 1 to 300"),
+            (FLAP_CHANGES_KEY, "1001", "from 0 to 1000"),
+            (FLAP_HOLD_OFF_KEY, "5", "from 10 to 86400"),
             (INTERVAL_KEY, "4294967295", "0 (never) to 10080"),
             ("input.1.name", &long, "longer than 1530"),
             ("password", "1234", "no such setting"),
@@ -279,6 +332,28 @@ mod tests {
             let e = validate(key, value, 8).unwrap_err();
             assert!(e.contains(why), "{key}={value}: {e}");
         }
+    }
+
+    #[test]
+    fn flap_limit_with_defaults() {
+        let default = FlapLimit {
+            changes: DEFAULT_FLAP_CHANGES,
+            hold_off_s: DEFAULT_FLAP_HOLD_OFF_S,
+        };
+        assert_eq!(flap_limit(|_| None), default);
+        assert_eq!(flap_limit(|_| Some("soon".into())), default);
+        let set = |k: &str| match k {
+            FLAP_CHANGES_KEY => Some("0".into()),
+            _ => Some("60".into()),
+        };
+        assert_eq!(
+            flap_limit(set),
+            FlapLimit {
+                changes: 0,
+                hold_off_s: 60
+            }
+        );
+        assert_eq!(validate(FLAP_HOLD_OFF_KEY, "600", 8), Ok(()));
     }
 
     #[test]

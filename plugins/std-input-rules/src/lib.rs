@@ -9,7 +9,10 @@
 //! Everything is a device setting, read at each event so a change takes
 //! effect at once: `input.N.name`, `input.N.mode` (`NO`/`NC`),
 //! `input.N.delay-s`, `input.N.alarm-text`, `input.N.restore-text`,
-//! `alarm.sms` and `alarm.call` (comma-separated numbers), `alarm.ring-s`.
+//! `alarm.sms` and `alarm.call` (comma-separated numbers), `alarm.ring-s`,
+//! `alarm.flap-changes` and `alarm.flap-hold-off-s` (see [`flap`]: an input
+//! that keeps changing gets one summary SMS per hold-off, not an SMS and a
+//! call per change).
 //! The plugin config gives the unit's defaults for settings not set yet:
 //!
 //! ```toml
@@ -27,6 +30,8 @@
 //! Grants it needs: `outputs = "any"` (the ALARM output), `sms = "any"`,
 //! `calls = "any"`, `server = true`, `settings = "read"`.
 
+mod flap;
+
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
@@ -39,7 +44,9 @@ use exports::larm::plugin::{lifecycle, rule};
 use larm::plugin::log::{Level, log};
 use larm::plugin::types::{Alarm, Contact, InputEvent, Report, TimerEvent};
 use larm::plugin::{clock, io, kv, server, settings, sms, timers, voice};
-use larm_rules::settings::{self as rules, InputSettings, input_settings, numbers};
+use larm_rules::settings::{self as rules, InputSettings, flap_limit, input_settings, numbers};
+
+use flap::{Flaps, HoldEnd, Verdict};
 
 struct StdInputRules;
 
@@ -47,6 +54,10 @@ struct StdInputRules;
 static DEFAULTS: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
 /// Delay timers running, by input.
 static PENDING: Mutex<BTreeMap<u8, u64>> = Mutex::new(BTreeMap::new());
+/// Which inputs are flapping.
+static FLAPS: Mutex<Flaps> = Mutex::new(Flaps::new());
+/// Tag prefix of the timer that ends a flapping input's hold-off.
+const FLAP_TAG: &str = "flap:";
 
 /// A device setting, else the config's default.
 fn setting(key: &str) -> Option<String> {
@@ -107,6 +118,13 @@ impl lifecycle::Guest for StdInputRules {
     }
 
     fn on_timer(event: TimerEvent) {
+        if let Some(input) = event
+            .tag
+            .strip_prefix(FLAP_TAG)
+            .and_then(|n| n.parse().ok())
+        {
+            return hold_over(input);
+        }
         let Some(input) = event
             .tag
             .strip_prefix("delay:")
@@ -126,7 +144,89 @@ impl lifecycle::Guest for StdInputRules {
 
 impl rule::Guest for StdInputRules {
     fn on_input(event: InputEvent) {
-        handle(event.input, event.contact);
+        let limit = flap_limit(setting);
+        let verdict = FLAPS
+            .lock()
+            .unwrap()
+            .change(event.input, event.at_ms, limit);
+        match verdict {
+            Verdict::Handle => handle(event.input, event.contact),
+            Verdict::Held => {}
+            Verdict::StartHold { changes } => {
+                if let Some(timer) = PENDING.lock().unwrap().remove(&event.input) {
+                    timers::cancel(timer);
+                }
+                let s = settings_of(event.input);
+                let span = flap::span(limit.hold_off_s);
+                summary(
+                    event.input,
+                    &s,
+                    &format!(
+                        "{} changed {changes} times in {span}: alarms held for {span}",
+                        s.name
+                    ),
+                );
+                hold(event.input, limit.hold_off_s);
+            }
+        }
+    }
+}
+
+/// Times the end of `input`'s hold-off.
+fn hold(input: u8, hold_off_s: u32) {
+    let timed = timers::set(u64::from(hold_off_s) * 1000, &format!("{FLAP_TAG}{input}"));
+    if let Err(e) = timed {
+        // Without its end timed, the input would stay held: handle it now.
+        log(Level::Error, &format!("cannot time a hold-off ({e:?})"));
+        FLAPS.lock().unwrap().release(input);
+        handle_now(input);
+    }
+}
+
+/// A flapping input's hold-off ended: sum it up and hold it again, or, if
+/// it kept still, handle its state as usual (an alarm or restore that
+/// happened meanwhile goes out now).
+fn hold_over(input: u8) {
+    let end = FLAPS.lock().unwrap().hold_over(input);
+    match end {
+        HoldEnd::Still { changes } => {
+            let limit = flap_limit(setting);
+            let s = settings_of(input);
+            summary(
+                input,
+                &s,
+                &format!(
+                    "{} changed {changes} times in {}: alarms still held",
+                    s.name,
+                    flap::span(limit.hold_off_s)
+                ),
+            );
+            hold(input, limit.hold_off_s);
+        }
+        HoldEnd::Steady => handle_now(input),
+    }
+}
+
+/// Tells the alarm numbers and the server what a flapping input did.
+fn summary(input: u8, s: &InputSettings, text: &str) {
+    log(Level::Warn, text);
+    for number in numbers(setting("alarm.sms").as_deref()) {
+        warn_on(
+            &format!("flap SMS to {number}"),
+            sms::send(number.as_str(), text),
+        );
+    }
+    warn_on(
+        "flap report",
+        server::send(&Report::Alarm(alarm(input, s, text))),
+    );
+}
+
+/// Handles the state `input` is in now.
+fn handle_now(input: u8) {
+    match io::read_input(input) {
+        Ok(contact) => handle(input, contact),
+        Err(e) => log(Level::Error, &format!("reading input {input}: {e:?}")),
     }
 }
 
