@@ -8,9 +8,15 @@
 //!   "text": "1234 STATUS"}`.
 //!
 //! With `[http] token` set, every request needs `Authorization: Bearer <token>`.
+//!
+//! No client can hold the API: at most [`MAX_CONNECTIONS`] connections are
+//! open at once (one more is closed at once), a request's head must arrive
+//! within [`HEADER_TIMEOUT`] (also the most a kept-alive connection may sit
+//! idle), and a whole request, body included, within [`REQUEST_TIMEOUT`].
+//! `axum::serve` sets none of these, so the accept loop is ours, on hyper.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
@@ -23,7 +29,7 @@ use firmware_bridge::board::{Contact, InputId, OutputId, SimBoard};
 use firmware_bridge::leds::{self, LedEngine, UnitState};
 use firmware_bridge::modem::sim::SimModem;
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use crate::unit::Shared;
 
@@ -266,6 +272,21 @@ async fn authorize(State(api): State<Api>, request: Request, next: Next) -> Resp
     next.run(request).await
 }
 
+/// The most connections open at once.
+pub const MAX_CONNECTIONS: usize = 64;
+/// How long a client may take to send a request's head, or keep an idle
+/// connection open.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a whole request may take, body and answer included.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A request that takes longer than [`REQUEST_TIMEOUT`] is answered 408.
+async fn time_limit(request: Request, next: Next) -> Response {
+    tokio::time::timeout(REQUEST_TIMEOUT, next.run(request))
+        .await
+        .unwrap_or_else(|_| error(StatusCode::REQUEST_TIMEOUT, "the request took too long"))
+}
+
 /// The API's routes.
 pub fn router(api: Api) -> Router {
     Router::new()
@@ -274,11 +295,43 @@ pub fn router(api: Api) -> Router {
         .route("/api/v1/sim/inputs/{n}", put(sim_input))
         .route("/api/v1/sim/sms", post(sim_sms))
         .layer(middleware::from_fn_with_state(api.clone(), authorize))
+        .layer(middleware::from_fn(time_limit))
         .with_state(api)
 }
 
 /// Serves the API on `listener` until the task is dropped.
 pub async fn serve(listener: tokio::net::TcpListener, api: Api) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
     tracing::info!("HTTP API on http://{}", listener.local_addr()?);
-    axum::serve(listener, router(api)).await
+    let router = router(api);
+    let open = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors, most likely: let some close.
+                tracing::warn!("HTTP accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "HTTP: {MAX_CONNECTIONS} connections open; closing a new one");
+            continue;
+        };
+        let service = TowerToHyperService::new(router.clone());
+        tokio::spawn(async move {
+            let served = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+            if let Err(e) = served {
+                tracing::debug!(%peer, "HTTP connection: {e}");
+            }
+            drop(permit);
+        });
+    }
 }

@@ -170,3 +170,55 @@ fn settings_survive_a_restart_and_facreset_restores_the_defaults() {
     larmd.wait_for("Change the factory password!");
     larmd.stop();
 }
+
+/// Whether the API closed `stream` within `within` (reads end or fail).
+fn closed_within(stream: &mut TcpStream, within: std::time::Duration) -> bool {
+    stream.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 256];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) => {
+                return !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                );
+            }
+        }
+    }
+}
+
+/// Idle and trickling clients cannot hold the API: connections beyond the
+/// limit are closed at once, a head that does not arrive in time ends the
+/// connection, and the API answers again.
+#[test]
+fn idle_and_trickling_connections_cannot_hold_the_api() {
+    use std::time::{Duration, Instant};
+    let (larmd, addr) = start("");
+    let mut idle: Vec<TcpStream> = (0..64)
+        .map(|_| TcpStream::connect(&addr).unwrap())
+        .collect();
+    // Connected in order, so the 64 above hold every slot.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut extra = TcpStream::connect(&addr).unwrap();
+    assert!(
+        closed_within(&mut extra, Duration::from_secs(5)),
+        "a connection over the limit is closed at once"
+    );
+    // A client that trickles its head, a byte a second, is cut off too.
+    let mut trickle = idle.pop().unwrap();
+    let started = Instant::now();
+    let cut = loop {
+        if trickle.write_all(b"G").is_err() || closed_within(&mut trickle, Duration::from_secs(1)) {
+            break started.elapsed();
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "never cut off");
+    };
+    assert!(cut < Duration::from_secs(30));
+    for mut stream in idle {
+        assert!(closed_within(&mut stream, Duration::from_secs(30)));
+    }
+    assert_eq!(status(&addr, None)["outputs"].as_array().unwrap().len(), 5);
+    larmd.stop();
+}
