@@ -4,8 +4,19 @@
 //! All of it lives in one redb database (`<data_dir>/state.redb`): every
 //! change is a transaction that is durable (fsynced) when the call returns,
 //! and a crash mid-write leaves the previous state intact.
+//!
+//! A file that is lost, emptied or corrupted anyway (a failing SD card, a
+//! careless copy) must not silently give the unit a new identity and the
+//! factory password. After each committed change the whole state is also
+//! written to `<data_dir>/state.backup`: a SHA-256 line, then the state as
+//! JSON, replaced atomically. At start, a `state.redb` that cannot be
+//! opened, or has no unit id while a backup exists, is moved aside and
+//! rebuilt from the backup, and [`State::restored`] says so, for the log,
+//! the LEDs and the server.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use sha2::{Digest, Sha256};
@@ -38,14 +49,81 @@ fn db_err(e: impl std::fmt::Display) -> StateError {
 /// The unit's persisted state.
 pub struct State {
     db: Database,
+    /// Where the backup goes; none for a state in memory. The lock keeps
+    /// two writers from saving their snapshots out of order.
+    backup: Option<Mutex<PathBuf>>,
+    restored: Option<String>,
+}
+
+/// Everything in the state, as the backup holds it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Snapshot {
+    unit: BTreeMap<String, String>,
+    settings: BTreeMap<String, String>,
+    kv: BTreeMap<String, Vec<u8>>,
 }
 
 impl State {
-    /// Opens (or creates) the state in `dir`.
+    /// Opens (or creates) the state in `dir`, restoring it from its backup
+    /// if `state.redb` is unusable (see the module doc).
     pub fn open(dir: &Path) -> Result<Self, StateError> {
         std::fs::create_dir_all(dir).map_err(db_err)?;
-        let db = Database::create(dir.join("state.redb")).map_err(db_err)?;
-        Self::init(db)
+        let path = dir.join("state.redb");
+        let backup_path = dir.join("state.backup");
+        let existed = path.exists();
+        let (db, mut problem) = match Database::create(&path) {
+            Ok(db) => (db, None),
+            Err(e) => {
+                let aside = dir.join(format!("state.redb.corrupt-{}", now_s()));
+                std::fs::rename(&path, &aside).map_err(db_err)?;
+                let db = Database::create(&path).map_err(db_err)?;
+                let why = format!(
+                    "state.redb could not be opened ({e}; kept as {})",
+                    aside.display()
+                );
+                (db, Some(why))
+            }
+        };
+        let has_id = {
+            let txn = db.begin_read().map_err(db_err)?;
+            txn.open_table(UNIT)
+                .ok()
+                .and_then(|t| t.get("id").ok().flatten())
+                .is_some()
+        };
+        let backup = read_backup(&backup_path);
+        if problem.is_none() && !has_id && (existed || matches!(backup, Ok(Some(_)))) {
+            problem = Some(if existed {
+                "state.redb was empty".to_string()
+            } else {
+                "state.redb was missing".to_string()
+            });
+        }
+        let restored = match (problem, backup) {
+            (None, Err(e)) => {
+                tracing::warn!("{e}: it is written anew");
+                None
+            }
+            (None, Ok(_)) => None,
+            (Some(problem), Ok(Some(snapshot))) => {
+                restore(&db, &snapshot)?;
+                Some(format!(
+                    "{problem}; restored from {}",
+                    backup_path.display()
+                ))
+            }
+            (Some(problem), Ok(None)) => Some(format!(
+                "{problem}, and there is no backup: the unit starts with a new id and factory settings"
+            )),
+            (Some(problem), Err(e)) => Some(format!(
+                "{problem}, and {e}: the unit starts with a new id and factory settings"
+            )),
+        };
+        let mut state = Self::init(db)?;
+        state.restored = restored;
+        state.backup = Some(Mutex::new(backup_path));
+        state.save_backup();
+        Ok(state)
     }
 
     /// A state kept in memory only (benchmarks, `larmd check`).
@@ -54,6 +132,51 @@ impl State {
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .map_err(db_err)?;
         Self::init(db)
+    }
+
+    /// What went wrong with `state.redb` at start and how it was
+    /// recovered, if it did.
+    pub fn restored(&self) -> Option<&str> {
+        self.restored.as_deref()
+    }
+
+    /// Writes the backup of the state as it is now. A failure is logged:
+    /// the change itself is committed.
+    fn save_backup(&self) {
+        let Some(path) = &self.backup else { return };
+        let path = path.lock().unwrap();
+        let saved = self.snapshot().and_then(|snapshot| {
+            let json = serde_json::to_vec(&snapshot).map_err(db_err)?;
+            let mut bytes = hex(&Sha256::digest(&json)).into_bytes();
+            bytes.push(b'\n');
+            bytes.extend(json);
+            let dir = path.parent().unwrap_or(Path::new("."));
+            write_atomically(dir, &path, &bytes).map_err(db_err)
+        });
+        if let Err(e) = saved {
+            tracing::warn!("writing the state's backup {}: {e}", path.display());
+        }
+    }
+
+    fn snapshot(&self) -> Result<Snapshot, StateError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let strings =
+            |def: TableDefinition<&str, &str>| -> Result<BTreeMap<String, String>, StateError> {
+                let table = txn.open_table(def).map_err(db_err)?;
+                let mut map = BTreeMap::new();
+                for entry in table.iter().map_err(db_err)? {
+                    let (k, v) = entry.map_err(db_err)?;
+                    map.insert(k.value().to_string(), v.value().to_string());
+                }
+                Ok(map)
+            };
+        let (unit, settings) = (strings(UNIT)?, strings(SETTINGS)?);
+        let mut kv = BTreeMap::new();
+        for entry in txn.open_table(KV).map_err(db_err)?.iter().map_err(db_err)? {
+            let (k, v) = entry.map_err(db_err)?;
+            kv.insert(k.value().to_string(), v.value().to_vec());
+        }
+        Ok(Snapshot { unit, settings, kv })
     }
 
     fn init(db: Database) -> Result<Self, StateError> {
@@ -71,7 +194,11 @@ impl State {
             txn.open_table(KV).map_err(db_err)?;
         }
         txn.commit().map_err(db_err)?;
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            backup: None,
+            restored: None,
+        })
     }
 
     fn unit_value(&self, key: &str) -> Result<String, StateError> {
@@ -88,6 +215,7 @@ impl State {
         let txn = self.db.begin_write().map_err(db_err)?;
         let result = f(&txn)?;
         txn.commit().map_err(db_err)?;
+        self.save_backup();
         Ok(result)
     }
 
@@ -226,6 +354,49 @@ impl State {
     }
 }
 
+/// The backup in `path`, checked against its checksum; `None` if there is
+/// none.
+fn read_backup(path: &Path) -> Result<Option<Snapshot>, String> {
+    let bytes = match read_bounded(path, MAX_BACKUP_BYTES) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("the backup {} {e}", path.display())),
+    };
+    let bad = || format!("the backup {} is damaged", path.display());
+    let split = bytes.iter().position(|b| *b == b'\n').ok_or_else(bad)?;
+    let (sum, json) = (&bytes[..split], &bytes[split + 1..]);
+    if sum != hex(&Sha256::digest(json)).as_bytes() {
+        return Err(bad());
+    }
+    serde_json::from_slice(json).map(Some).map_err(|_| bad())
+}
+
+/// Writes `snapshot` into a fresh database, in one transaction.
+fn restore(db: &Database, snapshot: &Snapshot) -> Result<(), StateError> {
+    let txn = db.begin_write().map_err(db_err)?;
+    {
+        let mut unit = txn.open_table(UNIT).map_err(db_err)?;
+        for (k, v) in &snapshot.unit {
+            unit.insert(k.as_str(), v.as_str()).map_err(db_err)?;
+        }
+        let mut settings = txn.open_table(SETTINGS).map_err(db_err)?;
+        for (k, v) in &snapshot.settings {
+            settings.insert(k.as_str(), v.as_str()).map_err(db_err)?;
+        }
+        let mut kv = txn.open_table(KV).map_err(db_err)?;
+        for (k, v) in &snapshot.kv {
+            kv.insert(k.as_str(), v.as_slice()).map_err(db_err)?;
+        }
+    }
+    txn.commit().map_err(db_err)
+}
+
+fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 fn kv_key(plugin: &str, key: &str) -> String {
     format!("{plugin}\0{key}")
 }
@@ -276,6 +447,8 @@ fn new_unit_id() -> String {
 
 /// The most a config file may hold.
 pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+/// The most the state's backup may hold: every plugin's store full, as JSON.
+pub const MAX_BACKUP_BYTES: u64 = 64 << 20;
 /// The most a component (or a certificate) file may hold.
 pub const MAX_COMPONENT_BYTES: u64 = 16 << 20;
 
@@ -347,6 +520,88 @@ mod tests {
         assert!(state.password_matches("1234").unwrap());
         assert!(!state.password_matches("0000").unwrap());
         assert_eq!(state.unit_id().unwrap(), id);
+    }
+
+    /// A state with a password, a setting and a kv entry; its unit id.
+    fn filled(dir: &Path) -> String {
+        let state = State::open(dir).unwrap();
+        assert_eq!(state.restored(), None);
+        state.set_password("1234").unwrap();
+        state.set_setting("input.1.name", Some("Door")).unwrap();
+        state.kv_set("p", "k", Some(&[0, 1, 255])).unwrap();
+        state.unit_id().unwrap()
+    }
+
+    fn assert_intact(state: &State, id: &str) {
+        assert_eq!(state.unit_id().unwrap(), id);
+        assert!(state.password_matches("1234").unwrap());
+        assert_eq!(
+            state.setting("input.1.name").unwrap().as_deref(),
+            Some("Door")
+        );
+        assert_eq!(state.kv_get("p", "k").unwrap(), Some(vec![0, 1, 255]));
+    }
+
+    #[test]
+    fn an_emptied_or_missing_state_comes_back_from_its_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = filled(dir.path());
+        let db = dir.path().join("state.redb");
+        std::fs::write(&db, b"").unwrap();
+        let state = State::open(dir.path()).unwrap();
+        assert!(
+            state.restored().unwrap().contains("was empty"),
+            "{:?}",
+            state.restored()
+        );
+        assert_intact(&state, &id);
+        drop(state);
+        std::fs::remove_file(&db).unwrap();
+        let state = State::open(dir.path()).unwrap();
+        assert!(state.restored().unwrap().contains("was missing"));
+        assert_intact(&state, &id);
+        drop(state);
+        assert_eq!(State::open(dir.path()).unwrap().restored(), None);
+    }
+
+    #[test]
+    fn a_garbled_state_is_kept_aside_and_restored() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = filled(dir.path());
+        std::fs::write(dir.path().join("state.redb"), vec![0x5a; 8192]).unwrap();
+        let state = State::open(dir.path()).unwrap();
+        assert!(state.restored().unwrap().contains("could not be opened"));
+        assert_intact(&state, &id);
+        let aside = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("state.redb.corrupt-")
+            })
+            .count();
+        assert_eq!(aside, 1);
+    }
+
+    #[test]
+    fn a_damaged_backup_is_never_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = filled(dir.path());
+        let backup = dir.path().join("state.backup");
+        let mut bytes = std::fs::read(&backup).unwrap();
+        let last = bytes.len() - 2;
+        bytes[last] ^= 1;
+        std::fs::write(&backup, &bytes).unwrap();
+        // The state itself is fine: the backup is written anew.
+        assert_intact(&State::open(dir.path()).unwrap(), &id);
+        std::fs::write(&backup, &bytes).unwrap();
+        std::fs::write(dir.path().join("state.redb"), b"").unwrap();
+        let state = State::open(dir.path()).unwrap();
+        let why = state.restored().unwrap();
+        assert!(why.contains("damaged") && why.contains("new id"), "{why}");
+        assert_ne!(state.unit_id().unwrap(), id);
     }
 
     #[test]

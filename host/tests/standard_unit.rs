@@ -346,6 +346,31 @@ fn allow_list_and_throttle_come_from_the_config() {
     larmd.stop();
 }
 
+/// An emptied `state.redb` does not make a new unit with the factory
+/// password: the state comes back from its backup, loudly, and the red LED
+/// says the configuration was corrupt.
+#[test]
+fn an_emptied_state_comes_back_from_its_backup_and_shows_red() {
+    let config = UnitConfig::new()
+        .sim_modem("ec2x", "")
+        .plugin(Plugin::sms_commands());
+    let mut larmd = Larmd::start(&config);
+    larmd.wait_for("larmd running");
+    sms(&mut larmd, "0000 CHGPASS 1234 1234");
+    reply(&mut larmd, "Password changed");
+    let dir = larmd.stop();
+    std::fs::write(dir.path().join("data/state.redb"), b"").unwrap();
+    let mut larmd = Larmd::restart(dir);
+    larmd.wait_for("the unit's state was damaged: state.redb was empty; restored from");
+    larmd.wait_event(&[("event", "led"), ("led", "red"), ("mode", "steady")]);
+    sms(&mut larmd, "1234 STATUS");
+    reply(
+        &mut larmd,
+        "IN1-8: 00000000 OUT1-5: 00000 ALARM: off Signal: 4/5 LTE.",
+    );
+    larmd.stop();
+}
+
 /// Senders can be spoofed: guesses from ever new numbers spend the unit's
 /// budget, after which only trusted numbers are heard.
 #[test]

@@ -68,8 +68,30 @@ impl Unit {
         let (tx, actions) = mpsc::unbounded_channel();
         let mut shared = Shared::new(board, state, outbox.clone(), tx);
         shared.password = PasswordGuard::new(&config.sms);
-        shared.config_corrupt = config_corrupt;
+        // A state rebuilt from its backup (or lost with none) is shown like
+        // a corrupt config, red steady, until someone looks at the unit.
+        let state_restored = shared.state.restored().map(str::to_string);
+        if let Some(why) = &state_restored {
+            tracing::error!("the unit's state was damaged: {why}");
+        }
+        shared.config_corrupt = config_corrupt || state_restored.is_some();
         let shared = Arc::new(shared);
+        if let Some(why) = state_restored {
+            use crate::plugins::bindings::larm::plugin::types::{
+                PluginHealth, PluginState, Report,
+            };
+            // The server hears of it on its health events, as of a plugin
+            // that faulted and was brought back.
+            shared.emit(super::Action::Report {
+                by: "host".into(),
+                report: Report::PluginHealth(PluginHealth {
+                    name: "state".into(),
+                    state: PluginState::Restarted,
+                    faults: 1,
+                    last_fault: Some(why),
+                }),
+            });
+        }
         let runtime = Runtime::new(Some(data_dir.join("cache")))
             .map_err(|e| anyhow::anyhow!("starting the plugin runtime: {e:#}"))?;
         let mut plugins = PluginManager::new(runtime, shared.clone());
