@@ -271,6 +271,17 @@ impl State {
     /// Sets (`Some`) or removes (`None`) several settings in one
     /// transaction: after a crash, all of them are changed or none.
     pub fn set_settings(&self, changes: &[(&str, Option<&str>)]) -> Result<(), StateError> {
+        self.set_settings_and_kv(changes, "", &[])
+    }
+
+    /// Changes settings and entries of `plugin`'s store in one transaction:
+    /// all of them, or none (a store over its quota refuses the lot).
+    pub fn set_settings_and_kv(
+        &self,
+        changes: &[(&str, Option<&str>)],
+        plugin: &str,
+        store: &[(&str, Option<&[u8]>)],
+    ) -> Result<(), StateError> {
         self.write(|txn| {
             let mut table = txn.open_table(SETTINGS).map_err(db_err)?;
             for &(key, value) in changes {
@@ -279,6 +290,10 @@ impl State {
                     None => table.remove(key).map(drop),
                 }
                 .map_err(db_err)?;
+            }
+            let mut kv = txn.open_table(KV).map_err(db_err)?;
+            for &(key, value) in store {
+                kv_change(&mut kv, plugin, key, value)?;
             }
             Ok(())
         })
@@ -332,24 +347,7 @@ impl State {
     pub fn kv_set(&self, plugin: &str, key: &str, value: Option<&[u8]>) -> Result<(), StateError> {
         self.write(|txn| {
             let mut table = txn.open_table(KV).map_err(db_err)?;
-            let full = kv_key(plugin, key);
-            match value {
-                None => {
-                    table.remove(full.as_str()).map_err(db_err)?;
-                }
-                Some(value) => {
-                    let used: usize = kv_entries(&table, plugin)?
-                        .iter()
-                        .filter(|(k, _)| k != key)
-                        .map(|(k, len)| k.len() + len)
-                        .sum();
-                    if used + key.len() + value.len() > KV_QUOTA {
-                        return Err(StateError::Quota);
-                    }
-                    table.insert(full.as_str(), value).map_err(db_err)?;
-                }
-            }
-            Ok(())
+            kv_change(&mut table, plugin, key, value)
         })
     }
 }
@@ -395,6 +393,34 @@ fn now_s() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// Stores (`Some`) or deletes (`None`) one entry of `plugin`'s store,
+/// refusing to go over its quota.
+fn kv_change(
+    table: &mut redb::Table<&'static str, &'static [u8]>,
+    plugin: &str,
+    key: &str,
+    value: Option<&[u8]>,
+) -> Result<(), StateError> {
+    let full = kv_key(plugin, key);
+    match value {
+        None => {
+            table.remove(full.as_str()).map_err(db_err)?;
+        }
+        Some(value) => {
+            let used: usize = kv_entries(table, plugin)?
+                .iter()
+                .filter(|(k, _)| k != key)
+                .map(|(k, len)| k.len() + len)
+                .sum();
+            if used + key.len() + value.len() > KV_QUOTA {
+                return Err(StateError::Quota);
+            }
+            table.insert(full.as_str(), value).map_err(db_err)?;
+        }
+    }
+    Ok(())
 }
 
 fn kv_key(plugin: &str, key: &str) -> String {
@@ -602,6 +628,26 @@ mod tests {
         let why = state.restored().unwrap();
         assert!(why.contains("damaged") && why.contains("new id"), "{why}");
         assert_ne!(state.unit_id().unwrap(), id);
+    }
+
+    #[test]
+    fn settings_and_a_store_change_together_or_not_at_all() {
+        let state = State::in_memory().unwrap();
+        let big = vec![0; KV_QUOTA];
+        assert!(matches!(
+            state.set_settings_and_kv(&[("input.1.name", Some("X"))], "p", &[("ids", Some(&big))]),
+            Err(StateError::Quota)
+        ));
+        assert_eq!(
+            state.setting("input.1.name").unwrap(),
+            None,
+            "nothing half-applied"
+        );
+        state
+            .set_settings_and_kv(&[("input.1.name", Some("X"))], "p", &[("ids", Some(b"m1"))])
+            .unwrap();
+        assert_eq!(state.setting("input.1.name").unwrap().as_deref(), Some("X"));
+        assert_eq!(state.kv_get("p", "ids").unwrap(), Some(b"m1".to_vec()));
     }
 
     #[test]

@@ -322,7 +322,10 @@ impl Link {
                                 error!("{e}: entry {id} may be sent again");
                             }
                         }
-                        Incoming::Downlink { topic, payload } => self.downlink(topic, payload).await,
+                        Incoming::Downlink { topic, payload, ack } => {
+                            self.downlink(topic, payload).await;
+                            conn.ack(ack)?;
+                        }
                     }
                 }
                 () = &mut changed => {}

@@ -64,14 +64,23 @@ pub enum Incoming {
     /// Every message published with this tag was acknowledged.
     Acked(u64),
     /// A message on the downlink topic; `topic` is relative to the unit's
-    /// base topic.
+    /// base topic. Hand `ack` to [`Connection::ack`] once it is handled.
     Downlink {
         /// Relative topic (`cmd/...`).
         topic: String,
         /// Payload.
         payload: Vec<u8>,
+        /// Acknowledges the message to the broker.
+        ack: Ack,
     },
 }
+
+/// A received message's acknowledgement, sent only once the message is
+/// handled: the broker delivers a message again until it is acknowledged,
+/// so a unit that dies while applying a command gets it again after its
+/// restart (and applies it once, by its id).
+#[derive(Debug)]
+pub struct Ack(rumqttc::Publish);
 
 /// One connection to the broker.
 pub struct Connection {
@@ -103,6 +112,7 @@ fn options(config: &ServerConfig, unit_id: &str, base: &str) -> Result<MqttOptio
         // The broker keeps our subscription and queues the server's
         // commands while the unit is offline between syncs.
         .set_clean_session(false)
+        .set_manual_acks(true)
         .set_last_will(LastWill::new(
             format!("{base}/state"),
             "offline",
@@ -192,6 +202,11 @@ impl Connection {
         Ok(())
     }
 
+    /// Acknowledges a received message (see [`Ack`]).
+    pub fn ack(&self, ack: Ack) -> Result<(), MqttError> {
+        Ok(self.client.try_ack(&ack.0)?)
+    }
+
     /// The unit's base topic.
     pub fn base(&self) -> &str {
         &self.base
@@ -233,16 +248,18 @@ impl Connection {
                         publish.topic.escape_debug(),
                         publish.payload.len()
                     );
+                    self.ack(Ack(publish))?;
                 }
                 Event::Incoming(Packet::Publish(publish)) => {
                     let topic = publish
                         .topic
                         .strip_prefix(&self.base)
                         .map(|t| t.trim_start_matches('/').to_string())
-                        .unwrap_or(publish.topic);
+                        .unwrap_or_else(|| publish.topic.clone());
                     return Ok(Incoming::Downlink {
                         topic,
                         payload: publish.payload.to_vec(),
+                        ack: Ack(publish),
                     });
                 }
                 _ => {}

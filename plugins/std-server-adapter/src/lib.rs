@@ -239,13 +239,20 @@ impl adapter::Guest for StdServerAdapter {
             );
             return Ok(());
         }
-        // The settings in one transaction: all of them, or none.
+        // The settings in one transaction, with the command's id: all of
+        // them, or none, and the id is remembered exactly when they are.
         let changes: Vec<(String, Option<String>)> = checked
             .settings
             .iter()
             .map(|(k, v)| (k.clone(), Some(v.clone())))
             .collect();
-        settings::set_all(&changes).map_err(|e| format!("settings: {e:?}"))?;
+        let remembered: Vec<(String, Option<Vec<u8>>)> = command
+            .id
+            .as_deref()
+            .map(|id| (APPLIED_KEY.to_string(), Some(with_applied(id))))
+            .into_iter()
+            .collect();
+        settings::set_all(&changes, &remembered).map_err(|e| format!("settings: {e:?}"))?;
         if let Some((_, value)) = checked
             .settings
             .iter()
@@ -265,9 +272,6 @@ impl adapter::Guest for StdServerAdapter {
                 checked.outputs.len()
             ),
         );
-        if let Some(id) = &command.id {
-            remember_applied(id);
-        }
         server::send(&Report::Status(status::device())).map_err(|e| format!("status: {e:?}"))
     }
 }
@@ -290,13 +294,12 @@ fn applied_before(id: &str) -> bool {
     applied_ids().iter().any(|seen| seen == id)
 }
 
-fn remember_applied(id: &str) {
+/// The stored list of applied ids with `id` added, the oldest dropped.
+fn with_applied(id: &str) -> Vec<u8> {
     let mut ids = applied_ids();
     ids.push(id.to_string());
     let keep = ids.len().saturating_sub(APPLIED_MAX);
-    if let Err(e) = kv::set(APPLIED_KEY, ids[keep..].join("\n").as_bytes()) {
-        log(Level::Warn, &format!("cannot remember command {id}: {e:?}"));
-    }
+    ids[keep..].join("\n").into_bytes()
 }
 
 export!(StdServerAdapter);

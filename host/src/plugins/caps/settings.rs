@@ -21,10 +21,19 @@ impl HostState {
 
     /// Stores checked changes in one transaction, and logs each.
     fn store_settings(&mut self, changes: &[(&str, Option<&str>)]) -> Result<(), Error> {
+        self.store(changes, &[])
+    }
+
+    /// Commits settings and the plugin's own store entries together.
+    fn store(
+        &mut self,
+        changes: &[(&str, Option<&str>)],
+        kv: &[(&str, Option<&[u8]>)],
+    ) -> Result<(), Error> {
         self.caps
             .shared
             .state
-            .set_settings(changes)
+            .set_settings_and_kv(changes, &self.caps.name, kv)
             .map_err(from_state)?;
         for (key, value) in changes {
             info!(plugin = %self.caps.name, key = %key.escape_debug(), value = ?value, "setting changed");
@@ -51,7 +60,11 @@ impl Host for HostState {
         self.store_settings(&[(&key, Some(&value))])
     }
 
-    fn set_all(&mut self, changes: Vec<(String, Option<String>)>) -> Result<(), Error> {
+    fn set_all(
+        &mut self,
+        changes: Vec<(String, Option<String>)>,
+        store: Vec<(String, Option<Vec<u8>>)>,
+    ) -> Result<(), Error> {
         self.check_settings_grant("settings.set-all", SettingsAccess::Write)?;
         for (key, value) in &changes {
             if let Some(value) = value {
@@ -62,7 +75,11 @@ impl Host for HostState {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_deref()))
             .collect();
-        self.store_settings(&changes)
+        let store: Vec<(&str, Option<&[u8]>)> = store
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_deref()))
+            .collect();
+        self.store(&changes, &store)
     }
 
     fn delete(&mut self, key: String) -> Result<(), Error> {
