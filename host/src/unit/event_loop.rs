@@ -188,8 +188,20 @@ impl Unit {
                 Action::FactoryReset { by } => warn!("factory settings restored (by {by})"),
             }
         }
-        if let Err(e) = self.outbox.push(queue) {
-            error!("{e}: the event's SMS, calls and reports are lost");
+        let modem_items: Vec<bool> = queue.iter().map(|n| n.item.for_modem()).collect();
+        match self.outbox.push(queue) {
+            // Logged once durable: from here on the alarm reaches someone,
+            // whatever happens to larmd.
+            Ok(ids) if alarm => {
+                let sms_and_calls: Vec<u64> = ids
+                    .iter()
+                    .zip(modem_items)
+                    .filter_map(|(id, modem)| modem.then_some(*id))
+                    .collect();
+                info!(event = "alarm-queued", entries = ?ids, modem = ?sms_and_calls, "alarm queued in the outbox");
+            }
+            Ok(_) => {}
+            Err(e) => error!("{e}: the event's SMS, calls and reports are lost"),
         }
         if restart_modem {
             match &self.outgoing {

@@ -8,6 +8,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 pub mod config;
+pub mod mqtt;
 #[allow(unused_imports)] // Each test crate uses its own part of this.
 pub use config::{Plugin, UnitConfig};
 
@@ -181,11 +182,22 @@ impl Larmd {
 
 impl Larmd {
     /// Kills larmd with SIGKILL, mid-whatever; returns its folder.
-    pub fn kill(mut self) -> tempfile::TempDir {
+    pub fn kill(self) -> tempfile::TempDir {
+        self.kill_logged().0
+    }
+
+    /// Kills larmd with SIGKILL; returns its folder and every line it
+    /// logged since the last wait, up to its death.
+    pub fn kill_logged(mut self) -> (tempfile::TempDir, Vec<String>) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+        // Until the pipe ends (at once: the writer is dead).
+        let mut last = Vec::new();
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(10)) {
+            last.push(line);
+        }
         let dir = tempfile::tempdir().unwrap();
-        std::mem::replace(&mut self.dir, dir)
+        (std::mem::replace(&mut self.dir, dir), last)
     }
 
     /// The folder larmd runs in.

@@ -1,0 +1,168 @@
+//! An MQTT broker and a server-side client for the tests: rumqttd embedded
+//! on a free port, and an observer subscribed to the units' topics.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::Value;
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// rumqttd on a free loopback port, for the life of the test process.
+pub fn rumqttd() -> SocketAddr {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+    let config = format!(
+        r#"
+        id = 0
+        [router]
+        id = 0
+        max_connections = 100
+        max_outgoing_packet_count = 200
+        max_segment_size = 104857600
+        max_segment_count = 10
+        [v4.1]
+        name = "v4-1"
+        listen = "{addr}"
+        next_connection_delay_ms = 1
+        [v4.1.connections]
+        connection_timeout_ms = 60000
+        max_payload_size = 1048576
+        max_inflight_count = 100
+        dynamic_filters = true
+        "#
+    );
+    let config: rumqttd::Config = toml::from_str(&config).unwrap();
+    std::thread::spawn(move || rumqttd::Broker::new(config).start().unwrap());
+    wait_listening(addr);
+    addr
+}
+
+/// Waits until something listens on `addr`.
+pub fn wait_listening(addr: SocketAddr) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{addr} never listened"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The server's side: a client subscribed to the units' topics.
+pub struct Observer {
+    client: AsyncClient,
+    messages: mpsc::Receiver<(String, Vec<u8>)>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Observer {
+    /// Subscribes to every unit's topics under `prefix`.
+    pub fn connect(broker: SocketAddr, prefix: &str) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        static OBSERVERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = OBSERVERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut options = MqttOptions::new(
+            format!("observer-{}-{n}", std::process::id()),
+            broker.ip().to_string(),
+            broker.port(),
+        );
+        options.set_max_packet_size(1 << 20, 1 << 20);
+        // A persistent session, subscribed again at every connection: on a
+        // busy machine the observer's connection may drop, and nothing the
+        // unit publishes meanwhile may be missed.
+        options.set_clean_session(false);
+        let (client, mut events) = AsyncClient::new(options, 64);
+        let (tx, messages) = mpsc::channel();
+        let (subscribed_tx, subscribed) = mpsc::channel();
+        let resubscribe = client.clone();
+        let topic = format!("{prefix}/#");
+        runtime.spawn(async move {
+            loop {
+                match events.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        let _ = resubscribe.try_subscribe(&topic, QoS::AtLeastOnce);
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let _ = tx.send((p.topic.clone(), p.payload.to_vec()));
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        let _ = subscribed_tx.send(());
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        subscribed
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the observer never subscribed");
+        Self {
+            client,
+            messages,
+            _runtime: runtime,
+        }
+    }
+
+    /// Waits for a message on a topic ending in `suffix` whose payload
+    /// satisfies `matches`.
+    pub fn wait(&self, suffix: &str, matches: impl Fn(&[u8]) -> bool) -> (String, Vec<u8>) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let (topic, payload) = self
+                .messages
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("nothing on */{suffix} in time"));
+            if topic.ends_with(suffix) && matches(&payload) {
+                return (topic, payload);
+            }
+        }
+    }
+
+    pub fn wait_json(&self, suffix: &str, matches: impl Fn(&Value) -> bool) -> (String, Value) {
+        let (topic, payload) = self.wait(suffix, |p| {
+            serde_json::from_slice(p).is_ok_and(|v: Value| matches(&v))
+        });
+        (topic, serde_json::from_slice(&payload).unwrap())
+    }
+
+    /// Every message for `window`.
+    pub fn collect(&self, window: Duration) -> Vec<(String, Vec<u8>)> {
+        let end = Instant::now() + window;
+        let mut all = Vec::new();
+        while let Ok(m) = self
+            .messages
+            .recv_timeout(end.saturating_duration_since(Instant::now()))
+        {
+            all.push(m);
+        }
+        all
+    }
+
+    pub fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client
+            .try_publish(topic, QoS::AtLeastOnce, false, payload.into())
+            .unwrap();
+    }
+
+    /// Publishes a message the broker keeps for later subscribers.
+    pub fn publish_retained(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client
+            .try_publish(topic, QoS::AtLeastOnce, true, payload.into())
+            .unwrap();
+    }
+}
