@@ -93,12 +93,7 @@ fn sms_that_came_while_the_modem_was_silent_are_read_when_it_answers() {
     let mut larmd = Larmd::start(&unit("", "status_interval_s = 1"));
     larmd.wait_for("larmd running");
     larmd.send("modem silent on");
-    larmd.wait_event(&[
-        ("event", "led"),
-        ("led", "red"),
-        ("mode", "blink"),
-        ("blinks", "4"),
-    ]);
+    larmd.wait_blinks("red", 4);
     // Stored, but its +CMTI is lost while the modem does not answer.
     sms(&mut larmd, "0000 OUTPUT 2 ON");
     larmd.send("modem silent off");

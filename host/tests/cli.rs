@@ -68,12 +68,7 @@ fn pulling_the_extended_card_blinks_code_five_until_it_is_back() {
         Larmd::start(&UnitConfig::new().section("board.extended", "inputs = 2\noutputs = 2"));
     larmd.wait_event(&[("event", "led"), ("led", "red"), ("mode", "off")]);
     larmd.send("card out");
-    larmd.wait_event(&[
-        ("event", "led"),
-        ("led", "red"),
-        ("mode", "blink"),
-        ("blinks", "5"),
-    ]);
+    larmd.wait_blinks("red", 5);
     larmd.send("card in");
     larmd.wait_event(&[("event", "led"), ("led", "red"), ("mode", "off")]);
     larmd.stop();

@@ -210,12 +210,7 @@ fn alarms_raised_while_the_broker_is_down_survive_kill_9_and_arrive_once() {
     ));
     larmd.wait_for("server sync failed");
     // Red, 6 blinks: no connection with the server.
-    larmd.wait_event(&[
-        ("event", "led"),
-        ("led", "red"),
-        ("mode", "blink"),
-        ("blinks", "6"),
-    ]);
+    larmd.wait_blinks("red", 6);
     for input in 1..=3 {
         larmd.send(&format!("close {input}"));
     }
@@ -247,12 +242,7 @@ fn alarms_raised_while_the_broker_is_down_survive_kill_9_and_arrive_once() {
     let dir = larmd.kill();
     let mut larmd = Larmd::restart(dir);
     larmd.wait_for("outbox entries from before the restart");
-    larmd.wait_event(&[
-        ("event", "led"),
-        ("led", "red"),
-        ("mode", "blink"),
-        ("blinks", "6"),
-    ]);
+    larmd.wait_blinks("red", 6);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     gate.open(broker, &runtime);
     larmd.wait_event(&[("event", "led"), ("led", "red"), ("mode", "off")]);

@@ -211,12 +211,7 @@ fn registration_and_sim_news_show_at_once() {
             ("blinks", blinks),
         ]
     };
-    larmd.wait_event(&[
-        ("event", "led"),
-        ("led", "green"),
-        ("mode", "blink"),
-        ("blinks", "1"),
-    ]);
+    larmd.wait_blinks("green", 1);
     larmd.send("modem network none");
     larmd.wait_event(&red("blink", "3"));
     larmd.send("modem network lte");
@@ -236,86 +231,41 @@ fn the_status_leds_show_the_led_table() {
             .section("board.extended", "inputs = 2\noutputs = 2")
             .plugin(Plugin::sms_commands()),
     );
-    larmd.wait_event(&[
-        ("event", "led"),
-        ("led", "blue"),
-        ("mode", "blink"),
-        ("blinks", "4"),
-    ]);
-    larmd.wait_event(&[
-        ("event", "led"),
-        ("led", "green"),
-        ("mode", "blink"),
-        ("blinks", "1"),
-    ]);
+    larmd.wait_blinks("blue", 4);
+    larmd.wait_blinks("green", 1);
 
     larmd.send("modem signal 5");
-    larmd.wait_event(&[
-        ("event", "led"),
-        ("led", "red"),
-        ("mode", "blink"),
-        ("blinks", "1"),
-    ]);
+    larmd.wait_blinks("red", 1);
     larmd.send("modem signal 20");
     larmd.wait_event(&[("event", "led"), ("led", "red"), ("mode", "off")]);
 
     larmd.send("modem network gsm");
-    larmd.wait_event(&[
-        ("event", "led"),
-        ("led", "green"),
-        ("mode", "blink"),
-        ("blinks", "2"),
-    ]);
+    larmd.wait_blinks("green", 2);
     larmd.send("modem network none");
-    larmd.wait_event(&[
-        ("event", "led"),
-        ("led", "red"),
-        ("mode", "blink"),
-        ("blinks", "3"),
-    ]);
+    larmd.wait_blinks("red", 3);
     larmd.send("modem network lte");
     larmd.wait_event(&[("event", "led"), ("led", "red"), ("mode", "off")]);
 
     larmd.send("modem sim pin");
-    larmd.wait_event(&[
-        ("event", "led"),
-        ("led", "red"),
-        ("mode", "blink"),
-        ("blinks", "2"),
-    ]);
+    larmd.wait_blinks("red", 2);
     larmd.send("modem sim ready");
     larmd.wait_event(&[("event", "led"), ("led", "red"), ("mode", "off")]);
 
     // A modem that stops answering: code 4 until it answers again.
     larmd.send("modem silent on");
-    larmd.wait_event(&[
-        ("event", "led"),
-        ("led", "red"),
-        ("mode", "blink"),
-        ("blinks", "4"),
-    ]);
+    larmd.wait_blinks("red", 4);
     larmd.send("modem silent off");
     larmd.wait_event(&[("event", "led"), ("led", "red"), ("mode", "off")]);
 
     larmd.send("card out");
-    larmd.wait_event(&[
-        ("event", "led"),
-        ("led", "red"),
-        ("mode", "blink"),
-        ("blinks", "5"),
-    ]);
+    larmd.wait_blinks("red", 5);
     larmd.send("card in");
     larmd.wait_event(&[("event", "led"), ("led", "red"), ("mode", "off")]);
 
     sms(&mut larmd, "0000 STATUS");
     larmd.wait_event(&[("event", "led"), ("led", "green"), ("mode", "steady")]);
     larmd.wait_event(&[("event", "led"), ("led", "yellow"), ("mode", "steady")]);
-    larmd.wait_event(&[
-        ("event", "led"),
-        ("led", "green"),
-        ("mode", "blink"),
-        ("blinks", "1"),
-    ]);
+    larmd.wait_blinks("green", 1);
     larmd.stop();
 }
 
@@ -408,11 +358,6 @@ fn a_plugin_that_keeps_failing_shows_an_internal_error() {
             .plugin(Plugin::guest("broken", "guest-misbehave", "").config("mode = \"trap-init\"")),
     );
     larmd.wait_for("quarantined after 3 faults");
-    larmd.wait_event(&[
-        ("event", "led"),
-        ("led", "red"),
-        ("mode", "blink"),
-        ("blinks", "10"),
-    ]);
+    larmd.wait_blinks("red", 10);
     larmd.stop();
 }

@@ -135,6 +135,16 @@ impl Larmd {
         })
     }
 
+    /// Waits until `led` blinks `blinks` times in its code.
+    pub fn wait_blinks(&mut self, led: &str, blinks: u8) -> Vec<String> {
+        self.wait_event(&[
+            ("event", "led"),
+            ("led", led),
+            ("mode", "blink"),
+            ("blinks", &blinks.to_string()),
+        ])
+    }
+
     /// Waits (a minute at most) until a line satisfies `found`.
     fn wait_until(&mut self, what: &str, found: impl Fn(&str) -> bool) -> Vec<String> {
         let mut seen = Vec::new();
