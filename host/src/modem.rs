@@ -20,6 +20,8 @@ pub struct ModemStatus {
     pub answering: bool,
     /// An SMS is being sent or a call dialled.
     pub busy: bool,
+    /// An alarm call rings now: another call waits for it to end, SMS do not.
+    pub ringing: bool,
     /// When the last send or call ended (the yellow LED stays lit a moment
     /// longer, so a quick send can be seen).
     pub busy_ended: Option<Instant>,
@@ -38,6 +40,7 @@ impl Default for ModemStatus {
         Self {
             answering: false,
             busy: false,
+            ringing: false,
             busy_ended: None,
             signal_bars: 0,
             network: NetworkType::None,
@@ -154,6 +157,7 @@ pub async fn run(
                     Some(ModemEvent::Restarted) => {
                         warn!("the modem restarted on its own; initialising it again");
                         ringing = None;
+                        set_ringing(&shared, false);
                         set_busy(&shared, false);
                         if let Err(e) = modem.init().await {
                             error!("modem init: {e}");
@@ -167,13 +171,16 @@ pub async fn run(
             }
             () = crate::unit::sleep_until(ringing) => {
                 ringing = None;
-                if let Err(e) = modem.hang_up().await {
-                    error!("hanging up the alarm call: {e}");
-                }
-                set_busy(&shared, false);
+                hang_up(&modem, &shared).await;
             }
             request = outgoing.recv(), if next_call.is_none() => {
-                let Some(request) = request else { return };
+                let Some(request) = request else {
+                    // The unit stops: a call must not ring on without it.
+                    if ringing.is_some() {
+                        hang_up(&modem, &shared).await;
+                    }
+                    return;
+                };
                 match request {
                     Outgoing::Sms { to, text, done } => {
                         set_busy(&shared, true);
@@ -194,6 +201,7 @@ pub async fn run(
                     Outgoing::Restart => {
                         set_busy(&shared, true);
                         ringing = None;
+                        set_ringing(&shared, false);
                         restart(&mut modem, &shared).await;
                         read_mailbox(&mut modem, &shared, &incoming).await;
                         set_busy(&shared, false);
@@ -226,6 +234,15 @@ pub async fn run(
     }
 }
 
+/// Ends the call that rings.
+async fn hang_up(modem: &Modem, shared: &Shared) {
+    if let Err(e) = modem.hang_up().await {
+        error!("hanging up the alarm call: {e}");
+    }
+    set_ringing(shared, false);
+    set_busy(shared, false);
+}
+
 /// Dials `number`; when it is to be hung up, if the modem took the call.
 async fn call(
     modem: &Modem,
@@ -243,6 +260,7 @@ async fn call(
     let ok = made.is_ok();
     let _ = done.send(made.map_err(|e| e.to_string()));
     if ok {
+        set_ringing(shared, true);
         Some(Instant::now() + ring)
     } else {
         set_busy(shared, false);
@@ -286,6 +304,16 @@ async fn restart(modem: &mut Modem, shared: &Shared) {
     refresh_status(modem, shared).await;
 }
 
+fn set_ringing(shared: &Shared, ringing: bool) {
+    shared.modem.send_if_modified(|status| match status {
+        Some(s) if s.ringing != ringing => {
+            s.ringing = ringing;
+            true
+        }
+        _ => false,
+    });
+}
+
 fn set_busy(shared: &Shared, busy: bool) {
     shared.modem.send_modify(|status| {
         if let Some(status) = status {
@@ -327,12 +355,13 @@ async fn refresh_status(modem: &Modem, shared: &Shared) {
     };
     shared.modem.send_if_modified(|shown| {
         // Sending goes on while the status is read.
-        let (busy, busy_ended) = shown
+        let (busy, busy_ended, ringing) = shown
             .as_ref()
-            .map_or((false, None), |s| (s.busy, s.busy_ended));
+            .map_or((false, None, false), |s| (s.busy, s.busy_ended, s.ringing));
         let status = Some(ModemStatus {
             busy,
             busy_ended,
+            ringing,
             ..status
         });
         let changed = *shown != status;

@@ -73,6 +73,9 @@ impl State {
         let existed = path.exists();
         let (db, mut problem) = match Database::create(&path) {
             Ok(db) => (db, None),
+            // Held by another process, or an I/O error that says nothing
+            // about the file's contents: not a reason to set it aside.
+            Err(e) if !damaged(&e) => return Err(db_err(e)),
             Err(e) => {
                 let aside = dir.join(format!("state.redb.corrupt-{}", now_s()));
                 std::fs::rename(&path, &aside).map_err(db_err)?;
@@ -115,9 +118,15 @@ impl State {
             (Some(problem), Ok(None)) => Some(format!(
                 "{problem}, and there is no backup: the unit starts with a new id and factory settings"
             )),
-            (Some(problem), Err(e)) => Some(format!(
-                "{problem}, and {e}: the unit starts with a new id and factory settings"
-            )),
+            (Some(problem), Err(e)) => {
+                // Kept for whoever investigates; the new backup replaces it.
+                let aside = dir.join(format!("state.backup.damaged-{}", now_s()));
+                let _ = std::fs::rename(&backup_path, &aside);
+                Some(format!(
+                    "{problem}, and {e} (kept as {}): the unit starts with a new id and factory settings",
+                    aside.display()
+                ))
+            }
         };
         let mut state = Self::init(db)?;
         state.restored = restored;
@@ -349,6 +358,21 @@ impl State {
             let mut table = txn.open_table(KV).map_err(db_err)?;
             kv_change(&mut table, plugin, key, value)
         })
+    }
+}
+
+/// Whether opening the database failed because of what the file holds.
+fn damaged(e: &redb::DatabaseError) -> bool {
+    use redb::{DatabaseError, StorageError};
+    use std::io::ErrorKind;
+    match e {
+        DatabaseError::Storage(StorageError::Corrupted(_))
+        | DatabaseError::RepairAborted
+        | DatabaseError::UpgradeRequired(_) => true,
+        DatabaseError::Storage(StorageError::Io(io)) => {
+            matches!(io.kind(), ErrorKind::UnexpectedEof | ErrorKind::InvalidData)
+        }
+        _ => false,
     }
 }
 
@@ -598,17 +622,7 @@ mod tests {
         let state = State::open(dir.path()).unwrap();
         assert!(state.restored().unwrap().contains("could not be opened"));
         assert_intact(&state, &id);
-        let aside = std::fs::read_dir(dir.path())
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .starts_with("state.redb.corrupt-")
-            })
-            .count();
-        assert_eq!(aside, 1);
+        assert_eq!(kept(dir.path(), "state.redb.corrupt-"), 1);
     }
 
     #[test]
@@ -628,6 +642,29 @@ mod tests {
         let why = state.restored().unwrap();
         assert!(why.contains("damaged") && why.contains("new id"), "{why}");
         assert_ne!(state.unit_id().unwrap(), id);
+        assert_eq!(kept(dir.path(), "state.backup.damaged-"), 1);
+    }
+
+    #[test]
+    fn a_state_held_by_another_process_is_an_error_not_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = State::open(dir.path()).unwrap();
+        assert!(State::open(dir.path()).is_err());
+        assert_eq!(kept(dir.path(), "state.redb.corrupt-"), 0);
+    }
+
+    /// Files in `dir` whose name starts with `prefix`.
+    fn kept(dir: &Path, prefix: &str) -> usize {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(prefix)
+            })
+            .count()
     }
 
     #[test]

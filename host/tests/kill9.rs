@@ -139,12 +139,16 @@ fn kill_9_at_random_moments_loses_nothing_acknowledged_and_applies_nothing_twice
         .setting("server.interval-min")
         .unwrap()
         .map_or(0, |v| v.parse().unwrap());
-    if let Some(acknowledged) = acknowledged {
-        assert!(
-            interval >= acknowledged,
-            "CONINTVL {acknowledged} was acknowledged, the state says {interval}"
-        );
-    }
+    let acknowledged = acknowledged.expect("no SMS command was ever acknowledged");
+    assert!(
+        interval >= acknowledged,
+        "CONINTVL {acknowledged} was acknowledged, the state says {interval}"
+    );
+    assert!(
+        !log.iter()
+            .any(|l| l.contains("the unit's state was damaged")),
+        "a kill damaged the state"
+    );
 
     // Every MQTT command applied, none twice. Applied is logged before the
     // broker is told; one applied just before a kill is delivered again and
@@ -189,6 +193,7 @@ fn kill_9_at_random_moments_loses_nothing_acknowledged_and_applies_nothing_twice
         .filter_map(|l| l.split("done (entry ").nth(1))
         .filter_map(|rest| rest.trim_end_matches(')').parse().ok())
         .collect();
+    assert!(!queued.is_empty(), "no alarm was ever queued");
     let lost: Vec<&u64> = queued.difference(&done).collect();
     assert!(lost.is_empty(), "alarm SMS never sent: entries {lost:?}");
 

@@ -324,10 +324,15 @@ impl Modem {
         }
         let mut messages = Vec::new();
         for (i, hex) in found {
+            // Handed on only once deleted: one that cannot be deleted now
+            // is read again next time, neither lost nor handled twice.
+            if let Err(e) = self.at.command(&format!("AT+CMGD={i}"), SHORT).await {
+                warn!("deleting stored SMS {i}: {e}; it is read again later");
+                break;
+            }
             if let Some(sms) = self.take_part(&hex) {
                 messages.push(sms);
             }
-            self.at.command(&format!("AT+CMGD={i}"), SHORT).await?;
         }
         Ok(messages)
     }

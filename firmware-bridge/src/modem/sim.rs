@@ -287,7 +287,10 @@ impl SimModem {
                 let p = s.waiting.remove(0);
                 let index = (1..).find(|i| !s.stored.contains_key(i)).unwrap_or(1);
                 s.stored.insert(index, p);
-                announced.push(format!("+CMTI: \"{}\",{index}", s.profile.storage()));
+                // A modem that does not answer says nothing of it either.
+                if !(s.silent || s.booting) {
+                    announced.push(format!("+CMTI: \"{}\",{index}", s.profile.storage()));
+                }
             }
             announced
         });

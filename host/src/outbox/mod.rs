@@ -99,18 +99,23 @@ pub struct Entry {
     pub route: Option<(u64, Step)>,
     /// When it was released from its route (wall clock, ms); None while held.
     pub released_ms: Option<u64>,
-    /// Part of an alarm: sent before routine replies that are due too.
+    /// Part of an alarm or restore: its SMS and calls go before routine
+    /// replies that are due too.
     #[serde(default)]
     pub alarm: bool,
 }
 
-/// A new entry: what, and its escalation step if it is part of an alarm.
+/// A new entry: what, its escalation step if it is part of an alarm, and
+/// whether it goes before routine replies.
 #[derive(Debug, Clone)]
 pub struct New {
     /// What.
     pub item: Item,
     /// Its step in the alarm's route.
     pub step: Option<Step>,
+    /// Part of an alarm or a restore: sent before routine SMS (among
+    /// themselves in order, so a restore never overtakes its alarm).
+    pub alarm: bool,
 }
 
 /// In-memory scheduling of one entry.
@@ -265,7 +270,7 @@ impl Outbox {
                 let entry = Entry {
                     id: next,
                     queued_ms: now,
-                    alarm: n.step.is_some(),
+                    alarm: n.alarm,
                     item: n.item,
                     route: step.map(|s| (group, s)),
                     released_ms: (step.is_none() || first).then_some(now),
@@ -344,8 +349,7 @@ impl Outbox {
 
     /// Releases held steps whose earlier steps failed, and returns the
     /// entries due now (released, not in flight, past their backoff) for
-    /// the modem (`modem = true`) or the server, alarms first, then oldest
-    /// first, marking them
+    /// the modem (`modem = true`) or the server, oldest first, marking them
     /// in flight. The caller reports each with [`done`](Self::done) or
     /// [`failed`](Self::failed), or gives it back with
     /// [`retry_later`](Self::retry_later).
@@ -353,15 +357,29 @@ impl Outbox {
         self.escalate();
         let mut index = self.index.lock().unwrap();
         let now = Instant::now();
-        let mut due: Vec<&Entry> = index
+        let due: Vec<Entry> = index
             .due(now)
             .filter(|e| e.item.for_modem() == modem)
+            .take(limit)
+            .cloned()
             .collect();
-        // Stable: oldest first within alarms and within the rest.
-        due.sort_by_key(|e| !e.alarm);
-        let due: Vec<Entry> = due.into_iter().take(limit).cloned().collect();
         index.in_flight.extend(due.iter().map(|e| e.id));
         due
+    }
+
+    /// The next SMS or call due (alarms and restores first), as
+    /// [`take_due`](Self::take_due) takes it; calls only if `calls`.
+    pub fn take_next_for_modem(&self, calls: bool) -> Option<Entry> {
+        self.escalate();
+        let mut index = self.index.lock().unwrap();
+        let now = Instant::now();
+        let next = index
+            .due(now)
+            .filter(|e| e.item.for_modem() && (calls || !matches!(e.item, Item::Call { .. })))
+            .min_by_key(|e| (!e.alarm, e.id))
+            .cloned()?;
+        index.in_flight.insert(next.id);
+        Some(next)
     }
 
     /// The reports due for the server, as [`take_due`](Self::take_due)

@@ -25,7 +25,11 @@ fn call(number: &str) -> Item {
 }
 
 fn new(item: Item, step: Option<Step>) -> New {
-    New { item, step }
+    New {
+        alarm: step.is_some(),
+        item,
+        step,
+    }
 }
 
 /// An alarm's three steps, as the unit queues them.
@@ -157,11 +161,40 @@ fn alarms_go_before_routine_replies() {
     outbox.push(vec![new(sms("+46701"), None)]).unwrap();
     outbox.push(alarm_event(1)).unwrap();
     outbox.push(vec![new(sms("+46702"), None)]).unwrap();
-    let order: Vec<Item> = std::iter::from_fn(|| outbox.take_due(true, 1).pop())
+    // While a call rings, the next call waits and SMS go on.
+    let first = outbox.take_next_for_modem(false).unwrap();
+    let order: Vec<Item> = std::iter::once(first)
+        .chain(std::iter::from_fn(|| outbox.take_next_for_modem(true)))
         .map(|e| e.item)
         .collect();
     assert_eq!(
         order,
         [sms("+4670"), call("+4670"), sms("+46701"), sms("+46702")]
     );
+    outbox
+        .push(vec![new(call("+4671"), None), new(sms("+4672"), None)])
+        .unwrap();
+    assert_eq!(
+        outbox.take_next_for_modem(false).unwrap().item,
+        sms("+4672")
+    );
+    assert_eq!(
+        outbox.take_next_for_modem(true).unwrap().item,
+        call("+4671")
+    );
+}
+
+#[test]
+fn reports_keep_their_order() {
+    let outbox = Outbox::in_memory(Vec::new(), Duration::from_secs(60)).unwrap();
+    outbox.push(vec![new(alarm(1), None)]).unwrap();
+    outbox
+        .push(vec![new(alarm(2), Some(Step::Server))])
+        .unwrap();
+    let order: Vec<Item> = outbox
+        .take_due(false, 10)
+        .into_iter()
+        .map(|e| e.item)
+        .collect();
+    assert_eq!(order, [alarm(1), alarm(2)]);
 }

@@ -146,7 +146,11 @@ impl Unit {
             match modem::open(&port, m.baud).await {
                 Ok((driver, stored)) => {
                     let (tx, rx) = mpsc::unbounded_channel();
-                    tokio::spawn(outbox::deliver_to_modem(outbox.clone(), tx.clone()));
+                    tokio::spawn(outbox::deliver_to_modem(
+                        outbox.clone(),
+                        tx.clone(),
+                        shared.modem.subscribe(),
+                    ));
                     outgoing = Some(tx);
                     tokio::spawn(modem::run(
                         driver,

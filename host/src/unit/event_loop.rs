@@ -134,6 +134,16 @@ impl Unit {
             )
         });
         let step = |s: Step| alarm.then_some(s);
+        // A restore goes with alarms, in order, before routine replies.
+        let urgent = event.iter().any(|a| {
+            matches!(
+                a,
+                Action::Report {
+                    report: Report::Alarm(_) | Report::Restore(_),
+                    ..
+                }
+            )
+        });
         let mut queue = Vec::new();
         let mut restart_modem = false;
         for action in event {
@@ -188,6 +198,9 @@ impl Unit {
                 Action::FactoryReset { by } => warn!("factory settings restored (by {by})"),
             }
         }
+        for n in &mut queue {
+            n.alarm = urgent;
+        }
         let modem_items: Vec<bool> = queue.iter().map(|n| n.item.for_modem()).collect();
         match self.outbox.push(queue) {
             // Logged once durable: from here on the alarm reaches someone,
@@ -224,7 +237,11 @@ impl Unit {
             warn!("no modem: {item:?} not sent");
             return None;
         }
-        Some(New { item, step })
+        Some(New {
+            item,
+            step,
+            alarm: false,
+        })
     }
 
     /// An outbox entry for the server, if the unit has a server link.
@@ -233,6 +250,7 @@ impl Unit {
         Some(New {
             item: Item::Report(report.into()),
             step: None,
+            alarm: false,
         })
     }
 

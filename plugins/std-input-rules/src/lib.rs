@@ -56,6 +56,9 @@ static DEFAULTS: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
 static PENDING: Mutex<BTreeMap<u8, u64>> = Mutex::new(BTreeMap::new());
 /// Which inputs are flapping.
 static FLAPS: Mutex<Flaps> = Mutex::new(Flaps::new());
+/// The timer that ends each held input's hold-off (one per input, even if
+/// the limit is changed meanwhile).
+static HOLD_TIMERS: Mutex<BTreeMap<u8, u64>> = Mutex::new(BTreeMap::new());
 /// Tag prefix of the timer that ends a flapping input's hold-off.
 const FLAP_TAG: &str = "flap:";
 
@@ -174,12 +177,20 @@ impl rule::Guest for StdInputRules {
 
 /// Times the end of `input`'s hold-off.
 fn hold(input: u8, hold_off_s: u32) {
+    if let Some(old) = HOLD_TIMERS.lock().unwrap().remove(&input) {
+        timers::cancel(old);
+    }
     let timed = timers::set(u64::from(hold_off_s) * 1000, &format!("{FLAP_TAG}{input}"));
-    if let Err(e) = timed {
-        // Without its end timed, the input would stay held: handle it now.
-        log(Level::Error, &format!("cannot time a hold-off ({e:?})"));
-        FLAPS.lock().unwrap().release(input);
-        handle_now(input);
+    match timed {
+        Ok(id) => {
+            HOLD_TIMERS.lock().unwrap().insert(input, id);
+        }
+        Err(e) => {
+            // Without its end timed, the input would stay held: handle it now.
+            log(Level::Error, &format!("cannot time a hold-off ({e:?})"));
+            FLAPS.lock().unwrap().release(input);
+            handle_now(input);
+        }
     }
 }
 
@@ -187,6 +198,7 @@ fn hold(input: u8, hold_off_s: u32) {
 /// it kept still, handle its state as usual (an alarm or restore that
 /// happened meanwhile goes out now).
 fn hold_over(input: u8) {
+    HOLD_TIMERS.lock().unwrap().remove(&input);
     let end = FLAPS.lock().unwrap().hold_over(input);
     match end {
         HoldEnd::Still { changes } => {

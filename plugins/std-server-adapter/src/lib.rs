@@ -239,8 +239,14 @@ impl adapter::Guest for StdServerAdapter {
             );
             return Ok(());
         }
-        // The settings in one transaction, with the command's id: all of
-        // them, or none, and the id is remembered exactly when they are.
+        // Outputs first: they are not kept across a restart, so a command
+        // cut short by one is delivered again and switches them (again: a
+        // switch to a state, not a toggle). Then the settings in one
+        // transaction with the command's id: all of them, or none, and the
+        // id is remembered exactly when they are.
+        for &(n, on) in &checked.outputs {
+            io::set_output(n, on).map_err(|e| format!("output {n}: {e:?}"))?;
+        }
         let changes: Vec<(String, Option<String>)> = checked
             .settings
             .iter()
@@ -260,9 +266,6 @@ impl adapter::Guest for StdServerAdapter {
         {
             let minutes = larm_rules::settings::interval_min(value)?;
             server::set_interval(minutes).map_err(|e| format!("interval: {e:?}"))?;
-        }
-        for &(n, on) in &checked.outputs {
-            io::set_output(n, on).map_err(|e| format!("output {n}: {e:?}"))?;
         }
         log(
             Level::Info,
