@@ -29,6 +29,7 @@ use firmware_bridge::board::{Contact, InputId, OutputId, SimBoard};
 use firmware_bridge::leds::{self, LedEngine, UnitState};
 use firmware_bridge::modem::sim::SimModem;
 use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
 use tokio::sync::{Semaphore, watch};
 
 use crate::unit::Shared;
@@ -60,6 +61,9 @@ pub struct StatusBody {
     modem: Option<ModemBody>,
     server: ServerBody,
     plugins: Vec<PluginBody>,
+    /// Seconds left of the unit-wide wrong-password lockout; null when the
+    /// unit is not locked.
+    password_lockout_s: Option<u64>,
     /// Device settings (input names, delays, alarm numbers, interval...).
     settings: std::collections::BTreeMap<String, String>,
 }
@@ -174,6 +178,7 @@ async fn status(State(api): State<Api>) -> Json<StatusBody> {
                 last_fault: h.last_fault,
             })
             .collect(),
+        password_lockout_s: s.device_status().password_lockout_s,
         settings: s
             .state
             .settings("")
@@ -265,7 +270,10 @@ async fn authorize(State(api): State<Api>, request: Request, next: Next) -> Resp
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if sent != Some(token.as_str()) {
+        // In constant time: how long a refusal takes says nothing of how
+        // much of the token was right.
+        let right = sent.is_some_and(|s| bool::from(s.as_bytes().ct_eq(token.as_bytes())));
+        if !right {
             return error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
         }
     }

@@ -8,6 +8,7 @@
 //! - [`server`]: the server link (MQTT).
 //! - [`state`]: persisted settings, password and plugin stores.
 //! - [`unit`]: the running unit and its event loop.
+//! - [`updates`]: field updates: signed components, install, probation, rollback.
 
 pub mod config;
 pub mod http;
@@ -17,3 +18,4 @@ pub mod plugins;
 pub mod server;
 pub mod state;
 pub mod unit;
+pub mod updates;

@@ -130,6 +130,26 @@ fn status_outputs_and_the_simulator() {
     larmd.stop();
 }
 
+/// Wrong passwords from anyone spend the unit's budget; the lockout that
+/// follows shows in the status.
+#[test]
+fn a_password_lockout_shows_in_the_status() {
+    let (mut larmd, addr) = start("");
+    assert_eq!(
+        status(&addr, None)["password_lockout_s"],
+        serde_json::Value::Null
+    );
+    for i in 0..20 {
+        let sms = format!(r#"{{"from":"+4673000{i:04}","text":"9{i:03} STATUS"}}"#);
+        let (code, _) = request(&addr, "POST", "/api/v1/sim/sms", Some(&sms), None);
+        assert_eq!(code, 202);
+    }
+    larmd.wait_for("every password command is ignored");
+    let left = status(&addr, None)["password_lockout_s"].as_u64();
+    assert!(left.is_some_and(|s| s > 500 && s <= 600), "{left:?}");
+    larmd.stop();
+}
+
 #[test]
 fn a_token_is_required_when_configured() {
     let (larmd, addr) = start("token = \"s3cret\"");

@@ -92,7 +92,7 @@ fn reports_and_obeys(larmd: &mut Larmd, observer: &Observer) -> String {
         seen.extend(larmd.wait_for(interval));
     }
     assert_logged(&seen, "rejected by server-adapter: not a command");
-    assert_logged(&seen, "rejected: 20000 bytes, more than max_downlink_bytes");
+    assert_logged(&seen, "dropped a message of 20000 bytes on");
     // The output change, then the status after the command.
     observer.wait_json("/events/output", |e| {
         e["output"] == 2 && e["by"] == "server-adapter"
@@ -122,6 +122,43 @@ fn reports_and_obeys(larmd: &mut Larmd, observer: &Observer) -> String {
     base
 }
 
+/// Messages too large to take (one QoS 1 command waiting in the unit's
+/// session, one retained under `cmd/#`) are dropped and acknowledged at the
+/// transport and reported on `events/health`; the link comes up and keeps
+/// delivering alarms, and the broker does not send them again.
+fn oversized_messages_do_not_stop_the_link(
+    mut larmd: Larmd,
+    observer: &Observer,
+    base: &str,
+) -> Larmd {
+    larmd.wait_for("server sync done");
+    observer.publish(&format!("{base}/cmd"), vec![b'x'; 600_000]);
+    observer.publish_retained(&format!("{base}/cmd/big"), vec![b'y'; 70_000]);
+    observer.wait("/cmd/big", |_| true);
+    larmd.send(&format!("sms {PHONE} 0000 CONNECT"));
+    larmd.wait_for("dropped a message of 600000 bytes");
+    let (_, health) = observer.wait_json("/events/health", |e| e["plugin"] == "server");
+    assert!(
+        health["last_fault"]
+            .as_str()
+            .is_some_and(|f| f.contains("600000 bytes")),
+        "{health}"
+    );
+    larmd.wait_for("of 70000 bytes on");
+    larmd.send("close 4");
+    let (_, alarm) = observer.wait_json("/events/alarm", |a| a["input"] == 4);
+    assert_eq!(alarm["text"], "Alarm: Input 4");
+    observer.publish_retained(&format!("{base}/cmd/big"), "");
+    // Acknowledged: the session of the restarted unit does not get it again.
+    let mut larmd = Larmd::restart(larmd.stop());
+    let seen = larmd.wait_for("server sync done");
+    assert!(
+        !seen.iter().any(|l| l.contains("600000 bytes")),
+        "sent again: {seen:?}"
+    );
+    larmd
+}
+
 /// A retained command is taken once; the copy the broker hands out again at
 /// later connections is ignored, so a local change since stands. (Against
 /// Mosquitto: rumqttd does not hand retained messages out again when a
@@ -148,7 +185,8 @@ fn reports_obeys_the_server_and_syncs_on_connect() {
     let observer = Observer::connect(broker, "larm");
     let home_assistant = Observer::connect(broker, "homeassistant");
     let mut larmd = Larmd::start(&unit_config(&format!("mqtt://{broker}"), "", ""));
-    reports_and_obeys(&mut larmd, &observer);
+    let base = reports_and_obeys(&mut larmd, &observer);
+    let larmd = oversized_messages_do_not_stop_the_link(larmd, &observer, &base);
 
     // Home Assistant discovery: the unit's inputs and outputs, with the
     // topics that feed and switch them.
@@ -427,6 +465,7 @@ fn interoperates_with_mosquitto_plain_and_tls() {
     let mut larmd = Larmd::start(&unit_config(&format!("mqtt://{}", mosquitto.plain), "", ""));
     let base = reports_and_obeys(&mut larmd, &observer);
     retained_commands_are_not_applied_again(&mut larmd, &observer, &base);
+    let larmd = oversized_messages_do_not_stop_the_link(larmd, &observer, &base);
     drop((larmd, observer));
 
     // Its own prefix: the first unit's retained status is not this one's.

@@ -345,8 +345,12 @@ trusted = [\"+46709999999\"]",
     sms(&mut larmd, "0000 STATUS");
     let seen = larmd.wait_for("unit-wide password lockout");
     assert!(!seen.iter().any(|l| l.contains("modem: SMS sent")));
+    // A trusted number is heard, and told of the lockout.
     larmd.send("sms +46709999999 0000 STATUS");
-    larmd.wait_for("modem: SMS sent to +46709999999");
+    let seen = larmd.wait_for("modem: SMS sent to +46709999999");
+    common::assert_logged(&seen, "Lockout: 10 min.");
+    larmd.send("status");
+    larmd.wait_for("passwords: unit-wide lockout, ");
     larmd.stop();
 }
 

@@ -118,6 +118,10 @@ fn status(shared: &Shared, leds: &leds::UnitState) -> String {
         Some(age) => format!("{} waiting, the oldest for {age} s", d.outbox_depth),
         None => "empty".to_string(),
     };
+    let lockout = match d.password_lockout_s {
+        Some(left) => format!("\npasswords: unit-wide lockout, {left} s left"),
+        None => String::new(),
+    };
     let plugins: Vec<String> = shared
         .plugin_health()
         .iter()
@@ -125,7 +129,7 @@ fn status(shared: &Shared, leds: &leds::UnitState) -> String {
         .collect();
     format!(
         "unit {}: inputs 1-{} {inputs} (1 = closed), outputs 1-{} {outputs} (1 = on; output {} is ALARM)\n\
-         LEDs: {}\nmodem: {modem}\nserver: {server}; outbox: {outbox}\nplugins: {}",
+         LEDs: {}\nmodem: {modem}\nserver: {server}; outbox: {outbox}{lockout}\nplugins: {}",
         d.unit_id,
         d.input_count,
         d.output_count,

@@ -692,15 +692,13 @@ impl Config {
         for (i, plugin) in self.plugins.iter_mut().enumerate() {
             let key = |field: &str| format!("plugins[{i}].{field}");
             let name = plugin.name.get_ref();
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
+            if !is_plugin_name(name) {
                 return Err((
                     Some(plugin.name.span()),
                     key("name"),
-                    format!("`{name}` is not a plugin name (use letters, digits, - and _)"),
+                    format!(
+                        "`{name}` is not a plugin name (use at most 64 letters, digits, - and _)"
+                    ),
                 ));
             }
             if let Scope::Only(ids) = &plugin.grants.outputs
@@ -754,6 +752,16 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Whether `name` can name a plugin: letters, digits, `-` and `_` (it
+/// names log lines, a store, a folder and an MQTT topic level).
+pub fn is_plugin_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// Where the last good copy of `file` is kept.

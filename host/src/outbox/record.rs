@@ -42,6 +42,9 @@ pub struct DeviceStatus {
     pub uptime_s: u64,
     pub outbox_depth: u32,
     pub outbox_oldest_s: Option<u64>,
+    /// Absent in entries written before it existed, and when None.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_lockout_s: Option<u64>,
 }
 
 /// See the WIT's `alarm`.
@@ -96,6 +99,7 @@ impl From<wit::Report> for Report {
                 uptime_s: d.uptime_s,
                 outbox_depth: d.outbox_depth,
                 outbox_oldest_s: d.outbox_oldest_s,
+                password_lockout_s: d.password_lockout_s,
             }),
             wit::Report::Alarm(a) => Report::Alarm(a.into()),
             wit::Report::Restore(a) => Report::Restore(a.into()),
@@ -152,6 +156,7 @@ impl From<Report> for wit::Report {
                 uptime_s: d.uptime_s,
                 outbox_depth: d.outbox_depth,
                 outbox_oldest_s: d.outbox_oldest_s,
+                password_lockout_s: d.password_lockout_s,
             }),
             Report::Alarm(a) => wit::Report::Alarm(a.into()),
             Report::Restore(a) => wit::Report::Restore(a.into()),
@@ -189,6 +194,7 @@ mod tests {
                 uptime_s: 7,
                 outbox_depth: 2,
                 outbox_oldest_s: None,
+                password_lockout_s: None,
             }),
             wit::Report::Alarm(wit::Alarm {
                 input: 3,

@@ -11,8 +11,10 @@
 //! while connected.
 //!
 //! - [`mqtt`]: the transport (rumqttc).
+//! - [`socket`]: the broker's socket, which drops messages too large to take.
 
 pub mod mqtt;
+pub mod socket;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -25,10 +27,11 @@ use tracing::{debug, error, info, warn};
 use crate::config::ServerConfig;
 use crate::outbox::{MAX_BACKOFF, Outbox, now_ms};
 use crate::plugins::Adapters;
-use crate::plugins::bindings::larm::plugin::types::Report;
+use crate::plugins::bindings::larm::plugin::types::{PluginState, Report};
 use crate::plugins::bindings::server_adapter::exports::larm::plugin::adapter::Message;
 use crate::unit::Shared;
 use mqtt::{Connection, Incoming, MAX_IN_FLIGHT, MqttError};
+use socket::Dropped;
 
 /// Tag of publishes that are not outbox entries (state, status, connect
 /// messages): their acknowledgement is not waited for.
@@ -102,6 +105,8 @@ pub struct Link {
     stopping: bool,
     /// The last session got connected, whatever ended it.
     connected_once: bool,
+    /// Messages dropped for their size since the unit started.
+    dropped_count: u32,
 }
 
 impl Link {
@@ -144,6 +149,7 @@ impl Link {
             wanted: true,
             stopping: false,
             connected_once: false,
+            dropped_count: 0,
         }
     }
 
@@ -326,6 +332,7 @@ impl Link {
                             self.downlink(topic, payload).await;
                             conn.ack(ack)?;
                         }
+                        Incoming::Dropped(dropped) => self.dropped(&dropped),
                     }
                 }
                 () = &mut changed => {}
@@ -379,17 +386,26 @@ impl Link {
         Ok(())
     }
 
-    /// A message from the server, for the adapters to apply.
+    /// A message too large to take: the socket skipped and acknowledged
+    /// it, so the broker does not send it again. Logged, and reported on
+    /// the server's health events (someone sent it).
+    fn dropped(&mut self, dropped: &Dropped) {
+        self.dropped_count = self.dropped_count.saturating_add(1);
+        let why = format!(
+            "dropped a{} message of {} bytes on `{}`: more than max_downlink_bytes ({})",
+            if dropped.retained { " retained" } else { "" },
+            dropped.bytes,
+            dropped.topic.escape_debug(),
+            self.config.max_downlink_bytes
+        );
+        warn!(event = "downlink-dropped", bytes = dropped.bytes, "{why}");
+        self.shared
+            .report_health("server", PluginState::Running, self.dropped_count, why);
+    }
+
+    /// A message from the server, for the adapters to apply (the socket
+    /// let none through over `max_downlink_bytes`).
     async fn downlink(&self, topic: String, payload: Vec<u8>) {
-        let limit = self.config.max_downlink_bytes;
-        if payload.len() > limit {
-            warn!(
-                "downlink on `{}` rejected: {} bytes, more than max_downlink_bytes ({limit})",
-                topic.escape_debug(),
-                payload.len()
-            );
-            return;
-        }
         let message = Message {
             topic: topic.clone(),
             payload,

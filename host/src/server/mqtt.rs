@@ -7,16 +7,20 @@
 //! broker's PUBACK carries that id: a FIFO of tags maps one to the other.
 //! rumqttc is kept behind this module, so it can be swapped without
 //! touching the link: 0.25.1 has had no release since 2025-11 and pulls the
-//! unmaintained `rustls-pemfile` (RUSTSEC-2025-0134).
+//! unmaintained `rustls-pemfile` (RUSTSEC-2025-0134). rumqttc speaks to the
+//! broker through [`super::socket`], which owns the TCP and TLS connection
+//! and drops messages too large to take.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use rumqttc::{
     AsyncClient, ConnectReturnCode, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS,
-    TlsConfiguration, Transport,
+    Transport,
 };
+use tokio::sync::mpsc;
 
+use super::socket::{self, Dropped, PayloadLimits, Socket};
 use crate::config::ServerConfig;
 
 /// How long to wait for the broker to accept a connection.
@@ -32,6 +36,12 @@ pub enum MqttError {
     /// A certificate or key file cannot be read.
     #[error("reading {0}: {1}")]
     File(String, std::io::Error),
+    /// The broker's socket cannot be opened.
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+    /// TLS settings or the TLS handshake failed.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The broker cannot be reached, or the connection broke.
     #[error("{0}")]
     Connection(Box<rumqttc::ConnectionError>),
@@ -73,6 +83,8 @@ pub enum Incoming {
         /// Acknowledges the message to the broker.
         ack: Ack,
     },
+    /// A message too large to take was dropped (and acknowledged).
+    Dropped(Dropped),
 }
 
 /// A received message's acknowledgement, sent only once the message is
@@ -86,6 +98,9 @@ pub struct Ack(rumqttc::Publish);
 pub struct Connection {
     client: AsyncClient,
     events: EventLoop,
+    /// Messages the socket dropped for their size.
+    dropped: mpsc::UnboundedReceiver<Dropped>,
+    _socket: Socket,
     base: String,
     /// Tags of publishes queued but not yet written, in order.
     queued: VecDeque<u64>,
@@ -100,14 +115,28 @@ pub fn base_topic(config: &ServerConfig, unit_id: &str) -> String {
     format!("{}/{unit_id}", config.prefix.trim_end_matches('/'))
 }
 
-fn options(config: &ServerConfig, unit_id: &str, base: &str) -> Result<MqttOptions, MqttError> {
-    let url = config.url.get_ref();
+/// The payload limits of the unit's downlink.
+fn limits(config: &ServerConfig) -> PayloadLimits {
+    PayloadLimits {
+        default: config.max_downlink_bytes,
+        prefixed: Vec::new(),
+    }
+}
+
+fn options(
+    config: &ServerConfig,
+    unit_id: &str,
+    base: &str,
+    socket: &Socket,
+    limits: &PayloadLimits,
+) -> MqttOptions {
     let client_id = config
         .client_id
         .clone()
         .unwrap_or_else(|| unit_id.to_string());
-    let mut options = MqttOptions::new(client_id, url.host.clone(), url.port);
+    let mut options = MqttOptions::new(client_id, socket.path().display().to_string(), 0);
     options
+        .set_transport(Transport::unix())
         .set_keep_alive(Duration::from_secs(config.keep_alive_s.get()))
         // The broker keeps our subscription and queues the server's
         // commands while the unit is offline between syncs.
@@ -119,47 +148,28 @@ fn options(config: &ServerConfig, unit_id: &str, base: &str) -> Result<MqttOptio
             QoS::AtLeastOnce,
             true,
         ))
-        // Room above our own limit, so an oversized downlink is refused by
-        // the link (and logged) rather than dropping the connection.
-        .set_max_packet_size(
-            config.max_downlink_bytes.saturating_mul(4).max(64 * 1024),
-            256 * 1024,
-        );
+        // The socket lets nothing larger through.
+        .set_max_packet_size(socket::max_packet(limits), 256 * 1024);
     if let (Some(user), password) = (&config.username, &config.password) {
         options.set_credentials(user.clone(), password.clone().unwrap_or_default());
     }
-    if url.tls {
-        let read = |path: &std::path::Path| {
-            crate::state::read_bounded(path, crate::state::MAX_COMPONENT_BYTES)
-                .map_err(|e| MqttError::File(path.display().to_string(), e))
-        };
-        let ca = match &config.ca_file {
-            Some(file) => read(file.get_ref())?,
-            None => Vec::new(),
-        };
-        let client_auth = match (&config.client_cert, &config.client_key) {
-            (Some(cert), Some(key)) => Some((read(cert.get_ref())?, read(key.get_ref())?)),
-            _ => None,
-        };
-        options.set_transport(Transport::tls_with_config(TlsConfiguration::Simple {
-            ca,
-            alpn: None,
-            client_auth,
-        }));
-    }
-    Ok(options)
+    options
 }
 
 impl Connection {
     /// Connects, and subscribes to the unit's downlink topic (`<base>/cmd/#`).
     pub async fn open(config: &ServerConfig, unit_id: &str) -> Result<Self, MqttError> {
         let base = base_topic(config, unit_id);
-        let (client, mut events) = AsyncClient::new(options(config, unit_id, &base)?, QUEUE);
-        let accepted = tokio::time::timeout(CONNECT_TIMEOUT, async {
+        let (tx, dropped) = mpsc::unbounded_channel();
+        let connected = tokio::time::timeout(CONNECT_TIMEOUT, async {
+            let limits = limits(config);
+            let socket = Socket::connect(config, limits.clone(), tx).await?;
+            let (client, mut events) =
+                AsyncClient::new(options(config, unit_id, &base, &socket, &limits), QUEUE);
             loop {
                 if let Event::Incoming(Packet::ConnAck(ack)) = events.poll().await? {
                     return match ack.code {
-                        ConnectReturnCode::Success => Ok(()),
+                        ConnectReturnCode::Success => Ok((socket, client, events)),
                         code => Err(MqttError::Refused(code)),
                     };
                 }
@@ -167,13 +177,15 @@ impl Connection {
         })
         .await
         .map_err(|_| MqttError::Timeout(CONNECT_TIMEOUT))?;
-        accepted?;
+        let (socket, client, events) = connected?;
         client
             .subscribe(format!("{base}/cmd/#"), QoS::AtLeastOnce)
             .await?;
         Ok(Self {
             client,
             events,
+            dropped,
+            _socket: socket,
             base,
             queued: VecDeque::new(),
             written: HashMap::new(),
@@ -182,8 +194,9 @@ impl Connection {
     }
 
     /// Publishes `payload` on `topic` (relative to the base topic, or from
-    /// the broker's root when it starts with `/`) with QoS 1; [`Incoming::Acked`] with `tag` follows once every publish
-    /// with that tag is acknowledged.
+    /// the broker's root when it starts with `/`) with QoS 1;
+    /// [`Incoming::Acked`] with `tag` follows once every publish with that
+    /// tag is acknowledged.
     pub fn publish(
         &mut self,
         topic: &str,
@@ -220,7 +233,13 @@ impl Connection {
     /// The next thing the broker sent that the link cares about.
     pub async fn next(&mut self) -> Result<Incoming, MqttError> {
         loop {
-            match self.events.poll().await? {
+            // A drop is said before the messages that came after it.
+            let event = tokio::select! {
+                biased;
+                Some(dropped) = self.dropped.recv() => return Ok(Incoming::Dropped(dropped)),
+                event = self.events.poll() => event?,
+            };
+            match event {
                 Event::Outgoing(Outgoing::Publish(pkid)) => {
                     if let Some(tag) = self.queued.pop_front() {
                         self.written.insert(pkid, tag);

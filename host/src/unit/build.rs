@@ -77,21 +77,12 @@ impl Unit {
         shared.config_corrupt = config_corrupt || state_restored.is_some();
         let shared = Arc::new(shared);
         if let Some(why) = state_restored {
-            use crate::plugins::bindings::larm::plugin::types::{
-                PluginHealth, PluginState, Report,
-            };
             // The server hears of it on its health events, as of a plugin
             // that faulted and was brought back.
-            shared.emit(super::Action::Report {
-                by: "host".into(),
-                report: Report::PluginHealth(PluginHealth {
-                    name: "state".into(),
-                    state: PluginState::Restarted,
-                    faults: 1,
-                    last_fault: Some(why),
-                }),
-            });
+            use crate::plugins::bindings::larm::plugin::types::PluginState;
+            shared.report_health("state", PluginState::Restarted, 1, why);
         }
+        tokio::spawn(super::password::report_lockouts(&shared));
         let runtime = Runtime::new(Some(data_dir.join("cache")))
             .map_err(|e| anyhow::anyhow!("starting the plugin runtime: {e:#}"))?;
         let mut plugins = PluginManager::new(runtime, shared.clone());

@@ -14,13 +14,16 @@
 //! cannot tell a lockout from a wrong guess.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use larm_rules::PhoneNumber;
-use tracing::{error, warn};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
 
+use super::Shared;
 use crate::config::SmsConfig;
+use crate::plugins::bindings::larm::plugin::types::PluginState;
 use crate::state::StateError;
 
 /// The most senders whose wrong passwords are remembered.
@@ -34,6 +37,9 @@ pub struct PasswordGuard {
     window: Duration,
     lockout: Duration,
     trusted: Vec<PhoneNumber>,
+    /// Until when the whole unit is locked out; the status and the
+    /// server's health events follow it.
+    unit_locked_until: watch::Sender<Option<Instant>>,
 }
 
 #[derive(Default)]
@@ -41,7 +47,6 @@ struct Inner {
     senders: HashMap<String, Throttle>,
     /// When the unit's recent wrong passwords came, oldest first.
     recent: VecDeque<Instant>,
-    unit_locked_until: Option<Instant>,
 }
 
 struct Throttle {
@@ -60,7 +65,14 @@ impl PasswordGuard {
             window: Duration::from_secs(config.unit_window_s.get()),
             lockout: Duration::from_secs(config.lockout_s),
             trusted: config.trusted.clone(),
+            unit_locked_until: watch::Sender::new(None),
         }
+    }
+
+    /// How long the unit-wide lockout still lasts; None when not locked.
+    pub fn lockout_left(&self) -> Option<Duration> {
+        let until = (*self.unit_locked_until.borrow())?;
+        Some(until.saturating_duration_since(Instant::now())).filter(|d| !d.is_zero())
     }
 
     /// Checks `candidate` from `sender` with `matches`; `false` without a
@@ -74,7 +86,7 @@ impl PasswordGuard {
         let now = Instant::now();
         let mut inner = self.inner.lock().unwrap();
         let trusted = self.trusted.iter().any(|t| t.matches(sender));
-        if !trusted && inner.unit_locked_until.is_some_and(|until| now < until) {
+        if !trusted && self.lockout_left().is_some() {
             warn!(sender, "unit-wide password lockout: ignoring the sender");
             return Ok(false);
         }
@@ -152,7 +164,8 @@ impl PasswordGuard {
         }
         if inner.recent.len() >= self.unit_failures as usize {
             inner.recent.clear();
-            inner.unit_locked_until = Some(now + self.lockout);
+            self.unit_locked_until
+                .send_replace(Some(now + self.lockout));
             error!(
                 "{} wrong passwords within {:?}: every password command is ignored for {:?}, \
                  except from [sms] trusted numbers",
@@ -165,6 +178,52 @@ impl PasswordGuard {
     #[cfg(test)]
     fn tracked(&self) -> usize {
         self.inner.lock().unwrap().senders.len()
+    }
+}
+
+/// Tells the server when a unit-wide lockout starts (someone is guessing
+/// the password) and when it ends, on the health events of `password`.
+/// It ends with the unit, which it holds only while it reports.
+pub fn report_lockouts(shared: &Arc<Shared>) -> impl Future<Output = ()> + use<> {
+    let mut locks = shared.password.unit_locked_until.subscribe();
+    let unit = Arc::downgrade(shared);
+    let report = move |state, faults, why: String| match unit.upgrade() {
+        Some(shared) => {
+            shared.report_health("password", state, faults, why);
+            true
+        }
+        None => false,
+    };
+    let guard = &shared.password;
+    let (failures, window, lockout) = (guard.unit_failures, guard.window, guard.lockout);
+    async move {
+        loop {
+            let until = *locks.borrow_and_update();
+            if let Some(until) = until.filter(|t| *t > Instant::now()) {
+                let why = format!(
+                    "{failures} wrong passwords within {} s: password commands are refused \
+                     for {} s, except from [sms] trusted numbers",
+                    window.as_secs(),
+                    lockout.as_secs()
+                );
+                if !report(PluginState::Quarantined, failures, why) {
+                    return;
+                }
+                tokio::select! {
+                    () = tokio::time::sleep_until(until.into()) => {
+                        info!("the unit-wide password lockout is over");
+                        if !report(PluginState::Running, 0, "the password lockout is over".into()) {
+                            return;
+                        }
+                    }
+                    // Extended by a trusted number's wrong passwords.
+                    _ = locks.changed() => continue,
+                }
+            }
+            if locks.changed().await.is_err() {
+                return;
+            }
+        }
     }
 }
 
@@ -225,5 +284,52 @@ mod tests {
             guess(&g, &format!("+46{i:09}"), false);
         }
         assert_eq!(g.tracked(), MAX_SENDERS);
+    }
+
+    async fn health(
+        actions: &mut tokio::sync::mpsc::UnboundedReceiver<Vec<crate::unit::Action>>,
+    ) -> crate::plugins::bindings::larm::plugin::types::PluginHealth {
+        use crate::plugins::bindings::larm::plugin::types::Report;
+        match actions.recv().await.unwrap().pop().unwrap() {
+            crate::unit::Action::Report {
+                report: Report::PluginHealth(h),
+                ..
+            } => h,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// The server hears of a lockout when it starts and when it ends, and
+    /// the status shows it meanwhile.
+    #[tokio::test]
+    async fn a_lockout_is_reported_and_shown() {
+        let board = Arc::new(firmware_bridge::board::SimBoard::new(2, 2));
+        let outbox = crate::outbox::Outbox::in_memory(
+            vec![crate::config::Step::Server],
+            Duration::from_secs(60),
+        );
+        let state = crate::state::State::in_memory().unwrap();
+        let (tx, mut actions) = tokio::sync::mpsc::unbounded_channel();
+        let mut shared = Shared::new(board, Arc::new(state), Arc::new(outbox.unwrap()), tx);
+        shared.password = PasswordGuard::new(&SmsConfig {
+            unit_password_failures: NonZeroU32::new(2).unwrap(),
+            lockout_s: 1,
+            ..SmsConfig::default()
+        });
+        let shared = Arc::new(shared);
+        tokio::spawn(report_lockouts(&shared));
+        assert_eq!(shared.device_status().password_lockout_s, None);
+        guess(&shared.password, "+461", false);
+        guess(&shared.password, "+462", false);
+        assert_eq!(shared.device_status().password_lockout_s, Some(1));
+        let started = health(&mut actions).await;
+        assert_eq!(
+            (started.name.as_str(), started.state),
+            ("password", PluginState::Quarantined)
+        );
+        assert!(started.last_fault.unwrap().contains("2 wrong passwords"));
+        let ended = health(&mut actions).await;
+        assert_eq!(ended.state, PluginState::Running);
+        assert_eq!(shared.device_status().password_lockout_s, None);
     }
 }

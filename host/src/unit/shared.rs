@@ -22,7 +22,9 @@ use super::action::Action;
 use super::password::PasswordGuard;
 use crate::modem::ModemStatus;
 use crate::outbox::Outbox;
-use crate::plugins::bindings::larm::plugin::types::{DeviceStatus, PluginHealth};
+use crate::plugins::bindings::larm::plugin::types::{
+    DeviceStatus, PluginHealth, PluginState, Report,
+};
 use crate::state::State;
 
 /// The server link's state, as the blue LED and red code 6 show it.
@@ -126,6 +128,7 @@ impl Shared {
             uptime_s: self.started.elapsed().as_secs(),
             outbox_depth: summary.depth,
             outbox_oldest_s: summary.oldest_s,
+            password_lockout_s: self.password.lockout_left().map(|d| d.as_secs().max(1)),
         }
     }
 
@@ -135,6 +138,20 @@ impl Shared {
             // A closed channel means the unit is shutting down.
             let _ = self.actions.send(actions);
         }
+    }
+
+    /// Tells the server about the health of one of the unit's own parts
+    /// (`state`, `server`, `password`), on the health events plugins use.
+    pub fn report_health(&self, part: &str, state: PluginState, faults: u32, why: String) {
+        self.emit(Action::Report {
+            by: "host".into(),
+            report: Report::PluginHealth(PluginHealth {
+                name: part.into(),
+                state,
+                faults,
+                last_fault: Some(why),
+            }),
+        });
     }
 
     /// Emits one action on its own.

@@ -114,6 +114,7 @@ fn status_of(id: &str, d: DeviceStatus) -> schema::Status {
             depth: d.outbox_depth,
             oldest_s: d.outbox_oldest_s,
         },
+        password_lockout_s: d.password_lockout_s,
         inputs: (1..=d.input_count)
             .map(|n| schema::Input {
                 n,

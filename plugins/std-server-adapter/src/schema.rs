@@ -64,6 +64,10 @@ pub struct Status {
     pub uptime_s: u64,
     /// What waits to be sent.
     pub outbox: Outbox,
+    /// Seconds left of a unit-wide wrong-password lockout (someone has
+    /// been guessing the password); absent when the unit is not locked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_lockout_s: Option<u64>,
     /// Inputs.
     pub inputs: Vec<Input>,
     /// Outputs.

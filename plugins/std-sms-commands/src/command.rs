@@ -215,6 +215,8 @@ pub struct Status {
     /// Entries waiting in the outbox and the oldest one's age in minutes,
     /// when there are any.
     pub queued: Option<(u32, u64)>,
+    /// Minutes left of a unit-wide wrong-password lockout, when one runs.
+    pub lockout_min: Option<u64>,
 }
 
 /// The `STATUS` reply, one SMS: inputs (1 = closed) and outputs (1 = on)
@@ -238,8 +240,13 @@ pub fn status(lang: Lang, s: &Status) -> String {
         (Lang::En, Some((n, min))) => format!(" Queued: {n} (oldest {min} min)."),
         (Lang::Sv, Some((n, min))) => format!(" Köat: {n} (äldsta {min} min)."),
     };
+    let lockout = match (lang, s.lockout_min) {
+        (_, None) => String::new(),
+        (Lang::En, Some(min)) => format!(" Lockout: {min} min."),
+        (Lang::Sv, Some(min)) => format!(" Spärr: {min} min."),
+    };
     format!(
-        "IN1-{}: {} {out}1-{}: {} {alarm_word}: {} Signal: {}/5 {network}.{queued}{}",
+        "IN1-{}: {} {out}1-{}: {} {alarm_word}: {} Signal: {}/5 {network}.{queued}{lockout}{}",
         s.inputs.len(),
         bits(&s.inputs),
         s.outputs.len(),
@@ -354,6 +361,7 @@ mod tests {
             network: Some("LTE"),
             factory_password: true,
             queued: None,
+            lockout_min: None,
         };
         let en = status(Lang::En, &s);
         assert_eq!(
@@ -378,11 +386,18 @@ mod tests {
             network: None,
             factory_password: true,
             queued: Some((3, 1440)),
+            lockout_min: Some(10),
         };
         let en = status(Lang::En, &s);
-        assert!(en.contains(" Queued: 3 (oldest 1440 min). Change"), "{en}");
+        assert!(
+            en.contains(" Queued: 3 (oldest 1440 min). Lockout: 10 min. Change"),
+            "{en}"
+        );
         let sv = status(Lang::Sv, &s);
-        assert!(sv.contains(" Köat: 3 (äldsta 1440 min)."), "{sv}");
+        assert!(
+            sv.contains(" Köat: 3 (äldsta 1440 min). Spärr: 10 min."),
+            "{sv}"
+        );
         assert!(en.chars().count() <= 160 && sv.chars().count() <= 160);
     }
 }

@@ -170,6 +170,8 @@ fn status_now() -> Status {
                 device.outbox_oldest_s.unwrap_or(0) / 60,
             )
         }),
+        // Rounded up: a lockout with seconds left is not over.
+        lockout_min: device.password_lockout_s.map(|s| s.div_ceil(60)),
     }
 }
 
