@@ -3,6 +3,11 @@
 //! - `GET /api/v1/status`: inputs, outputs, LEDs, modem, plugins and their
 //!   health, device settings.
 //! - `PUT /api/v1/outputs/{n}` with `{"on": true}`: switches an output.
+//! - `GET /api/v1/plugins`: each plugin, what it runs (the config's
+//!   component or one installed in the field), probation, the one before.
+//! - `PUT /api/v1/plugins/{name}` with a signed component as the body:
+//!   installs it (see [`crate::updates`]); `POST
+//!   /api/v1/plugins/{name}/rollback` goes back to the one before.
 //! - On the simulated board and modem: `PUT /api/v1/sim/inputs/{n}` with
 //!   `{"closed": true}`, and `POST /api/v1/sim/sms` with `{"from": "+46…",
 //!   "text": "1234 STATUS"}`.
@@ -33,6 +38,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::{Semaphore, watch};
 
 use crate::unit::Shared;
+use crate::updates::{UpdateError, Updates};
 
 /// What the API serves.
 #[derive(Clone)]
@@ -47,6 +53,10 @@ pub struct Api {
     pub sim_modem: Option<SimModem>,
     /// The bearer token, if required.
     pub token: Option<String>,
+    /// The update service.
+    pub updates: Updates,
+    /// `[updates] allow_unsigned` is set (shown in the status).
+    pub unsigned_allowed: bool,
 }
 
 /// `GET /api/v1/status`
@@ -64,6 +74,8 @@ pub struct StatusBody {
     /// Seconds left of the unit-wide wrong-password lockout; null when the
     /// unit is not locked.
     password_lockout_s: Option<u64>,
+    /// Unsigned components are let in (`[updates] allow_unsigned`).
+    unsigned_allowed: bool,
     /// Device settings (input names, delays, alarm numbers, interval...).
     settings: std::collections::BTreeMap<String, String>,
 }
@@ -101,6 +113,9 @@ struct PluginBody {
     state: &'static str,
     faults: u32,
     last_fault: Option<String>,
+    /// The field component's version; null for the config's.
+    version: Option<String>,
+    on_probation: bool,
 }
 
 /// `PUT /api/v1/outputs/{n}`
@@ -176,9 +191,12 @@ async fn status(State(api): State<Api>) -> Json<StatusBody> {
                 state: h.state.name(),
                 faults: h.faults,
                 last_fault: h.last_fault,
+                version: h.version,
+                on_probation: h.on_probation,
             })
             .collect(),
         password_lockout_s: s.device_status().password_lockout_s,
+        unsigned_allowed: api.unsigned_allowed,
         settings: s
             .state
             .settings("")
@@ -263,6 +281,70 @@ async fn sim_sms(State(api): State<Api>, Body(body): Body<SmsBody>) -> Response 
     StatusCode::ACCEPTED.into_response()
 }
 
+/// A component as a request body, up to the largest larmd reads; a larger
+/// one is a 413 with a JSON `error`.
+pub struct ComponentBody(bytes::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ComponentBody {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        bytes::Bytes::from_request(request, state)
+            .await
+            .map(ComponentBody)
+            .map_err(|e| error(e.status(), e.body_text()))
+    }
+}
+
+/// A plugin name in the path; anything else is a 400.
+fn plugin_name(name: &str) -> Result<(), Response> {
+    if crate::config::is_plugin_name(name) {
+        Ok(())
+    } else {
+        Err(error(StatusCode::BAD_REQUEST, "not a plugin name"))
+    }
+}
+
+fn update_error(e: &UpdateError) -> Response {
+    let status = match e {
+        UpdateError::NoSuchPlugin(_) => StatusCode::NOT_FOUND,
+        UpdateError::Disabled => StatusCode::FORBIDDEN,
+        UpdateError::NothingToRollBack(_) => StatusCode::CONFLICT,
+        UpdateError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        UpdateError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    error(status, e.to_string())
+}
+
+async fn plugins(State(api): State<Api>) -> Response {
+    Json(api.updates.list().await).into_response()
+}
+
+async fn install(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    ComponentBody(body): ComponentBody,
+) -> Response {
+    if let Err(refused) = plugin_name(&name) {
+        return refused;
+    }
+    match api.updates.install(&name, body.to_vec(), "http").await {
+        Ok(installed) => Json(installed).into_response(),
+        Err(e) => update_error(&e),
+    }
+}
+
+async fn rollback(State(api): State<Api>, Path(name): Path<String>) -> Response {
+    if let Err(refused) = plugin_name(&name) {
+        return refused;
+    }
+    match api.updates.rollback(&name).await {
+        Ok(()) => Json(serde_json::json!({ "outcome": "rolled-back" })).into_response(),
+        Err(e) => update_error(&e),
+    }
+}
+
 async fn authorize(State(api): State<Api>, request: Request, next: Next) -> Response {
     if let Some(token) = &api.token {
         let sent = request
@@ -300,6 +382,14 @@ pub fn router(api: Api) -> Router {
     Router::new()
         .route("/api/v1/status", get(status))
         .route("/api/v1/outputs/{n}", put(set_output))
+        .route("/api/v1/plugins", get(plugins))
+        .route(
+            "/api/v1/plugins/{name}",
+            put(install).layer(axum::extract::DefaultBodyLimit::max(
+                crate::state::MAX_COMPONENT_BYTES as usize,
+            )),
+        )
+        .route("/api/v1/plugins/{name}/rollback", post(rollback))
         .route("/api/v1/sim/inputs/{n}", put(sim_input))
         .route("/api/v1/sim/sms", post(sim_sms))
         .layer(middleware::from_fn_with_state(api.clone(), authorize))

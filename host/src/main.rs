@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use larm_host::config::Config;
+use larm_host::config::{BoardKind, Config};
 use larm_host::plugins::compat;
 use larm_host::plugins::runtime::Runtime;
 use larm_host::plugins::{self, builtin_names};
@@ -28,12 +28,19 @@ enum Command {
         /// The config file.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Says again that `[updates] allow_unsigned` is meant, on a real
+        /// board (`kind = "linux"`).
+        #[arg(long)]
+        allow_unsigned: bool,
     },
     /// Checks a config file and the components it names, then exits.
     Check {
         /// The config file.
         #[arg(long)]
         config: PathBuf,
+        /// As for `run`.
+        #[arg(long)]
+        allow_unsigned: bool,
     },
     /// Plugin tools.
     Plugin {
@@ -82,6 +89,75 @@ enum PluginCommand {
         /// The component file.
         file: PathBuf,
     },
+    /// Makes a signing key pair: PREFIX.key (secret) and PREFIX.pub.
+    Keygen {
+        /// Where to write them.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Signs a component for the plugin NAME.
+    Sign {
+        /// The secret key (`larmd plugin keygen`, or minisign's).
+        #[arg(long)]
+        key: PathBuf,
+        /// The plugin it is for: it cannot be installed as another.
+        #[arg(long)]
+        name: String,
+        /// The signed component to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// The component.
+        file: PathBuf,
+    },
+    /// Checks a signed component against a public key, offline.
+    Verify {
+        /// The public key.
+        #[arg(long)]
+        key: PathBuf,
+        /// The signed component.
+        signed: PathBuf,
+    },
+    /// Installs a signed component into a running unit, on probation.
+    Install {
+        /// The plugin to replace.
+        name: String,
+        /// The signed component.
+        signed: PathBuf,
+        #[command(flatten)]
+        unit: UnitApi,
+    },
+    /// Lists a running unit's plugins and what they run.
+    List {
+        #[command(flatten)]
+        unit: UnitApi,
+    },
+    /// Rolls a plugin of a running unit back to the component before.
+    Rollback {
+        /// The plugin.
+        name: String,
+        #[command(flatten)]
+        unit: UnitApi,
+    },
+}
+
+/// A running unit's HTTP API.
+#[derive(clap::Args)]
+struct UnitApi {
+    /// Its address.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Its `[http] token`.
+    #[arg(long, env = "LARM_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+impl UnitApi {
+    fn unit(&self) -> cli::plugin::Unit<'_> {
+        cli::plugin::Unit {
+            url: &self.url,
+            token: self.token.as_deref(),
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -94,11 +170,15 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { config } => run(config.as_deref()),
-        Command::Check { config } => check(&config),
-        Command::Plugin {
-            command: PluginCommand::Inspect { file },
-        } => inspect(&file),
+        Command::Run {
+            config,
+            allow_unsigned,
+        } => run(config.as_deref(), allow_unsigned),
+        Command::Check {
+            config,
+            allow_unsigned,
+        } => check(&config, allow_unsigned),
+        Command::Plugin { command } => plugin(command),
         Command::Modem {
             command: ModemCommand::Probe { port, baud },
         } => block_on(cli::modem::probe(&port, baud)),
@@ -115,15 +195,53 @@ fn main() -> ExitCode {
     }
 }
 
+fn plugin(command: PluginCommand) -> anyhow::Result<()> {
+    match command {
+        PluginCommand::Inspect { file } => inspect(&file),
+        PluginCommand::Keygen { out } => cli::plugin::keygen(&out),
+        PluginCommand::Sign {
+            key,
+            name,
+            out,
+            file,
+        } => cli::plugin::sign(&key, &name, &out, &file),
+        PluginCommand::Verify { key, signed } => cli::plugin::verify(&key, &signed),
+        PluginCommand::Install { name, signed, unit } => {
+            block_on(async { unit.unit().install(&name, &signed).await })
+        }
+        PluginCommand::List { unit } => block_on(async { unit.unit().list().await }),
+        PluginCommand::Rollback { name, unit } => {
+            block_on(async { unit.unit().rollback(&name).await })
+        }
+    }
+}
+
 fn load_config(path: &Path) -> anyhow::Result<Config> {
     Ok(Config::load(path, &builtin_names())?)
 }
 
-fn check(path: &Path) -> anyhow::Result<()> {
+/// Unsigned components on a real board must be asked for twice: in the
+/// config and on the command line (an installer who copied a bench
+/// config gets an error, not a unit that runs anything).
+fn refuse_unsigned_on_a_board(config: &Config, told_twice: bool) -> anyhow::Result<()> {
+    if config.updates.allow_unsigned && config.board.kind() == BoardKind::Linux {
+        if !told_twice {
+            anyhow::bail!(
+                "[updates] allow_unsigned = true on a real board (kind = \"linux\"): components nobody signed \
+                 could be installed on this unit. Remove it; on a bench board, pass --allow-unsigned as well"
+            );
+        }
+        tracing::warn!("unsigned components allowed on a real board (--allow-unsigned)");
+    }
+    Ok(())
+}
+
+fn check(path: &Path, allow_unsigned: bool) -> anyhow::Result<()> {
     let config = load_config(path)?;
+    refuse_unsigned_on_a_board(&config, allow_unsigned)?;
     let runtime = Runtime::new(None).map_err(|e| anyhow::anyhow!("{e:#}"))?;
     for plugin in &config.plugins {
-        let loaded = plugins::load(&runtime, plugin)?;
+        let loaded = plugins::load(&runtime, plugin, &config.updates)?;
         println!(
             "plugin `{}`: {} component, ok",
             plugin.name.get_ref(),
@@ -168,8 +286,8 @@ fn inspect(file: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run(path: Option<&Path>) -> anyhow::Result<()> {
-    block_on(run_unit(path))
+fn run(path: Option<&Path>, allow_unsigned: bool) -> anyhow::Result<()> {
+    block_on(run_unit(path, allow_unsigned))
 }
 
 /// The standard unit on the simulated board and modem.
@@ -185,7 +303,7 @@ fn block_on(task: impl std::future::Future<Output = anyhow::Result<()>>) -> anyh
     result
 }
 
-async fn run_unit(path: Option<&Path>) -> anyhow::Result<()> {
+async fn run_unit(path: Option<&Path>, allow_unsigned: bool) -> anyhow::Result<()> {
     let (config, corrupt) = match path {
         Some(path) => Config::load_or_last_good(path, &builtin_names())?,
         None => (
@@ -201,6 +319,7 @@ async fn run_unit(path: Option<&Path>) -> anyhow::Result<()> {
         tracing::error!("{error}");
         tracing::error!("the config is corrupt: running the last good one until it is fixed");
     }
+    refuse_unsigned_on_a_board(&config, allow_unsigned)?;
     let unit = Unit::build(&config, corrupt.is_some()).await?;
     if let Some(sim) = unit.sim.clone() {
         tokio::spawn(cli::console::sim_console(
@@ -221,6 +340,8 @@ async fn run_unit(path: Option<&Path>) -> anyhow::Result<()> {
             sim: unit.sim.clone(),
             sim_modem: unit.sim_modem.clone(),
             token: http.token.clone(),
+            updates: unit.updates.clone(),
+            unsigned_allowed: config.updates.allow_unsigned,
         };
         let listen = *http.listen.get_ref();
         // Bound here, so a taken port stops larmd at start with a clear error.

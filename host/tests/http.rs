@@ -15,25 +15,7 @@ fn request(
     body: Option<&str>,
     token: Option<&str>,
 ) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    let body = body.unwrap_or("");
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let code = response[9..12].parse().unwrap();
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (code, body)
+    common::http::request(addr, method, path, body.unwrap_or("").as_bytes(), token)
 }
 
 /// A PUT without a token.
@@ -50,8 +32,7 @@ fn start(http: &str) -> (Larmd, String) {
             .sim_modem("ec2x", "")
             .plugin(Plugin::sms_commands()),
     );
-    let line = larmd.wait_for("HTTP API on http://").pop().unwrap();
-    let addr = line.rsplit("http://").next().unwrap().trim().to_string();
+    let addr = common::http::address(&larmd.wait_for("HTTP API on http://").pop().unwrap());
     (larmd, addr)
 }
 
@@ -179,8 +160,7 @@ fn settings_survive_a_restart_and_facreset_restores_the_defaults() {
 
     let dir = larmd.stop();
     let mut larmd = Larmd::restart(dir);
-    let line = larmd.wait_for("HTTP API on http://").pop().unwrap();
-    let addr = line.rsplit("http://").next().unwrap().trim().to_string();
+    let addr = common::http::address(&larmd.wait_for("HTTP API on http://").pop().unwrap());
     assert_eq!(status(&addr, None)["settings"]["server.interval-min"], "60");
 
     send(&addr, "1234 FACRESET");

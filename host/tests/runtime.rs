@@ -57,7 +57,9 @@ impl Harness {
         let (shared, actions) = Shared::in_memory(board.clone()).unwrap();
         let runtime = Runtime::new(None).unwrap();
         let mut manager = PluginManager::new(runtime, shared);
-        let failed = manager.start_all(&config);
+        let store_dir = tempfile::tempdir().unwrap();
+        let store = larm_host::updates::store::Store::new(store_dir.path());
+        let failed = manager.start_all(&config, &store).failed;
         Self {
             board,
             manager,
@@ -490,6 +492,29 @@ async fn guest_misbehave() {
         ["bad 1 closed", "bad 3 closed", "bad 1 open"]
     );
     assert_eq!(h.health("bad").state, PluginState::Running);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn guest_fragile() {
+    let fragile = |config: &str| {
+        let plugin = Plugin::guest("fragile", "guest-fragile", "sms = [\"+100\"]");
+        let plugin = if config.is_empty() {
+            plugin
+        } else {
+            plugin.config(config)
+        };
+        UnitConfig::new().plugin(plugin).plugin(follow())
+    };
+    let mut h = Harness::new(&fragile(""));
+    h.manager.flush().await;
+    assert_eq!(h.health("fragile").state, PluginState::Quarantined);
+    h.follow_still_works().await;
+
+    let mut h = Harness::new(&fragile("fragile = \"input\""));
+    h.input(2, Contact::Closed);
+    h.input(1, Contact::Closed);
+    assert_eq!(h.sms_from("fragile").await, ["fragile 2 closed"]);
+    assert_eq!(h.health("fragile").state, PluginState::Restarted);
 }
 
 fn sms_to(actions: &[Action], to: &str) -> Vec<String> {

@@ -125,7 +125,14 @@ fn status(shared: &Shared, leds: &leds::UnitState) -> String {
     let plugins: Vec<String> = shared
         .plugin_health()
         .iter()
-        .map(|h| format!("{} {}", h.name, h.state.name()))
+        .map(|h| {
+            let field = match (&h.version, h.on_probation) {
+                (Some(v), true) => format!(" (field update {v}, on probation)"),
+                (Some(v), false) => format!(" (field update {v})"),
+                (None, _) => String::new(),
+            };
+            format!("{} {}{field}", h.name, h.state.name())
+        })
         .collect();
     format!(
         "unit {}: inputs 1-{} {inputs} (1 = closed), outputs 1-{} {outputs} (1 = on; output {} is ALARM)\n\

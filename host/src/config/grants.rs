@@ -45,6 +45,35 @@ pub struct Grants {
     pub system: Vec<SystemAction>,
 }
 
+impl Grants {
+    /// What a component importing the larm `interfaces` would need that
+    /// these grants do not give: one line per missing grant, naming the
+    /// interface that needs it. (`io` is not checked: reading inputs needs
+    /// no grant, and which outputs it switches shows only when it runs.)
+    pub fn missing_for(&self, interfaces: &[String]) -> Vec<String> {
+        let imports = |iface: &str| interfaces.iter().any(|i| i == iface);
+        let mut missing = Vec::new();
+        let mut need = |iface: &str, lacking: bool, grant: &str| {
+            if imports(iface) && lacking {
+                missing.push(format!(
+                    "it imports larm:plugin/{iface}, but its config grants no `{grant}`"
+                ));
+            }
+        };
+        need("sms", self.sms == Scope::None, "sms");
+        need("voice", self.calls == Scope::None, "calls");
+        need("server", !self.server, "server");
+        need("password", !self.password, "password");
+        need("system", self.system.is_empty(), "system");
+        need(
+            "settings",
+            self.settings == SettingsAccess::None,
+            "settings",
+        );
+        missing
+    }
+}
+
 /// Access to device settings.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -6,9 +6,11 @@
 
 mod grants;
 mod server;
+mod updates;
 
 pub use grants::{Grants, Scope, SettingsAccess, SystemAction};
 pub use server::{AlarmConfig, BrokerUrl, ServerConfig, Step};
+pub use updates::UpdatesConfig;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -131,6 +133,9 @@ pub struct Config {
     /// Who may command the unit by SMS.
     #[serde(default)]
     pub sms: SmsConfig,
+    /// Field updates: trusted signing keys and probation.
+    #[serde(default)]
+    pub updates: UpdatesConfig,
     /// The plugins to run, in order (for SMS command sets, the order in
     /// which they are asked to claim a message).
     #[serde(default)]
@@ -452,7 +457,7 @@ pub struct Limits {
 }
 
 /// One `[[plugins]]` entry.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(try_from = "RawPlugin")]
 pub struct PluginConfig {
     /// Unique name: in logs, status, and the plugin's private storage.
@@ -655,6 +660,7 @@ impl Config {
         if let Some(server) = &mut self.server {
             server.validate(base)?;
         }
+        self.updates.validate(base)?;
         self.alarm.validate()?;
         let board = &self.board;
         if board.kind() == BoardKind::Sim && (board.inputs == 0 || board.outputs == 0) {

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use larm_rules::names::{Network, Plugin as PluginState, Sim};
+use larm_rules::names::{Network, Plugin as PluginState, Sim, Update as UpdateOutcome};
 
 use crate::plugins::bindings::larm::plugin::types as wit;
 
@@ -24,6 +24,8 @@ pub enum Report {
     OutputChanged(OutputChange),
     /// Plugin health changed.
     PluginHealth(PluginHealth),
+    /// A field update's outcome.
+    Update(UpdateEvent),
 }
 
 /// See the WIT's `device-status`.
@@ -74,6 +76,22 @@ pub struct PluginHealth {
     pub state: PluginState,
     pub faults: u32,
     pub last_fault: Option<String>,
+    /// Absent in entries written before it existed, and when None.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Absent in entries written before it existed, and when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub on_probation: bool,
+}
+
+/// See the WIT's `update-event`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct UpdateEvent {
+    pub plugin: String,
+    pub outcome: UpdateOutcome,
+    pub sha256: Option<String>,
+    pub reason: Option<String>,
 }
 
 impl Report {
@@ -113,6 +131,14 @@ impl From<wit::Report> for Report {
                 state: h.state.into(),
                 faults: h.faults,
                 last_fault: h.last_fault,
+                version: h.version,
+                on_probation: h.on_probation,
+            }),
+            wit::Report::Update(u) => Report::Update(UpdateEvent {
+                plugin: u.plugin,
+                outcome: u.outcome.into(),
+                sha256: u.sha256,
+                reason: u.reason,
             }),
         }
     }
@@ -170,6 +196,14 @@ impl From<Report> for wit::Report {
                 state: h.state.into(),
                 faults: h.faults,
                 last_fault: h.last_fault,
+                version: h.version,
+                on_probation: h.on_probation,
+            }),
+            Report::Update(u) => wit::Report::Update(wit::UpdateEvent {
+                plugin: u.plugin,
+                outcome: u.outcome.into(),
+                sha256: u.sha256,
+                reason: u.reason,
             }),
         }
     }
@@ -218,6 +252,14 @@ mod tests {
                 state: wit::PluginState::Quarantined,
                 faults: 3,
                 last_fault: Some("trapped".into()),
+                version: None,
+                on_probation: false,
+            }),
+            wit::Report::Update(wit::UpdateEvent {
+                plugin: "rules".into(),
+                outcome: wit::UpdateOutcome::RolledBack,
+                sha256: Some("ab12".into()),
+                reason: Some("trapped".into()),
             }),
         ]
     }

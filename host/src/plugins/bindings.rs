@@ -43,7 +43,7 @@ world_bindings!(input_rule, "input-rule");
 world_bindings!(sms_commands, "sms-commands");
 world_bindings!(server_adapter, "server-adapter");
 
-use larm::plugin::types::{NetworkType, PluginState, SimState};
+use larm::plugin::types::{NetworkType, PluginState, SimState, UpdateOutcome};
 use larm_rules::names;
 
 // The words for states live in larm-rules; these map the generated types
@@ -88,4 +88,9 @@ twin!(
     PluginState,
     names::Plugin,
     [Running, Restarted, Quarantined]
+);
+twin!(
+    UpdateOutcome,
+    names::Update,
+    [Installed, Committed, Refused, RolledBack]
 );

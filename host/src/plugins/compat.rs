@@ -192,6 +192,16 @@ pub fn check(engine: &Engine, component: &Component) -> Result<PluginKind, Compa
     Ok(kind)
 }
 
+/// The larm interfaces `component` imports (`voice`, `sms`...): what it
+/// would call, for checking against its grants before it runs.
+pub fn larm_imports(engine: &Engine, component: &Component) -> Vec<String> {
+    component
+        .component_type()
+        .imports(engine)
+        .filter_map(|(name, _)| larm_item(name).map(|(iface, _)| iface.to_string()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,8 +22,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tracing::info;
 
-use crate::config::{Config, PluginConfig, PluginSource};
+use crate::config::{Config, PluginConfig, PluginSource, UpdatesConfig};
 use crate::unit::Shared;
+use crate::updates::store::{Record, Store};
 use bindings::larm::plugin::types::{CallEvent, InputEvent, PluginHealth, Report, SmsMessage};
 use bindings::server_adapter::exports::larm::plugin::adapter::Message;
 use caps::PluginCaps;
@@ -73,23 +74,73 @@ pub enum PluginError {
     /// The plugin's worker is gone (the unit is shutting down).
     #[error("plugin `{0}` is stopped")]
     Stopped(String),
+    /// Its component's signature is not accepted (`[updates]`).
+    #[error("plugin `{name}`: {why}")]
+    Untrusted {
+        /// The plugin.
+        name: String,
+        /// Why.
+        why: crate::updates::UpdateError,
+    },
 }
 
-/// Loads a plugin's component from its config entry and checks it.
-pub fn load(runtime: &Runtime, plugin: &PluginConfig) -> Result<Loaded, PluginError> {
+/// Loads a plugin's component from its config entry and checks it. A
+/// component file must be signed for the plugin when `updates` trusts keys
+/// (built-in plugins are part of larmd).
+pub fn load(
+    runtime: &Runtime,
+    plugin: &PluginConfig,
+    updates: &UpdatesConfig,
+) -> Result<Loaded, PluginError> {
     let name = plugin.name.get_ref().clone();
+    let load_error = |source| PluginError::Load {
+        name: name.clone(),
+        source: Box::new(source),
+    };
     let loaded = match &plugin.source {
-        PluginSource::File(path) => runtime.load_file(path.get_ref()),
+        PluginSource::File(path) => {
+            let path = path.get_ref();
+            let bytes = crate::state::read_bounded(path, crate::state::MAX_COMPONENT_BYTES)
+                .map_err(|source| {
+                    load_error(LoadError::Read {
+                        path: path.clone(),
+                        source,
+                    })
+                })?;
+            crate::updates::check_signature(updates, &bytes, &name, false).map_err(|why| {
+                PluginError::Untrusted {
+                    name: name.clone(),
+                    why,
+                }
+            })?;
+            runtime.load(&bytes)
+        }
         PluginSource::Builtin(builtin_name) => match builtin(builtin_name.get_ref()) {
             Some(bytes) => runtime.load(bytes),
             None => return Err(PluginError::NoBuiltin(builtin_name.get_ref().clone())),
         },
     };
-    loaded
-        .map(|(loaded, _)| loaded)
-        .map_err(|source| PluginError::Load {
-            name,
-            source: Box::new(source),
+    loaded.map(|(loaded, _)| loaded).map_err(load_error)
+}
+
+/// Swaps `loaded` into plugin `name`'s worker (behind `queue`) between two
+/// events: everything queued before is handled by the old component, the
+/// rest by the new one. If the new one does not start, the old one stays.
+pub async fn swap(
+    name: &str,
+    queue: &mpsc::UnboundedSender<Envelope>,
+    loaded: Loaded,
+    config: Option<InitConfig>,
+) -> Result<(), PluginError> {
+    let (tx, rx) = oneshot::channel();
+    queue
+        .send(Envelope::Replace(Box::new(loaded), config, tx))
+        .map_err(|_| PluginError::Stopped(name.to_string()))?;
+    rx.await
+        .map_err(|_| PluginError::Stopped(name.to_string()))?
+        .map_err(|why| PluginError::Rejected {
+            name: name.to_string(),
+            why,
         })
 }
 
@@ -155,6 +206,15 @@ impl Adapters {
     }
 }
 
+/// What [`PluginManager::start_all`] did.
+#[derive(Default)]
+pub struct Started {
+    /// The plugins that could not be loaded.
+    pub failed: Vec<PluginError>,
+    /// The plugins that run a component installed in the field.
+    pub field: std::collections::BTreeMap<String, Record>,
+}
+
 struct Handle {
     name: String,
     kind: PluginKind,
@@ -179,20 +239,62 @@ impl PluginManager {
         }
     }
 
-    /// Loads every plugin of `config`, in order. A plugin that cannot be
-    /// loaded is skipped and returned, so the unit runs the others.
-    pub fn start_all(&mut self, config: &Config) -> Vec<PluginError> {
-        let mut failed = Vec::new();
+    /// Loads every plugin of `config`, in order: the component installed
+    /// in the field for it when `store` has one that passes the checks,
+    /// else its config's. A plugin that cannot be loaded is skipped and
+    /// returned, so the unit runs the others.
+    pub fn start_all(&mut self, config: &Config, store: &Store) -> Started {
+        let mut started = Started::default();
         for plugin in &config.plugins {
-            match load(&self.runtime, plugin) {
+            let name = plugin.name.get_ref();
+            let field = crate::updates::installed_at_start(store, &config.updates, name)
+                .and_then(|(record, bytes)| match self.runtime.load(&bytes) {
+                    Ok((loaded, _)) => Some((record, loaded)),
+                    Err(e) => {
+                        tracing::error!(plugin = %name, "its field update cannot be loaded ({e}): the config's component runs");
+                        None
+                    }
+                });
+            let loaded = match field {
+                Some((record, loaded)) => {
+                    started.field.insert(name.clone(), record);
+                    Ok(loaded)
+                }
+                None => load(&self.runtime, plugin, &config.updates),
+            };
+            match loaded {
                 Ok(loaded) => self.add(plugin, loaded, config),
                 Err(e) => {
                     tracing::error!("{e}");
-                    failed.push(e);
+                    started.failed.push(e);
                 }
             }
         }
-        failed
+        started
+    }
+
+    /// The running plugins as the update service replaces them.
+    pub fn targets(
+        &self,
+        config: &Config,
+    ) -> std::collections::BTreeMap<String, crate::updates::Target> {
+        self.plugins
+            .iter()
+            .filter_map(|h| {
+                let plugin = config
+                    .plugins
+                    .iter()
+                    .find(|p| *p.name.get_ref() == h.name)?;
+                Some((
+                    h.name.clone(),
+                    crate::updates::Target {
+                        kind: h.kind,
+                        queue: h.queue.clone(),
+                        config: plugin.clone(),
+                    },
+                ))
+            })
+            .collect()
     }
 
     /// Starts a loaded plugin on its own worker.
@@ -313,17 +415,7 @@ impl PluginManager {
                 found: loaded.kind(),
             }));
         }
-        let (tx, rx) = oneshot::channel();
-        handle
-            .queue
-            .send(Envelope::Replace(Box::new(loaded), config, tx))
-            .map_err(|_| PluginError::Stopped(name.to_string()))?;
-        rx.await
-            .map_err(|_| PluginError::Stopped(name.to_string()))?
-            .map_err(|why| PluginError::Rejected {
-                name: name.to_string(),
-                why,
-            })
+        swap(name, &handle.queue, loaded, config).await
     }
 
     /// Waits until every plugin has handled everything queued so far.

@@ -62,6 +62,16 @@ pub enum Loaded {
 }
 
 impl Loaded {
+    /// The larm interfaces it imports.
+    pub fn larm_imports(&self) -> Vec<String> {
+        let (engine, component) = match self {
+            Self::InputRule(pre) => (pre.engine(), pre.instance_pre().component()),
+            Self::SmsCommands(pre) => (pre.engine(), pre.instance_pre().component()),
+            Self::ServerAdapter(pre) => (pre.engine(), pre.instance_pre().component()),
+        };
+        compat::larm_imports(engine, component)
+    }
+
     /// The world it targets.
     pub fn kind(&self) -> PluginKind {
         match self {

@@ -318,12 +318,14 @@ impl Worker {
     }
 
     fn publish_health(&mut self) {
-        let health = PluginHealth {
+        let health = self.shared.with_version(PluginHealth {
             name: self.name.clone(),
             state: self.supervisor.state(),
             faults: self.supervisor.faults(Instant::now()),
             last_fault: self.supervisor.last_fault().map(str::to_string),
-        };
+            version: None,
+            on_probation: false,
+        });
         let changed = self.shared.health.send_if_modified(|all| {
             all.insert(self.name.clone(), health.clone())
                 .is_none_or(|old| old != health)

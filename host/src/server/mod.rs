@@ -30,6 +30,7 @@ use crate::plugins::Adapters;
 use crate::plugins::bindings::larm::plugin::types::{PluginState, Report};
 use crate::plugins::bindings::server_adapter::exports::larm::plugin::adapter::Message;
 use crate::unit::Shared;
+use crate::updates::Updates;
 use mqtt::{Connection, Incoming, MAX_IN_FLIGHT, MqttError};
 use socket::Dropped;
 
@@ -107,6 +108,9 @@ pub struct Link {
     connected_once: bool,
     /// Messages dropped for their size since the unit started.
     dropped_count: u32,
+    /// Where components from `update/<name>` go, and their size limit;
+    /// none when the unit takes no field updates.
+    updates: Option<(Updates, usize)>,
 }
 
 impl Link {
@@ -117,6 +121,7 @@ impl Link {
         outbox: Arc<Outbox>,
         adapters: Adapters,
         control: mpsc::UnboundedReceiver<Control>,
+        updates: Option<(Updates, usize)>,
     ) -> Self {
         let minutes = shared
             .state
@@ -150,6 +155,7 @@ impl Link {
             stopping: false,
             connected_once: false,
             dropped_count: 0,
+            updates,
         }
     }
 
@@ -247,7 +253,8 @@ impl Link {
     /// given back.
     async fn session(&mut self) -> Result<(), MqttError> {
         let unit_id = self.shared.state.unit_id().unwrap_or_default();
-        let mut conn = Connection::open(&self.config, &unit_id).await?;
+        let max_update = self.updates.as_ref().map(|(_, limit)| *limit);
+        let mut conn = Connection::open(&self.config, &unit_id, max_update).await?;
         self.connected_once = true;
         info!("connected to the server");
         self.set_connected(true);
@@ -329,7 +336,10 @@ impl Link {
                             }
                         }
                         Incoming::Downlink { topic, payload, ack } => {
-                            self.downlink(topic, payload).await;
+                            match topic.strip_prefix("update/") {
+                                Some(name) => self.update(name, payload).await,
+                                None => self.downlink(topic, payload).await,
+                            }
                             conn.ack(ack)?;
                         }
                         Incoming::Dropped(dropped) => self.dropped(&dropped),
@@ -401,6 +411,28 @@ impl Link {
         warn!(event = "downlink-dropped", bytes = dropped.bytes, "{why}");
         self.shared
             .report_health("server", PluginState::Running, self.dropped_count, why);
+    }
+
+    /// A component from the server for plugin `name`: installed, or
+    /// refused; either way the server hears of it on its update events.
+    async fn update(&self, name: &str, component: Vec<u8>) {
+        let Some((updates, _)) = &self.updates else {
+            return;
+        };
+        match updates.install(name, component, "server").await {
+            Ok(installed) if installed.already => {
+                info!(
+                    "update for `{}` from the server: runs already",
+                    name.escape_debug()
+                );
+            }
+            Ok(_) => info!(
+                "update for `{}` from the server installed",
+                name.escape_debug()
+            ),
+            // Logged and reported by the update service.
+            Err(_) => {}
+        }
     }
 
     /// A message from the server, for the adapters to apply (the socket

@@ -115,11 +115,15 @@ pub fn base_topic(config: &ServerConfig, unit_id: &str) -> String {
     format!("{}/{unit_id}", config.prefix.trim_end_matches('/'))
 }
 
-/// The payload limits of the unit's downlink.
-fn limits(config: &ServerConfig) -> PayloadLimits {
+/// The payload limits of the unit's downlink: commands, and components
+/// under `update/` when the unit takes them.
+fn limits(config: &ServerConfig, base: &str, max_update: Option<usize>) -> PayloadLimits {
     PayloadLimits {
         default: config.max_downlink_bytes,
-        prefixed: Vec::new(),
+        prefixed: max_update
+            .map(|limit| (format!("{base}/update/"), limit))
+            .into_iter()
+            .collect(),
     }
 }
 
@@ -157,12 +161,18 @@ fn options(
 }
 
 impl Connection {
-    /// Connects, and subscribes to the unit's downlink topic (`<base>/cmd/#`).
-    pub async fn open(config: &ServerConfig, unit_id: &str) -> Result<Self, MqttError> {
+    /// Connects, and subscribes to the unit's downlink topics: `<base>/cmd/#`
+    /// and, with `max_update` (field updates are on), `<base>/update/+`
+    /// with its own size limit.
+    pub async fn open(
+        config: &ServerConfig,
+        unit_id: &str,
+        max_update: Option<usize>,
+    ) -> Result<Self, MqttError> {
         let base = base_topic(config, unit_id);
         let (tx, dropped) = mpsc::unbounded_channel();
         let connected = tokio::time::timeout(CONNECT_TIMEOUT, async {
-            let limits = limits(config);
+            let limits = limits(config, &base, max_update);
             let socket = Socket::connect(config, limits.clone(), tx).await?;
             let (client, mut events) =
                 AsyncClient::new(options(config, unit_id, &base, &socket, &limits), QUEUE);
@@ -181,6 +191,11 @@ impl Connection {
         client
             .subscribe(format!("{base}/cmd/#"), QoS::AtLeastOnce)
             .await?;
+        if max_update.is_some() {
+            client
+                .subscribe(format!("{base}/update/+"), QoS::AtLeastOnce)
+                .await?;
+        }
         Ok(Self {
             client,
             events,

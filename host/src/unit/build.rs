@@ -21,6 +21,8 @@ use crate::plugins::PluginManager;
 use crate::plugins::runtime::Runtime;
 use crate::server::Link;
 use crate::state::State;
+use crate::updates::Updates;
+use crate::updates::store::Store;
 
 /// How long the first server sync waits for the modem's status, so it
 /// shows the network rather than a modem not read yet.
@@ -85,8 +87,22 @@ impl Unit {
         tokio::spawn(super::password::report_lockouts(&shared));
         let runtime = Runtime::new(Some(data_dir.join("cache")))
             .map_err(|e| anyhow::anyhow!("starting the plugin runtime: {e:#}"))?;
-        let mut plugins = PluginManager::new(runtime, shared.clone());
-        plugins.start_all(config);
+        let mut plugins = PluginManager::new(runtime.clone(), shared.clone());
+        let store = Store::new(&data_dir);
+        let started = plugins.start_all(config, &store);
+        if config.updates.allow_unsigned {
+            tracing::warn!(
+                "[updates] allow_unsigned = true: components nobody signed are run and installed; for development only"
+            );
+        }
+        let updates = Updates::start(
+            runtime,
+            shared.clone(),
+            store,
+            config.updates.clone(),
+            plugins.targets(config),
+            started.field,
+        );
         let link = match &config.server {
             Some(_) if plugins.adapters().is_empty() => {
                 tracing::error!(
@@ -102,6 +118,10 @@ impl Unit {
                     outbox.clone(),
                     plugins.adapters(),
                     rx,
+                    config
+                        .updates
+                        .enabled()
+                        .then(|| (updates.clone(), config.updates.max_mqtt_bytes)),
                 );
                 let mut modem = shared.modem.subscribe();
                 let has_modem = config.modem.is_some();
@@ -162,6 +182,7 @@ impl Unit {
         }
         Ok(Self {
             outbox,
+            updates,
             link,
             sim,
             shared,

@@ -272,6 +272,7 @@ fn report_kind(report: &Report) -> &'static str {
         Report::Restore(_) => "restore",
         Report::OutputChanged(_) => "output",
         Report::PluginHealth(_) => "health",
+        Report::Update(_) => "update",
     }
 }
 

@@ -47,6 +47,8 @@ pub struct Unit {
     pub plugins: PluginManager,
     /// The simulated modem, when the config asks for one.
     pub sim_modem: Option<SimModem>,
+    /// The update service: installs and rollbacks of plugin components.
+    pub updates: crate::updates::Updates,
     actions: mpsc::UnboundedReceiver<Vec<Action>>,
     edges: broadcast::Receiver<InputEdge>,
     led_state: watch::Sender<UnitState>,

@@ -8,6 +8,7 @@
 //! | [`Shared::modem`] | the modem task | LEDs, `status.device`, HTTP, console, server link |
 //! | [`Shared::link`] | the server link | LEDs, `status.device`, HTTP, console |
 //! | [`Shared::health`] | the plugin workers | LEDs, `status.plugins`, HTTP, console |
+//! | [`Shared::field`] | the update service | `status.plugins`, HTTP, console |
 //! | [`Shared::last_sms`] | the modem task | LEDs (green) |
 //! | `board.card()` | the board | LEDs, `status.device` |
 
@@ -36,6 +37,15 @@ pub struct LinkState {
     pub failing: bool,
 }
 
+/// A plugin's component installed in the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldVersion {
+    /// The first 12 hex digits of its SHA-256.
+    pub version: String,
+    /// Still on probation.
+    pub on_probation: bool,
+}
+
 /// The unit's shared parts and state. One per unit, behind an `Arc`.
 pub struct Shared {
     /// The I/O board.
@@ -51,6 +61,8 @@ pub struct Shared {
     pub link: watch::Sender<LinkState>,
     /// Every plugin's health, by name.
     pub health: watch::Sender<BTreeMap<String, PluginHealth>>,
+    /// The plugins running a component installed in the field, by name.
+    pub field: watch::Sender<BTreeMap<String, FieldVersion>>,
     /// When the last SMS arrived (the green LED's 5 s).
     pub last_sms: watch::Sender<Option<Instant>>,
     /// Wrong-password throttle.
@@ -79,6 +91,7 @@ impl Shared {
             modem: watch::Sender::new(None),
             link: watch::Sender::new(LinkState::default()),
             health: watch::Sender::new(BTreeMap::new()),
+            field: watch::Sender::new(BTreeMap::new()),
             last_sms: watch::Sender::new(None),
             password: PasswordGuard::new(&crate::config::SmsConfig::default()),
             config_corrupt: false,
@@ -103,7 +116,17 @@ impl Shared {
 
     /// Every plugin's health, by name.
     pub fn plugin_health(&self) -> Vec<PluginHealth> {
-        self.health.borrow().values().cloned().collect()
+        let all: Vec<PluginHealth> = self.health.borrow().values().cloned().collect();
+        all.into_iter().map(|h| self.with_version(h)).collect()
+    }
+
+    /// `health` with the version of the plugin's component filled in.
+    pub fn with_version(&self, mut health: PluginHealth) -> PluginHealth {
+        let field = self.field.borrow();
+        let version = field.get(&health.name);
+        health.version = version.map(|v| v.version.clone());
+        health.on_probation = version.is_some_and(|v| v.on_probation);
+        health
     }
 
     /// Milliseconds since the unit started: the plugins' monotonic clock.
@@ -150,6 +173,8 @@ impl Shared {
                 state,
                 faults,
                 last_fault: Some(why),
+                version: None,
+                on_probation: false,
             }),
         });
     }

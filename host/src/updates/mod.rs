@@ -1,5 +1,674 @@
-//! Field updates: signed components installed into a running unit.
+//! Field updates: signed components installed into a running unit, tried
+//! on probation, then committed or rolled back.
 //!
 //! - [`signature`]: signing and verifying components (minisign).
+//! - [`store`]: what is installed, on disk.
+//!
+//! One task, the update service, carries out every install and rollback,
+//! one at a time; the HTTP API (and the CLI through it) and the server link
+//! reach it through [`Updates`]. An install:
+//!
+//! 1. writes the bytes to `staging` (fsynced);
+//! 2. checks the signature (for this plugin's name), the world and WIT
+//!    version (by compiling it, or from the cache), and the grants its
+//!    imports need against the plugin's config;
+//! 3. starts it on the plugin's worker between two events (instantiate,
+//!    `init`): if that fails, the running component stays, untouched;
+//! 4. records it as current, on probation for `probation_s`: a fault, a
+//!    blown limit or quarantine meanwhile rolls back at once; at the end it
+//!    is committed, and the one before is kept for a manual rollback.
+//!
+//! Every outcome is logged and reported to the server (`update` reports).
 
 pub mod signature;
+pub mod store;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tracing::{error, info, warn};
+
+use crate::config::{PluginConfig, UpdatesConfig};
+use crate::plugins::PluginError;
+use crate::plugins::bindings::larm::plugin::types::{
+    PluginState, Report, UpdateEvent, UpdateOutcome,
+};
+use crate::plugins::compat::PluginKind;
+use crate::plugins::runtime::{Loaded, Runtime};
+use crate::plugins::worker::{Envelope, PluginFault};
+use crate::unit::shared::FieldVersion;
+use crate::unit::{Action, Shared};
+use signature::{SignatureError, Verified};
+use store::{Component, Record, Store};
+
+/// Why an update or a rollback was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    /// No running plugin by that name.
+    #[error("no plugin named `{0}` runs on this unit")]
+    NoSuchPlugin(String),
+    /// No key is trusted, and unsigned components are not allowed.
+    #[error("field updates are off: [updates] trusted_keys names no key")]
+    Disabled,
+    /// The signature does not hold.
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
+    /// The component cannot run here (not a component, wrong world or
+    /// version, does not link, another kind than the plugin).
+    #[error("{0}")]
+    Load(String),
+    /// Its imports need grants the plugin's config does not give.
+    #[error("the component needs more than its config grants: {}", .0.join("; "))]
+    Grants(Vec<String>),
+    /// It did not start (instantiation or `init` failed).
+    #[error("the new component did not start: {0}")]
+    DidNotStart(PluginFault),
+    /// Nothing was installed in the field for this plugin.
+    #[error("nothing to roll back: `{0}` runs its config's component")]
+    NothingToRollBack(String),
+    /// The data folder cannot be written or read.
+    #[error("storage: {0}")]
+    Io(String),
+    /// The unit is stopping.
+    #[error("the unit is stopping")]
+    Stopped,
+}
+
+impl UpdateError {
+    /// Whether the component (or the request) is at fault, not the unit.
+    pub fn is_refusal(&self) -> bool {
+        !matches!(self, Self::Io(_) | Self::Stopped)
+    }
+}
+
+fn io_error(e: std::io::Error) -> UpdateError {
+    UpdateError::Io(e.to_string())
+}
+
+/// Whether a component's signature lets it run as plugin `name`:
+/// `Some` with what the signature says, `None` for an unsigned component
+/// that is let in (`allow_unsigned`, or a config file on a unit with no
+/// trusted keys). `from_field`: it came from outside the config.
+pub fn check_signature(
+    config: &UpdatesConfig,
+    bytes: &[u8],
+    name: &str,
+    from_field: bool,
+) -> Result<Option<Verified>, UpdateError> {
+    if config.keys.is_empty() {
+        return if config.allow_unsigned || !from_field {
+            Ok(None)
+        } else {
+            Err(UpdateError::Disabled)
+        };
+    }
+    match signature::verify(bytes, &config.keys, Some(name)) {
+        Ok(verified) => Ok(Some(verified)),
+        Err(SignatureError::Unsigned) if config.allow_unsigned => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The component plugin `name` runs from the field at start, if one was
+/// installed and still passes the checks; else None and the config's runs.
+pub fn installed_at_start(
+    store: &Store,
+    config: &UpdatesConfig,
+    name: &str,
+) -> Option<(Record, Vec<u8>)> {
+    let record = match store.record(name) {
+        Ok(record) => record?,
+        Err(e) => {
+            error!(plugin = %name, "the record of its field update cannot be read ({e}): the config's component runs");
+            return None;
+        }
+    };
+    let checked = store
+        .component(name, &record.current)
+        .map_err(io_error)
+        .and_then(|bytes| check_signature(config, &bytes, name, true).map(|_| bytes));
+    match checked {
+        Ok(bytes) => Some((record, bytes)),
+        Err(e) => {
+            error!(plugin = %name, "its field update {} is not run ({e}): the config's component runs", record.current.version());
+            None
+        }
+    }
+}
+
+/// A plugin an update may replace.
+pub struct Target {
+    /// Its world.
+    pub kind: PluginKind,
+    /// Its worker's queue.
+    pub queue: mpsc::UnboundedSender<Envelope>,
+    /// Its config entry: grants, and the component to roll back to last.
+    pub config: PluginConfig,
+}
+
+/// What an install did.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Installed {
+    /// The component's hash.
+    pub sha256: String,
+    /// The key that signed it.
+    pub key_id: Option<String>,
+    /// Seconds of probation ahead of it.
+    pub probation_s: u64,
+    /// It was running already: nothing was done.
+    pub already: bool,
+}
+
+/// One plugin, as `GET /api/v1/plugins` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginInfo {
+    /// Its name.
+    pub name: String,
+    /// Its world.
+    pub world: &'static str,
+    /// `config` or `field`: where the running component comes from.
+    pub source: &'static str,
+    /// The running field component, if any.
+    pub current: Option<Component>,
+    /// Its short version.
+    pub version: Option<String>,
+    /// On probation, with this many seconds left.
+    pub probation_left_s: Option<u64>,
+    /// The component a rollback returns to (none: the config's).
+    pub previous: Option<Component>,
+    /// `running`, `restarted`, `quarantined`.
+    pub state: &'static str,
+    /// Faults in the current window.
+    pub faults: u32,
+    /// The last fault.
+    pub last_fault: Option<String>,
+}
+
+enum Request {
+    Install {
+        name: String,
+        bytes: Vec<u8>,
+        from: String,
+        reply: oneshot::Sender<Result<Installed, UpdateError>>,
+    },
+    Rollback {
+        name: String,
+        reply: oneshot::Sender<Result<(), UpdateError>>,
+    },
+    List {
+        reply: oneshot::Sender<Vec<PluginInfo>>,
+    },
+}
+
+/// The update service's handle.
+#[derive(Clone)]
+pub struct Updates {
+    tx: mpsc::UnboundedSender<Request>,
+}
+
+impl Updates {
+    /// Starts the update service for `targets`; `running` are the field
+    /// components the plugins started with (those on probation go on with
+    /// a fresh probation).
+    pub fn start(
+        runtime: Arc<Runtime>,
+        shared: Arc<Shared>,
+        store: Store,
+        config: UpdatesConfig,
+        targets: BTreeMap<String, Target>,
+        running: BTreeMap<String, Record>,
+    ) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut service = Service {
+            probation: Duration::from_secs(config.probation_s),
+            runtime,
+            shared,
+            store,
+            config,
+            targets,
+            records: BTreeMap::new(),
+            deadlines: BTreeMap::new(),
+        };
+        for (name, record) in running {
+            service.set_record(&name, Some(record));
+        }
+        tokio::spawn(service.run(rx));
+        Self { tx }
+    }
+
+    async fn ask<T>(&self, request: impl FnOnce(oneshot::Sender<T>) -> Request) -> Option<T> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(request(reply)).ok()?;
+        answer.await.ok()
+    }
+
+    /// Installs `bytes` (a signed component) as plugin `name`'s; `from`
+    /// says who sent it, for the log.
+    pub async fn install(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+        from: &str,
+    ) -> Result<Installed, UpdateError> {
+        self.ask(|reply| Request::Install {
+            name: name.into(),
+            bytes,
+            from: from.into(),
+            reply,
+        })
+        .await
+        .unwrap_or(Err(UpdateError::Stopped))
+    }
+
+    /// Rolls plugin `name` back to the component before the current one.
+    pub async fn rollback(&self, name: &str) -> Result<(), UpdateError> {
+        self.ask(|reply| Request::Rollback {
+            name: name.into(),
+            reply,
+        })
+        .await
+        .unwrap_or(Err(UpdateError::Stopped))
+    }
+
+    /// Every plugin and what it runs.
+    pub async fn list(&self) -> Vec<PluginInfo> {
+        self.ask(|reply| Request::List { reply })
+            .await
+            .unwrap_or_default()
+    }
+}
+
+struct Service {
+    runtime: Arc<Runtime>,
+    shared: Arc<Shared>,
+    store: Store,
+    config: UpdatesConfig,
+    probation: Duration,
+    targets: BTreeMap<String, Target>,
+    /// What runs from the field, by plugin.
+    records: BTreeMap<String, Record>,
+    /// When each plugin on probation is committed.
+    deadlines: BTreeMap<String, Instant>,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Service {
+    async fn run(mut self, mut requests: mpsc::UnboundedReceiver<Request>) {
+        let mut health = self.shared.health.subscribe();
+        loop {
+            let next = self.deadlines.values().min().copied();
+            tokio::select! {
+                request = requests.recv() => match request {
+                    Some(request) => self.handle(request).await,
+                    None => return,
+                },
+                changed = health.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    health.borrow_and_update();
+                    self.roll_back_faulted().await;
+                }
+                () = crate::unit::sleep_until(next) => self.commit_due(),
+            }
+        }
+    }
+
+    async fn handle(&mut self, request: Request) {
+        match request {
+            Request::Install {
+                name,
+                bytes,
+                from,
+                reply,
+            } => {
+                let result = self.install(&name, &bytes, &from).await;
+                if let Err(why) = &result {
+                    warn!(plugin = %name, %from, "update refused: {why}");
+                    self.store.drop_staged(&name);
+                    let sha256 = signature::component_sha256(&bytes).ok();
+                    self.report(&name, UpdateOutcome::Refused, sha256, Some(why.to_string()));
+                }
+                let _ = reply.send(result);
+            }
+            Request::Rollback { name, reply } => {
+                let result = self.rollback(&name, "rolled back by hand").await;
+                let _ = reply.send(result);
+            }
+            Request::List { reply } => {
+                let _ = reply.send(self.list());
+            }
+        }
+    }
+
+    fn report(
+        &self,
+        plugin: &str,
+        outcome: UpdateOutcome,
+        sha256: Option<String>,
+        reason: Option<String>,
+    ) {
+        self.shared.emit(Action::Report {
+            by: "host".into(),
+            report: Report::Update(UpdateEvent {
+                plugin: plugin.into(),
+                outcome,
+                sha256,
+                reason,
+            }),
+        });
+    }
+
+    /// Checks and compiles `bytes` for `name` off the async threads.
+    async fn prepare(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(Loaded, Option<Verified>), UpdateError> {
+        let target = self
+            .targets
+            .get(name)
+            .ok_or_else(|| UpdateError::NoSuchPlugin(name.into()))?;
+        let verified = check_signature(&self.config, &bytes, name, true)?;
+        let runtime = self.runtime.clone();
+        let (loaded, _) = tokio::task::spawn_blocking(move || runtime.load(&bytes))
+            .await
+            .map_err(|_| UpdateError::Stopped)?
+            .map_err(|e| UpdateError::Load(e.to_string()))?;
+        if loaded.kind() != target.kind {
+            return Err(UpdateError::Load(format!(
+                "a {} component cannot replace the {} plugin `{name}`",
+                loaded.kind(),
+                target.kind
+            )));
+        }
+        let missing = target.config.grants.missing_for(&loaded.larm_imports());
+        if !missing.is_empty() {
+            return Err(UpdateError::Grants(missing));
+        }
+        Ok((loaded, verified))
+    }
+
+    /// Starts `loaded` on plugin `name`'s worker, between two events.
+    async fn swap(&self, name: &str, loaded: Loaded) -> Result<(), UpdateError> {
+        let target = self
+            .targets
+            .get(name)
+            .ok_or_else(|| UpdateError::NoSuchPlugin(name.into()))?;
+        crate::plugins::swap(name, &target.queue, loaded, None)
+            .await
+            .map_err(|e| match e {
+                PluginError::Rejected { why, .. } => UpdateError::DidNotStart(why),
+                _ => UpdateError::Stopped,
+            })
+    }
+
+    async fn install(
+        &mut self,
+        name: &str,
+        bytes: &[u8],
+        from: &str,
+    ) -> Result<Installed, UpdateError> {
+        if !self.targets.contains_key(name) {
+            return Err(UpdateError::NoSuchPlugin(name.into()));
+        }
+        self.store.stage(name, bytes).map_err(io_error)?;
+        let sha256 = signature::component_sha256(bytes)?;
+        let old = self.records.get(name).cloned();
+        if let Some(old) = &old
+            && old.current.sha256 == sha256
+        {
+            self.store.drop_staged(name);
+            return Ok(Installed {
+                key_id: old.current.key_id.clone(),
+                sha256,
+                probation_s: self.left(name).map_or(0, |d| d.as_secs()),
+                already: true,
+            });
+        }
+        let (loaded, verified) = self.prepare(name, bytes.to_vec()).await?;
+        self.swap(name, loaded).await?;
+        let current = Component {
+            sha256: sha256.clone(),
+            key_id: verified.map(|v| v.key_id),
+            installed_at: unix_now(),
+        };
+        // A component still on probation is not a good one to go back to.
+        let previous = match old {
+            Some(old) if old.on_probation => old.previous,
+            Some(old) => Some(old.current),
+            None => None,
+        };
+        let record = Record {
+            current: current.clone(),
+            on_probation: !self.probation.is_zero(),
+            previous,
+        };
+        let kept = self
+            .store
+            .keep_staged(name, &sha256)
+            .and_then(|()| self.store.set_record(name, Some(&record)));
+        if let Err(e) = kept {
+            // It runs, but would not after a restart: say so, and put the
+            // running component back so what runs is what is recorded.
+            error!(plugin = %name, "the update cannot be recorded: {e}");
+            self.restore(name).await;
+            return Err(io_error(e));
+        }
+        info!(
+            plugin = %name,
+            %from,
+            version = %current.version(),
+            signer = current.key_id.as_deref().unwrap_or("unsigned"),
+            "update installed; on probation for {:?}",
+            self.probation
+        );
+        self.deadlines.remove(name);
+        self.set_record(name, Some(record));
+        self.report(name, UpdateOutcome::Installed, Some(sha256.clone()), None);
+        if self.probation.is_zero() {
+            self.commit(name);
+        }
+        Ok(Installed {
+            sha256,
+            key_id: current.key_id,
+            probation_s: self.probation.as_secs(),
+            already: false,
+        })
+    }
+
+    /// Puts back the component the record names (or the config's).
+    async fn restore(&mut self, name: &str) {
+        let loaded = self.load_recorded(name, self.records.get(name).map(|r| &r.current));
+        match loaded {
+            Ok(loaded) => {
+                if let Err(e) = self.swap(name, loaded).await {
+                    error!(plugin = %name, "the recorded component did not start again: {e}");
+                }
+            }
+            Err(e) => error!(plugin = %name, "the recorded component cannot be loaded: {e}"),
+        }
+    }
+
+    /// Loads a recorded field component of `name`, or its config's.
+    fn load_recorded(
+        &self,
+        name: &str,
+        component: Option<&Component>,
+    ) -> Result<Loaded, UpdateError> {
+        let target = self
+            .targets
+            .get(name)
+            .ok_or_else(|| UpdateError::NoSuchPlugin(name.into()))?;
+        match component {
+            Some(component) => {
+                let bytes = self.store.component(name, component).map_err(io_error)?;
+                check_signature(&self.config, &bytes, name, true)?;
+                self.runtime
+                    .load(&bytes)
+                    .map(|(loaded, _)| loaded)
+                    .map_err(|e| UpdateError::Load(e.to_string()))
+            }
+            None => crate::plugins::load(&self.runtime, &target.config, &self.config)
+                .map_err(|e| UpdateError::Load(e.to_string())),
+        }
+    }
+
+    async fn rollback(&mut self, name: &str, why: &str) -> Result<(), UpdateError> {
+        let record = self
+            .records
+            .get(name)
+            .cloned()
+            .ok_or_else(|| UpdateError::NothingToRollBack(name.into()))?;
+        let loaded = self.load_recorded(name, record.previous.as_ref())?;
+        self.swap(name, loaded).await?;
+        let back = record.previous.map(|current| Record {
+            current,
+            on_probation: false,
+            previous: None,
+        });
+        if let Err(e) = self.store.set_record(name, back.as_ref()) {
+            error!(plugin = %name, "the rollback cannot be recorded: {e}; after a restart the rolled-back component may run again");
+        }
+        warn!(
+            plugin = %name,
+            version = %record.current.version(),
+            "update rolled back: {why}; {} runs again",
+            back.as_ref()
+                .map_or("the config's component".to_string(), |b| b.current.version())
+        );
+        self.set_record(name, back);
+        self.report(
+            name,
+            UpdateOutcome::RolledBack,
+            Some(record.current.sha256),
+            Some(why.into()),
+        );
+        Ok(())
+    }
+
+    /// Rolls back every plugin on probation that faulted.
+    async fn roll_back_faulted(&mut self) {
+        let faulted: Vec<(String, String)> = {
+            let health = self.shared.health.borrow();
+            self.deadlines
+                .keys()
+                .filter_map(|name| {
+                    let h = health.get(name)?;
+                    (h.state != PluginState::Running).then(|| {
+                        (
+                            name.clone(),
+                            h.last_fault.clone().unwrap_or_else(|| "it faulted".into()),
+                        )
+                    })
+                })
+                .collect()
+        };
+        for (name, fault) in faulted {
+            let why = format!("it faulted on probation: {fault}");
+            if let Err(e) = self.rollback(&name, &why).await {
+                error!(plugin = %name, "the rollback failed: {e}");
+            }
+        }
+    }
+
+    fn commit_due(&mut self) {
+        let now = Instant::now();
+        let due: Vec<String> = self
+            .deadlines
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in due {
+            self.commit(&name);
+        }
+    }
+
+    fn commit(&mut self, name: &str) {
+        self.deadlines.remove(name);
+        let Some(mut record) = self.records.get(name).cloned() else {
+            return;
+        };
+        record.on_probation = false;
+        if let Err(e) = self.store.set_record(name, Some(&record)) {
+            error!(plugin = %name, "the commit cannot be recorded: {e}; it is tried on probation again after a restart");
+            return;
+        }
+        info!(plugin = %name, version = %record.current.version(), "update committed");
+        let sha256 = record.current.sha256.clone();
+        self.set_record(name, Some(record));
+        self.report(name, UpdateOutcome::Committed, Some(sha256), None);
+    }
+
+    /// Sets what `name` runs from the field, its probation and the version
+    /// the status shows.
+    fn set_record(&mut self, name: &str, record: Option<Record>) {
+        let version = record.as_ref().map(|r| FieldVersion {
+            version: r.current.version(),
+            on_probation: r.on_probation,
+        });
+        self.shared.field.send_modify(|field| match version {
+            Some(v) => {
+                field.insert(name.into(), v);
+            }
+            None => {
+                field.remove(name);
+            }
+        });
+        match record {
+            Some(record) => {
+                if record.on_probation {
+                    self.deadlines
+                        .entry(name.into())
+                        .or_insert_with(|| Instant::now() + self.probation);
+                } else {
+                    self.deadlines.remove(name);
+                }
+                self.records.insert(name.into(), record);
+            }
+            None => {
+                self.deadlines.remove(name);
+                self.records.remove(name);
+            }
+        }
+    }
+
+    fn left(&self, name: &str) -> Option<Duration> {
+        self.deadlines
+            .get(name)
+            .map(|at| at.saturating_duration_since(Instant::now()))
+    }
+
+    fn list(&self) -> Vec<PluginInfo> {
+        let health = self.shared.health.borrow();
+        self.targets
+            .iter()
+            .map(|(name, target)| {
+                let record = self.records.get(name);
+                let h = health.get(name);
+                PluginInfo {
+                    name: name.clone(),
+                    world: target.kind.world(),
+                    source: if record.is_some() { "field" } else { "config" },
+                    current: record.map(|r| r.current.clone()),
+                    version: record.map(|r| r.current.version()),
+                    probation_left_s: self.left(name).map(|d| d.as_secs()),
+                    previous: record.and_then(|r| r.previous.clone()),
+                    state: h.map_or("running", |h| h.state.name()),
+                    faults: h.map_or(0, |h| h.faults),
+                    last_fault: h.and_then(|h| h.last_fault.clone()),
+                }
+            })
+            .collect()
+    }
+}

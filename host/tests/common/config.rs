@@ -72,9 +72,14 @@ impl Plugin {
 
     /// A guest component built for the tests (see [`super::guest`]).
     pub fn guest(name: &str, guest: &str, grants: &str) -> Self {
+        Self::file(name, &super::guest(guest), grants)
+    }
+
+    /// A component file.
+    pub fn file(name: &str, file: &std::path::Path, grants: &str) -> Self {
         Self {
             name: name.into(),
-            source: format!("file = {:?}", super::guest(guest).display().to_string()),
+            source: format!("file = {:?}", file.display().to_string()),
             grants: grants.into(),
             limits: String::new(),
             config: String::new(),

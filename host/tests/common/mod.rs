@@ -8,6 +8,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 pub mod config;
+pub mod http;
 pub mod mqtt;
 #[allow(unused_imports)] // Each test crate uses its own part of this.
 pub use config::{Plugin, UnitConfig};

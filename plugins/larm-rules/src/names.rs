@@ -84,3 +84,29 @@ impl Plugin {
         }
     }
 }
+
+/// What became of a field update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum Update {
+    /// Installed, on probation.
+    Installed,
+    /// Probation passed.
+    Committed,
+    /// Refused; nothing changed.
+    Refused,
+    /// The component before it serves again.
+    RolledBack,
+}
+
+impl Update {
+    /// The word for it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Update::Installed => "installed",
+            Update::Committed => "committed",
+            Update::Refused => "refused",
+            Update::RolledBack => "rolled-back",
+        }
+    }
+}

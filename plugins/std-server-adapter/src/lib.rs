@@ -9,6 +9,7 @@
 //! | `events/alarm`, `events/restore` | unit → server | no | [`schema::AlarmEvent`] |
 //! | `events/output` | unit → server | no | [`schema::OutputEvent`] |
 //! | `events/health` | unit → server | no | [`schema::HealthEvent`] |
+//! | `events/update` | unit → server | no | [`schema::UpdateEvent`] |
 //! | `cmd` | server → unit | no | [`schema::Command`] |
 //!
 //! With `home_assistant = true` in the plugin config, each connection also
@@ -37,7 +38,7 @@ use exports::larm::plugin::adapter::{self, Message};
 use exports::larm::plugin::lifecycle;
 use larm::plugin::log::{Level, log};
 use larm::plugin::types::{
-    Contact, DeviceStatus, NetworkType, PluginState, Report, SimState, TimerEvent,
+    Contact, DeviceStatus, NetworkType, PluginState, Report, SimState, TimerEvent, UpdateOutcome,
 };
 use larm::plugin::{io, kv, server, settings, status};
 use schema::VERSION;
@@ -87,6 +88,17 @@ fn plugin_state(s: PluginState) -> &'static str {
         PluginState::Running => Plugin::Running,
         PluginState::Restarted => Plugin::Restarted,
         PluginState::Quarantined => Plugin::Quarantined,
+    }
+    .name()
+}
+
+fn update_outcome(o: UpdateOutcome) -> &'static str {
+    use larm_rules::names::Update;
+    match o {
+        UpdateOutcome::Installed => Update::Installed,
+        UpdateOutcome::Committed => Update::Committed,
+        UpdateOutcome::Refused => Update::Refused,
+        UpdateOutcome::RolledBack => Update::RolledBack,
     }
     .name()
 }
@@ -217,6 +229,18 @@ impl adapter::Guest for StdServerAdapter {
                     state: plugin_state(h.state),
                     faults: h.faults,
                     last_fault: h.last_fault.as_deref(),
+                },
+                false,
+            ),
+            Report::Update(u) => json(
+                "events/update",
+                &schema::UpdateEvent {
+                    v: VERSION,
+                    id: &id,
+                    plugin: &u.plugin,
+                    outcome: update_outcome(u.outcome),
+                    sha256: u.sha256.as_deref(),
+                    reason: u.reason.as_deref(),
                 },
                 false,
             ),

@@ -123,6 +123,23 @@ pub struct HealthEvent<'a> {
     pub last_fault: Option<&'a str>,
 }
 
+/// `events/update`.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct UpdateEvent<'a> {
+    /// Schema version.
+    pub v: u32,
+    /// Message id.
+    pub id: &'a str,
+    /// Plugin name.
+    pub plugin: &'a str,
+    /// `installed`, `committed`, `refused`, `rolled-back`.
+    pub outcome: &'static str,
+    /// SHA-256 of the component, hex.
+    pub sha256: Option<&'a str>,
+    /// Why it was refused or rolled back.
+    pub reason: Option<&'a str>,
+}
+
 /// A command from the server, on `cmd`. Every part is optional; all are
 /// checked before any is applied.
 #[derive(Debug, Deserialize, PartialEq, Default)]

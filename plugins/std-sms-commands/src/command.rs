@@ -217,6 +217,9 @@ pub struct Status {
     pub queued: Option<(u32, u64)>,
     /// Minutes left of a unit-wide wrong-password lockout, when one runs.
     pub lockout_min: Option<u64>,
+    /// Plugins running a component installed in the field: name, version,
+    /// still on probation.
+    pub field: Vec<(String, String, bool)>,
 }
 
 /// The `STATUS` reply, one SMS: inputs (1 = closed) and outputs (1 = on)
@@ -245,7 +248,7 @@ pub fn status(lang: Lang, s: &Status) -> String {
         (Lang::En, Some(min)) => format!(" Lockout: {min} min."),
         (Lang::Sv, Some(min)) => format!(" Spärr: {min} min."),
     };
-    format!(
+    let mut reply = format!(
         "IN1-{}: {} {out}1-{}: {} {alarm_word}: {} Signal: {}/5 {network}.{queued}{lockout}{}",
         s.inputs.len(),
         bits(&s.inputs),
@@ -254,7 +257,41 @@ pub fn status(lang: Lang, s: &Status) -> String {
         if s.alarm { on } else { off },
         s.bars,
         if s.factory_password { warn } else { "" }
-    )
+    );
+    // Field updates, briefly (7 hex digits, like a short git hash), as
+    // many as fit the one SMS.
+    let (label, trial) = match lang {
+        Lang::En => (" Upd:", "trial"),
+        Lang::Sv => (" Uppd:", "prov"),
+    };
+    let mut listed = String::new();
+    for (name, version, on_probation) in &s.field {
+        let short: String = version.chars().take(7).collect();
+        let item = if *on_probation {
+            format!(" {name} {short} ({trial})")
+        } else {
+            format!(" {name} {short}")
+        };
+        let sep = if listed.is_empty() { "" } else { "," };
+        let fits = reply.chars().count()
+            + label.len()
+            + listed.chars().count()
+            + sep.len()
+            + item.chars().count()
+            + 1
+            <= 160;
+        if !fits {
+            break;
+        }
+        listed.push_str(sep);
+        listed.push_str(&item);
+    }
+    if !listed.is_empty() {
+        reply.push_str(label);
+        reply.push_str(&listed);
+        reply.push('.');
+    }
+    reply
 }
 
 #[cfg(test)]
@@ -362,6 +399,7 @@ mod tests {
             factory_password: true,
             queued: None,
             lockout_min: None,
+            field: Vec::new(),
         };
         let en = status(Lang::En, &s);
         assert_eq!(
@@ -387,6 +425,7 @@ mod tests {
             factory_password: true,
             queued: Some((3, 1440)),
             lockout_min: Some(10),
+            field: Vec::new(),
         };
         let en = status(Lang::En, &s);
         assert!(
@@ -399,5 +438,39 @@ mod tests {
             "{sv}"
         );
         assert!(en.chars().count() <= 160 && sv.chars().count() <= 160);
+    }
+
+    #[test]
+    fn status_names_field_updates_as_far_as_they_fit() {
+        let mut s = Status {
+            inputs: vec![false; 8],
+            outputs: vec![false; 5],
+            alarm: false,
+            bars: 4,
+            network: Some("LTE"),
+            factory_password: false,
+            queued: None,
+            lockout_min: None,
+            field: vec![("rules".into(), "1a2b3c4d5e6f".into(), true)],
+        };
+        assert!(
+            status(Lang::En, &s).ends_with("LTE. Upd: rules 1a2b3c4 (trial)."),
+            "{}",
+            status(Lang::En, &s)
+        );
+        assert!(status(Lang::Sv, &s).ends_with(" Uppd: rules 1a2b3c4 (prov)."));
+        s.field = (0..20)
+            .map(|i| (format!("plugin-{i}"), "abcdef0123".into(), false))
+            .collect();
+        s.factory_password = true;
+        s.queued = Some((3, 1440));
+        for lang in [Lang::En, Lang::Sv] {
+            let reply = status(lang, &s);
+            assert!(reply.chars().count() <= 160, "{reply}");
+            assert!(
+                reply.contains("plugin-0 abcdef0") && reply.ends_with('.'),
+                "{reply}"
+            );
+        }
     }
 }

@@ -172,6 +172,10 @@ fn status_now() -> Status {
         }),
         // Rounded up: a lockout with seconds left is not over.
         lockout_min: device.password_lockout_s.map(|s| s.div_ceil(60)),
+        field: status::plugins()
+            .into_iter()
+            .filter_map(|p| Some((p.name, p.version?, p.on_probation)))
+            .collect(),
     }
 }
 
