@@ -269,3 +269,64 @@ fn only_a_config_that_started_becomes_the_last_good_one() {
     assert!(!out.status.success(), "the port is taken: larmd stops");
     assert_eq!(std::fs::read_to_string(&last_good).unwrap(), good);
 }
+
+/// `larmd check` on a config file in a fresh folder.
+fn check(config: &str, args: &[&str]) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("unit.toml");
+    std::fs::write(&file, config).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_larmd"))
+        .args(["check", "--config", file.to_str().unwrap()])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// An installer who copies a bench config onto a real board gets an
+/// error, not a unit that takes unsigned components: on `kind = "linux"`,
+/// `allow_unsigned` must be asked for on the command line too.
+#[test]
+fn unsigned_components_on_a_real_board_must_be_asked_for_twice() {
+    let board = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/board.toml"),
+    )
+    .unwrap();
+    let config = format!("{board}\n[updates]\nallow_unsigned = true\n");
+    let refused = check(&config, &[]);
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        why.contains("allow_unsigned = true on a real board"),
+        "{why}"
+    );
+    let told_twice = check(&config, &["--allow-unsigned"]);
+    assert!(
+        told_twice.status.success(),
+        "{}",
+        String::from_utf8_lossy(&told_twice.stderr)
+    );
+}
+
+/// With trusted keys, a component file must be signed for its plugin.
+#[test]
+fn with_trusted_keys_an_unsigned_component_file_is_refused() {
+    let keys = tempfile::tempdir().unwrap();
+    let prefix = keys.path().join("fleet");
+    let made = Command::new(env!("CARGO_BIN_EXE_larmd"))
+        .args(["plugin", "keygen", "--out", prefix.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let config = format!(
+        "[updates]\ntrusted_keys = [{:?}]\n{}",
+        keys.path().join("fleet.pub").display().to_string(),
+        UnitConfig::new().plugin(Plugin::follow())
+    );
+    let refused = check(&config, &[]);
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        why.contains("plugin `follow`: the component is not signed"),
+        "{why}"
+    );
+}

@@ -218,7 +218,11 @@ fn refused_updates_leave_the_running_component_untouched() {
 fn an_update_runs_on_probation_is_committed_survives_a_restart_and_rolls_back() {
     let kit = Kit::new();
     let rules = kit.sign("fleet", "rules", &guest("guest-misbehave"));
-    let (mut larmd, addr) = start(&kit.unit(&rules, 3, ""));
+    let config = kit
+        .unit(&rules, 3, "")
+        .sim_modem("ec2x", "")
+        .plugin(Plugin::sms_commands());
+    let (mut larmd, addr) = start(&config);
     echoes(&mut larmd, 2, true);
 
     let follow = kit.sign("fleet", "rules", &guest("follow-input"));
@@ -227,6 +231,9 @@ fn an_update_runs_on_probation_is_committed_survives_a_restart_and_rolls_back() 
     assert_eq!(answer["probation_s"], 3);
     let sha = answer["sha256"].as_str().unwrap().to_string();
     follows(&mut larmd);
+    // STATUS by SMS names it, briefly.
+    larmd.send("sms +46701234567 0000 STATUS");
+    larmd.wait_for(&format!("Upd: rules {} (trial).", &sha[..7]));
     let listed = plugins(&addr);
     assert_eq!(listed[0]["source"], "field", "{listed}");
     assert_eq!(listed[0]["version"], sha[..12], "{listed}");
@@ -294,6 +301,28 @@ fn a_fault_on_probation_rolls_back_at_once() {
     assert_logged(&seen, "RolledBack");
     echoes(&mut larmd, 2, true);
     assert_eq!(plugins(&addr)[0]["source"], "config");
+    larmd.stop();
+}
+
+/// `allow_unsigned` (development): unsigned components go in, and the
+/// status says the unit takes them.
+#[test]
+fn allow_unsigned_lets_unsigned_components_in_and_says_so() {
+    let config = UnitConfig::new()
+        .section("http", "listen = \"127.0.0.1:0\"")
+        .section("updates", "allow_unsigned = true\nprobation_s = 0")
+        .plugin(Plugin::guest("rules", "guest-misbehave", GRANTS));
+    let mut larmd = Larmd::start(&config);
+    let seen = larmd.wait_for("HTTP API on http://");
+    assert_logged(&larmd.log, "allow_unsigned = true");
+    let addr = address(seen.last().unwrap());
+    let (_, status) = request(&addr, "GET", "/api/v1/status", b"", None);
+    let status: Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["unsigned_allowed"], true, "{status}");
+    let (code, answer) = install(&addr, &guest("follow-input"));
+    assert_eq!((code, &answer["key_id"]), (200, &Value::Null), "{answer}");
+    larmd.wait_for("update committed");
+    follows(&mut larmd);
     larmd.stop();
 }
 
@@ -432,11 +461,9 @@ fn kill_9_during_installs_leaves_a_working_version_matching_its_record() {
 
 /// The server publishes a component on `update/<name>`; the result comes
 /// back on `events/update`.
-#[test]
-fn an_update_from_the_server_is_installed_and_reported() {
+fn an_update_from_the_server_is_installed_and_reported(broker: std::net::SocketAddr) {
     let kit = Kit::new();
     let rules = kit.sign("fleet", "rules", &guest("guest-misbehave"));
-    let broker = common::mqtt::rumqttd();
     let observer = common::mqtt::Observer::connect(broker, "larm");
     let config = kit
         .unit(&rules, 600, "")
@@ -466,4 +493,16 @@ fn an_update_from_the_server_is_installed_and_reported() {
     assert_eq!(installed["plugin"], "rules");
     follows(&mut larmd);
     larmd.stop();
+}
+
+#[test]
+fn an_update_from_the_server_through_rumqttd() {
+    an_update_from_the_server_is_installed_and_reported(common::mqtt::rumqttd());
+}
+
+#[test]
+fn an_update_from_the_server_through_mosquitto() {
+    if let Some(mosquitto) = common::mqtt::Mosquitto::start() {
+        an_update_from_the_server_is_installed_and_reported(mosquitto.plain);
+    }
 }

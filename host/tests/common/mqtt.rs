@@ -2,6 +2,8 @@
 //! on a free port, and an observer subscribed to the units' topics.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -164,5 +166,154 @@ impl Observer {
         self.client
             .try_publish(topic, QoS::AtLeastOnce, true, payload.into())
             .unwrap();
+    }
+}
+
+/// Mosquitto, plain and TLS, with a CA and a server certificate made by
+/// openssl for this run.
+pub struct Mosquitto {
+    child: Child,
+    /// The plain listener.
+    pub plain: SocketAddr,
+    /// The TLS listener.
+    pub tls: SocketAddr,
+    /// The CA that signed its certificate.
+    pub ca: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    /// None when Mosquitto is not installed and not required.
+    pub fn start() -> Option<Self> {
+        let required = std::env::var_os("LARM_TEST_MOSQUITTO").is_some();
+        let binary = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+            .into_iter()
+            .map(Path::new)
+            .find(|p| p.exists());
+        let Some(binary) = binary else {
+            assert!(
+                !required,
+                "LARM_TEST_MOSQUITTO is set but mosquitto is not installed"
+            );
+            eprintln!("mosquitto is not installed: its interop test does not run here");
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let openssl = |args: &[&str]| {
+            let status = Command::new("openssl")
+                .args(args)
+                .current_dir(d)
+                .status()
+                .unwrap();
+            assert!(status.success(), "openssl {args:?}");
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        openssl(
+            &[
+                &["req", "-x509"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.pem",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=larm test CA",
+                ],
+            ]
+            .concat(),
+        );
+        openssl(
+            &[
+                &["req"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "server.key",
+                    "-out",
+                    "server.csr",
+                    "-subj",
+                    "/CN=127.0.0.1",
+                ],
+            ]
+            .concat(),
+        );
+        std::fs::write(
+            d.join("san.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ]);
+        let plain = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+        let tls = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+        std::fs::write(
+            d.join("mosquitto.conf"),
+            format!(
+                "per_listener_settings false\nallow_anonymous true\npersistence false\n\
+                 listener {} 127.0.0.1\n\
+                 listener {} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n",
+                plain.port(),
+                tls.port(),
+                d.join("ca.pem").display(),
+                d.join("server.pem").display(),
+                d.join("server.key").display(),
+            ),
+        )
+        .unwrap();
+        // Mosquitto started as root drops to its own user, which must be
+        // able to read what it is given.
+        use std::os::unix::fs::PermissionsExt;
+        for path in [d.to_path_buf(), d.join("server.key")] {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        // Mosquitto's own log stays out of the test's output.
+        let child = Command::new(binary)
+            .args(["-c", "mosquitto.conf"])
+            .current_dir(d)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_listening(plain);
+        wait_listening(tls);
+        Some(Self {
+            child,
+            plain,
+            tls,
+            ca: d.join("ca.pem"),
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
