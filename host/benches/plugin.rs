@@ -6,7 +6,10 @@
 //!   `io::Host` trait the component's imports reach (grant check, board
 //!   write, action);
 //! - loading: compiling a component cold, loading it from the precompiled
-//!   cache, and instantiating it (with `init`).
+//!   cache, and instantiating it (with `init`);
+//! - field updates: checking a signature per 100 KB (beside hashing the
+//!   same bytes), and the swap from checked bytes to the new version
+//!   serving events on the plugin's worker, cache warm and cold.
 //!
 //! `cargo bench -p larm-host --bench plugin` prints criterion's figures and
 //! then a table with ratios; `docs/benchmarks.md` records a run.
@@ -220,6 +223,71 @@ fn loading(c: &mut Criterion) {
     group.finish();
 }
 
+/// A component of about 100 KB: the example rule, padded with a custom
+/// section.
+fn component_100k() -> Vec<u8> {
+    let mut bytes = component();
+    let pad = 100 * 1024 - bytes.len() - 8;
+    let name = b"pad";
+    let size = 1 + name.len() + pad;
+    bytes.push(0);
+    let mut n = size;
+    loop {
+        let b = (n & 0x7f) as u8;
+        n >>= 7;
+        bytes.push(if n == 0 { b } else { b | 0x80 });
+        if n == 0 {
+            break;
+        }
+    }
+    bytes.push(name.len() as u8);
+    bytes.extend(name);
+    bytes.extend(std::iter::repeat_n(0x5a, pad));
+    bytes
+}
+
+fn updates(c: &mut Criterion) {
+    use larm_host::updates::signature;
+    use sha2::Digest;
+
+    let keys = tempfile::tempdir().unwrap();
+    let prefix = keys.path().join("bench");
+    signature::keygen(&prefix).unwrap();
+    let secret = signature::read_secret_key(&keys.path().join("bench.key")).unwrap();
+    let trusted = [signature::TrustedKey::read(&keys.path().join("bench.pub")).unwrap()];
+    let signed = signature::sign(&component_100k(), "bench", &secret).unwrap();
+    let mut group = c.benchmark_group("update");
+    group.bench_function("sha256_100KB", |b| b.iter(|| sha2::Sha256::digest(&signed)));
+    group.bench_function("verify_100KB", |b| {
+        b.iter(|| signature::verify(&signed, &trusted, Some("bench")).unwrap())
+    });
+
+    // The swap as the update service does it: load (compile or cache),
+    // then instantiate and `init` on the worker between two events.
+    let shared = shared();
+    let tokio = tokio::runtime::Runtime::new().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let warm = Runtime::new(Some(cache.path().to_path_buf())).unwrap();
+    let cold = Runtime::new(None).unwrap();
+    let (queue, rx) = tokio::sync::mpsc::unbounded_channel();
+    let thread = worker(&warm, &shared).spawn(rx).unwrap();
+    warm.load(&signed).unwrap();
+    group.sample_size(10);
+    for (name, runtime) in [("swap_warm", &warm), ("swap_cold", &cold)] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let (loaded, _) = runtime.load(&signed).unwrap();
+                tokio
+                    .block_on(larm_host::plugins::swap("bench", &queue, loaded, None))
+                    .unwrap();
+            })
+        });
+    }
+    group.finish();
+    let _ = queue.send(larm_host::plugins::worker::Envelope::Stop);
+    thread.join().unwrap();
+}
+
 /// Criterion's mean for a benchmark, in nanoseconds, from its report files.
 fn mean_ns(criterion_dir: &Path, id: &str) -> Option<f64> {
     let text = std::fs::read_to_string(criterion_dir.join(id).join("new/estimates.json")).ok()?;
@@ -249,7 +317,7 @@ fn ratio(r: f64) -> String {
 fn table(criterion_dir: &Path) {
     /// A table: its title and its rows (label, criterion id); the first row is the baseline.
     type Table<'a> = (&'a str, &'a [(&'a str, &'a str)]);
-    let tables: [Table; 2] = [
+    let tables: [Table; 4] = [
         (
             "per event (rule: output N follows input N)",
             &[
@@ -265,6 +333,20 @@ fn table(criterion_dir: &Path) {
                 ("compile (cold)", "load/compile"),
                 ("from cache", "load/cached"),
                 ("instantiate + init", "load/instantiate/with init"),
+            ],
+        ),
+        (
+            "checking a field update's signature",
+            &[
+                ("sha256, 100 KB", "update/sha256_100KB"),
+                ("verify, 100 KB", "update/verify_100KB"),
+            ],
+        ),
+        (
+            "swapping it in (checked bytes to serving)",
+            &[
+                ("cache warm", "update/swap_warm"),
+                ("cold (compiles)", "update/swap_cold"),
             ],
         ),
     ];
@@ -297,6 +379,7 @@ fn main() {
     let mut c = Criterion::default().configure_from_args();
     per_event(&mut c);
     loading(&mut c);
+    updates(&mut c);
     c.final_summary();
     table(&criterion_dir());
 }

@@ -296,13 +296,9 @@ impl<S: Send + Sync> FromRequest<S> for ComponentBody {
     }
 }
 
-/// A plugin name in the path; anything else is a 400.
-fn plugin_name(name: &str) -> Result<(), Response> {
-    if crate::config::is_plugin_name(name) {
-        Ok(())
-    } else {
-        Err(error(StatusCode::BAD_REQUEST, "not a plugin name"))
-    }
+/// The 400 for a path that names no plugin.
+fn not_a_plugin_name() -> Response {
+    error(StatusCode::BAD_REQUEST, "not a plugin name")
 }
 
 fn update_error(e: &UpdateError) -> Response {
@@ -326,8 +322,8 @@ async fn install(
     Path(name): Path<String>,
     ComponentBody(body): ComponentBody,
 ) -> Response {
-    if let Err(refused) = plugin_name(&name) {
-        return refused;
+    if !crate::config::is_plugin_name(&name) {
+        return not_a_plugin_name();
     }
     match api.updates.install(&name, body.to_vec(), "http").await {
         Ok(installed) => Json(installed).into_response(),
@@ -336,8 +332,8 @@ async fn install(
 }
 
 async fn rollback(State(api): State<Api>, Path(name): Path<String>) -> Response {
-    if let Err(refused) = plugin_name(&name) {
-        return refused;
+    if !crate::config::is_plugin_name(&name) {
+        return not_a_plugin_name();
     }
     match api.updates.rollback(&name).await {
         Ok(()) => Json(serde_json::json!({ "outcome": "rolled-back" })).into_response(),

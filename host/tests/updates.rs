@@ -238,6 +238,7 @@ fn an_update_runs_on_probation_is_committed_survives_a_restart_and_rolls_back() 
     assert_eq!(listed[0]["source"], "field", "{listed}");
     assert_eq!(listed[0]["version"], sha[..12], "{listed}");
     assert!(listed[0]["probation_left_s"].as_u64().is_some(), "{listed}");
+    assert_eq!(listed[0]["state"], "probation", "{listed}");
     // The same component again: nothing to do.
     let (code, again) = install(&addr, &follow);
     assert_eq!((code, &again["already"]), (200, &Value::Bool(true)));

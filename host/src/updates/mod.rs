@@ -180,7 +180,8 @@ pub struct PluginInfo {
     pub probation_left_s: Option<u64>,
     /// The component a rollback returns to (none: the config's).
     pub previous: Option<Component>,
-    /// `running`, `restarted`, `quarantined`.
+    /// `running`, `probation` (running, on probation), `restarted`,
+    /// `quarantined`.
     pub state: &'static str,
     /// Faults in the current window.
     pub faults: u32,
@@ -664,7 +665,10 @@ impl Service {
                     version: record.map(|r| r.current.version()),
                     probation_left_s: self.left(name).map(|d| d.as_secs()),
                     previous: record.and_then(|r| r.previous.clone()),
-                    state: h.map_or("running", |h| h.state.name()),
+                    state: match h.map_or(PluginState::Running, |h| h.state) {
+                        PluginState::Running if self.deadlines.contains_key(name) => "probation",
+                        state => state.name(),
+                    },
                     faults: h.map_or(0, |h| h.faults),
                     last_fault: h.and_then(|h| h.last_fault.clone()),
                 }

@@ -273,13 +273,13 @@ pub fn status(lang: Lang, s: &Status) -> String {
             format!(" {name} {short}")
         };
         let sep = if listed.is_empty() { "" } else { "," };
+        // The closing full stop takes one more character.
         let fits = reply.chars().count()
             + label.len()
             + listed.chars().count()
             + sep.len()
             + item.chars().count()
-            + 1
-            <= 160;
+            < 160;
         if !fits {
             break;
         }
