@@ -302,6 +302,16 @@ fn a_fault_on_probation_rolls_back_at_once() {
     assert_logged(&seen, "RolledBack");
     echoes(&mut larmd, 2, true);
     assert_eq!(plugins(&addr)[0]["source"], "config");
+
+    // A unit that restarts while an update is on probation (perhaps
+    // because of it) rolls it back, rather than trying it at every start.
+    let (code, answer) = install(&addr, &fragile);
+    assert_eq!(code, 200, "{answer}");
+    let mut larmd = Larmd::restart(larmd.stop());
+    larmd.wait_for("update rolled back: the unit restarted while it was on probation");
+    let addr = address(&larmd.wait_for("HTTP API on http://").pop().unwrap());
+    echoes(&mut larmd, 2, true);
+    assert_eq!(plugins(&addr)[0]["source"], "config");
     larmd.stop();
 }
 
@@ -415,7 +425,9 @@ fn kill_9_during_installs_leaves_a_working_version_matching_its_record() {
     };
     let follow_sha = sha(&follow);
     let copy_sha = sha(&copy);
-    let (mut larmd, mut addr) = start(&kit.unit(&rules, 1, ""));
+    // No probation: an install is committed as soon as it is recorded (a
+    // restart during probation rolls back, tested above).
+    let (mut larmd, mut addr) = start(&kit.unit(&rules, 0, ""));
     let mut seed = 0x2545_f491_u32;
     let mut running: Option<String> = None;
     let (mut new, mut old) = (0, 0);

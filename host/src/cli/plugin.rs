@@ -168,7 +168,7 @@ impl Unit<'_> {
                 .map(|s| format!(", on probation for {s} s more"))
                 .unwrap_or_default();
             let previous = match plugin["previous"]["sha256"].as_str() {
-                Some(sha) => format!(", rollback to {}", &sha[..sha.len().min(12)]),
+                Some(sha) => format!(", rollback to {}", sha.chars().take(12).collect::<String>()),
                 None if plugin["source"] == "field" => ", rollback to its config's".to_string(),
                 None => String::new(),
             };

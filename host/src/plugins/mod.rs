@@ -213,6 +213,8 @@ pub struct Started {
     pub failed: Vec<PluginError>,
     /// The plugins that run a component installed in the field.
     pub field: std::collections::BTreeMap<String, Record>,
+    /// Field components rolled back at start (they were on probation).
+    pub rolled_back: Vec<(String, crate::updates::store::Component)>,
 }
 
 struct Handle {
@@ -247,7 +249,12 @@ impl PluginManager {
         let mut started = Started::default();
         for plugin in &config.plugins {
             let name = plugin.name.get_ref();
-            let field = crate::updates::installed_at_start(store, &config.updates, name)
+            let at_start = crate::updates::installed_at_start(store, &config.updates, name);
+            if let Some(component) = at_start.rolled_back {
+                started.rolled_back.push((name.clone(), component));
+            }
+            let field = at_start
+                .running
                 .and_then(|(record, bytes)| match self.runtime.load(&bytes) {
                     Ok((loaded, _)) => Some((record, loaded)),
                     Err(e) => {

@@ -401,12 +401,17 @@ impl Link {
     /// the server's health events (someone sent it).
     fn dropped(&mut self, dropped: &Dropped) {
         self.dropped_count = self.dropped_count.saturating_add(1);
+        let (limit, what) = match &self.updates {
+            Some((_, limit)) if dropped.topic.contains("/update/") => {
+                (*limit, "[updates] max_mqtt_bytes")
+            }
+            _ => (self.config.max_downlink_bytes, "max_downlink_bytes"),
+        };
         let why = format!(
-            "dropped a{} message of {} bytes on `{}`: more than max_downlink_bytes ({})",
+            "dropped a{} message of {} bytes on `{}`: more than {what} ({limit})",
             if dropped.retained { " retained" } else { "" },
             dropped.bytes,
             dropped.topic.escape_debug(),
-            self.config.max_downlink_bytes
         );
         warn!(event = "downlink-dropped", bytes = dropped.bytes, "{why}");
         self.shared
@@ -419,6 +424,13 @@ impl Link {
         let Some((updates, _)) = &self.updates else {
             return;
         };
+        if !crate::config::is_plugin_name(name) {
+            warn!(
+                "update on `update/{}` ignored: not a plugin name",
+                name.escape_debug()
+            );
+            return;
+        }
         match updates.install(name, component, "server").await {
             Ok(installed) if installed.already => {
                 info!(

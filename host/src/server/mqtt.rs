@@ -317,5 +317,15 @@ impl Connection {
             }
         })
         .await;
+        // rumqttc's end of the socket closes with it; the socket then
+        // passes on the last acknowledgements and the DISCONNECT.
+        let Self {
+            client,
+            events,
+            _socket: socket,
+            ..
+        } = self;
+        drop((client, events));
+        socket.close(Duration::from_secs(2)).await;
     }
 }

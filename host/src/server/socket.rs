@@ -121,6 +121,12 @@ impl Socket {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Waits (up to `within`) until what rumqttc wrote before it let go of
+    /// its end has reached the broker, and the connection is shut down.
+    pub async fn close(mut self, within: std::time::Duration) {
+        let _ = tokio::time::timeout(within, &mut self.pump).await;
+    }
 }
 
 impl Drop for Socket {

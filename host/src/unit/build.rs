@@ -102,6 +102,7 @@ impl Unit {
             config.updates.clone(),
             plugins.targets(config),
             started.field,
+            started.rolled_back,
         );
         let link = match &config.server {
             Some(_) if plugins.adapters().is_empty() => {

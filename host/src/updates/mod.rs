@@ -113,31 +113,58 @@ pub fn check_signature(
     }
 }
 
-/// The component plugin `name` runs from the field at start, if one was
-/// installed and still passes the checks; else None and the config's runs.
-pub fn installed_at_start(
-    store: &Store,
-    config: &UpdatesConfig,
-    name: &str,
-) -> Option<(Record, Vec<u8>)> {
-    let record = match store.record(name) {
-        Ok(record) => record?,
+/// What plugin `name` runs from the field when the unit starts.
+#[derive(Default)]
+pub struct AtStart {
+    /// The field component it runs, with its record; none: the config's.
+    pub running: Option<(Record, Vec<u8>)>,
+    /// A component that was on probation when the unit stopped, and was
+    /// rolled back for it.
+    pub rolled_back: Option<Component>,
+}
+
+/// What plugin `name` runs from the field at start: the recorded
+/// component if it still passes the checks, else the config's. One still
+/// on probation did not see it through (the unit stopped or crashed
+/// meanwhile, perhaps because of it): it is rolled back first, so a
+/// component that takes the unit down cannot do so at every start.
+pub fn installed_at_start(store: &Store, config: &UpdatesConfig, name: &str) -> AtStart {
+    let mut at_start = AtStart::default();
+    let mut record = match store.record(name) {
+        Ok(Some(record)) => record,
+        Ok(None) => return at_start,
         Err(e) => {
             error!(plugin = %name, "the record of its field update cannot be read ({e}): the config's component runs");
-            return None;
+            return at_start;
         }
     };
+    if record.on_probation {
+        let back = record.previous.clone().map(|current| Record {
+            current,
+            on_probation: false,
+            previous: None,
+        });
+        if let Err(e) = store.set_record(name, back.as_ref()) {
+            error!(plugin = %name, "the rollback cannot be recorded: {e}");
+        }
+        warn!(plugin = %name, version = %record.current.version(), "update rolled back: the unit restarted while it was on probation");
+        at_start.rolled_back = Some(record.current);
+        match back {
+            Some(back) => record = back,
+            None => return at_start,
+        }
+    }
     let checked = store
         .component(name, &record.current)
         .map_err(io_error)
         .and_then(|bytes| check_signature(config, &bytes, name, true).map(|_| bytes));
     match checked {
-        Ok(bytes) => Some((record, bytes)),
+        Ok(bytes) => at_start.running = Some((record, bytes)),
         Err(e) => {
             error!(plugin = %name, "its field update {} is not run ({e}): the config's component runs", record.current.version());
-            None
         }
     }
+    at_start
 }
 
 /// A plugin an update may replace.
@@ -213,8 +240,8 @@ pub struct Updates {
 
 impl Updates {
     /// Starts the update service for `targets`; `running` are the field
-    /// components the plugins started with (those on probation go on with
-    /// a fresh probation).
+    /// components the plugins started with, `rolled_back` those rolled
+    /// back at start (reported now).
     pub fn start(
         runtime: Arc<Runtime>,
         shared: Arc<Shared>,
@@ -222,6 +249,7 @@ impl Updates {
         config: UpdatesConfig,
         targets: BTreeMap<String, Target>,
         running: BTreeMap<String, Record>,
+        rolled_back: Vec<(String, Component)>,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut service = Service {
@@ -236,6 +264,14 @@ impl Updates {
         };
         for (name, record) in running {
             service.set_record(&name, Some(record));
+        }
+        for (name, component) in rolled_back {
+            service.report(
+                &name,
+                UpdateOutcome::RolledBack,
+                Some(component.sha256),
+                Some("the unit restarted while it was on probation".into()),
+            );
         }
         tokio::spawn(service.run(rx));
         Self { tx }
@@ -305,13 +341,14 @@ fn unix_now() -> u64 {
 impl Service {
     async fn run(mut self, mut requests: mpsc::UnboundedReceiver<Request>) {
         let mut health = self.shared.health.subscribe();
+        // A plugin may have faulted before this task first ran.
+        self.roll_back_faulted().await;
         loop {
             let next = self.deadlines.values().min().copied();
+            // Faults first: a fault and the end of probation together is a
+            // rollback, not a commit.
             tokio::select! {
-                request = requests.recv() => match request {
-                    Some(request) => self.handle(request).await,
-                    None => return,
-                },
+                biased;
                 changed = health.changed() => {
                     if changed.is_err() {
                         return;
@@ -319,9 +356,25 @@ impl Service {
                     health.borrow_and_update();
                     self.roll_back_faulted().await;
                 }
-                () = crate::unit::sleep_until(next) => self.commit_due(),
+                request = requests.recv() => match request {
+                    Some(request) => self.handle(request).await,
+                    None => return,
+                },
+                () = crate::unit::sleep_until(next) => {
+                    self.roll_back_faulted().await;
+                    self.commit_due();
+                }
             }
         }
+    }
+
+    /// Whether plugin `name` runs well now.
+    fn healthy(&self, name: &str) -> bool {
+        self.shared
+            .health
+            .borrow()
+            .get(name)
+            .is_none_or(|h| h.state == PluginState::Running)
     }
 
     async fn handle(&mut self, request: Request) {
@@ -424,6 +477,7 @@ impl Service {
         }
         self.store.stage(name, bytes).map_err(io_error)?;
         let sha256 = signature::component_sha256(bytes)?;
+        check_signature(&self.config, bytes, name, true)?;
         let old = self.records.get(name).cloned();
         if let Some(old) = &old
             && old.current.sha256 == sha256
@@ -437,15 +491,17 @@ impl Service {
             });
         }
         let (loaded, verified) = self.prepare(name, bytes.to_vec()).await?;
+        let was_healthy = self.healthy(name);
         self.swap(name, loaded).await?;
         let current = Component {
             sha256: sha256.clone(),
             key_id: verified.map(|v| v.key_id),
             installed_at: unix_now(),
         };
-        // A component still on probation is not a good one to go back to.
+        // A component on probation, or faulting now, is not a good one to
+        // go back to.
         let previous = match old {
-            Some(old) if old.on_probation => old.previous,
+            Some(old) if old.on_probation || !was_healthy => old.previous,
             Some(old) => Some(old.current),
             None => None,
         };
@@ -489,7 +545,8 @@ impl Service {
 
     /// Puts back the component the record names (or the config's).
     async fn restore(&mut self, name: &str) {
-        let loaded = self.load_recorded(name, self.records.get(name).map(|r| &r.current));
+        let current = self.records.get(name).map(|r| r.current.clone());
+        let loaded = self.load_recorded(name, current.as_ref()).await;
         match loaded {
             Ok(loaded) => {
                 if let Err(e) = self.swap(name, loaded).await {
@@ -500,8 +557,9 @@ impl Service {
         }
     }
 
-    /// Loads a recorded field component of `name`, or its config's.
-    fn load_recorded(
+    /// Loads a recorded field component of `name`, or its config's, off
+    /// the async threads (it may compile).
+    async fn load_recorded(
         &self,
         name: &str,
         component: Option<&Component>,
@@ -510,18 +568,27 @@ impl Service {
             .targets
             .get(name)
             .ok_or_else(|| UpdateError::NoSuchPlugin(name.into()))?;
-        match component {
+        let runtime = self.runtime.clone();
+        let load = match component {
             Some(component) => {
                 let bytes = self.store.component(name, component).map_err(io_error)?;
                 check_signature(&self.config, &bytes, name, true)?;
-                self.runtime
-                    .load(&bytes)
-                    .map(|(loaded, _)| loaded)
-                    .map_err(|e| UpdateError::Load(e.to_string()))
+                tokio::task::spawn_blocking(move || {
+                    runtime
+                        .load(&bytes)
+                        .map(|(loaded, _)| loaded)
+                        .map_err(|e| UpdateError::Load(e.to_string()))
+                })
             }
-            None => crate::plugins::load(&self.runtime, &target.config, &self.config)
-                .map_err(|e| UpdateError::Load(e.to_string())),
-        }
+            None => {
+                let (plugin, config) = (target.config.clone(), self.config.clone());
+                tokio::task::spawn_blocking(move || {
+                    crate::plugins::load(&runtime, &plugin, &config)
+                        .map_err(|e| UpdateError::Load(e.to_string()))
+                })
+            }
+        };
+        load.await.map_err(|_| UpdateError::Stopped)?
     }
 
     async fn rollback(&mut self, name: &str, why: &str) -> Result<(), UpdateError> {
@@ -530,7 +597,7 @@ impl Service {
             .get(name)
             .cloned()
             .ok_or_else(|| UpdateError::NothingToRollBack(name.into()))?;
-        let loaded = self.load_recorded(name, record.previous.as_ref())?;
+        let loaded = self.load_recorded(name, record.previous.as_ref()).await?;
         self.swap(name, loaded).await?;
         let back = record.previous.map(|current| Record {
             current,
@@ -577,7 +644,10 @@ impl Service {
         for (name, fault) in faulted {
             let why = format!("it faulted on probation: {fault}");
             if let Err(e) = self.rollback(&name, &why).await {
-                error!(plugin = %name, "the rollback failed: {e}");
+                // Never committed now: it stays on probation on disk, so the
+                // next start rolls it back.
+                self.deadlines.remove(&name);
+                error!(plugin = %name, "the rollback failed: {e}; the faulty update is not committed");
             }
         }
     }
@@ -591,7 +661,9 @@ impl Service {
             .map(|(name, _)| name.clone())
             .collect();
         for name in due {
-            self.commit(&name);
+            if self.healthy(&name) {
+                self.commit(&name);
+            }
         }
     }
 
@@ -602,7 +674,9 @@ impl Service {
         };
         record.on_probation = false;
         if let Err(e) = self.store.set_record(name, Some(&record)) {
-            error!(plugin = %name, "the commit cannot be recorded: {e}; it is tried on probation again after a restart");
+            error!(plugin = %name, "the commit cannot be recorded: {e}; tried again after another probation");
+            self.deadlines
+                .insert(name.into(), Instant::now() + self.probation);
             return;
         }
         info!(plugin = %name, version = %record.current.version(), "update committed");

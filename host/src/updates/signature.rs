@@ -18,7 +18,7 @@
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
-use minisign::{KeyPair, PublicKey, PublicKeyBox, SecretKey, SecretKeyBox, SignatureBox};
+use minisign::{KeyPair, PublicKeyBox, SecretKey, SecretKeyBox, SignatureBox};
 use sha2::{Digest, Sha256};
 
 /// The name of the custom section that carries the signature.
@@ -72,7 +72,7 @@ pub enum KeyError {
 /// A public key the unit trusts.
 #[derive(Clone)]
 pub struct TrustedKey {
-    key: PublicKey,
+    key: minisign_verify::PublicKey,
     id: String,
 }
 
@@ -87,11 +87,15 @@ impl TrustedKey {
     /// `minisign.pub`).
     pub fn read(path: &Path) -> Result<Self, KeyError> {
         let text = std::fs::read_to_string(path).map_err(|e| KeyError::Io(path.into(), e))?;
-        let key = PublicKeyBox::from_string(&text)
+        let format = |e: &dyn std::fmt::Display| KeyError::Format(path.into(), e.to_string());
+        let id = PublicKeyBox::from_string(&text)
             .and_then(PublicKeyBox::into_public_key)
-            .map_err(|e| KeyError::Format(path.into(), e.to_string()))?;
+            .map_err(|e| format(&e))?
+            .keynum()
+            .to_vec();
+        let key = minisign_verify::PublicKey::decode(&text).map_err(|e| format(&e))?;
         Ok(Self {
-            id: key_id(key.keynum()),
+            id: key_id(&id),
             key,
         })
     }
@@ -200,21 +204,28 @@ pub fn verify(
     let signature = signature.ok_or(SignatureError::Unsigned)?;
     let text =
         std::str::from_utf8(signature).map_err(|_| SignatureError::Malformed("not text".into()))?;
-    let signature =
-        SignatureBox::from_string(text).map_err(|e| SignatureError::Malformed(e.to_string()))?;
-    let key_id = key_id(signature.keynum());
+    // Both parsers read the text; the verify-only one checks every length.
+    let key_id = key_id(
+        SignatureBox::from_string(text)
+            .map_err(|e| SignatureError::Malformed(e.to_string()))?
+            .keynum(),
+    );
+    let signature = minisign_verify::Signature::decode(text)
+        .map_err(|e| SignatureError::Malformed(e.to_string()))?;
     let key = keys
         .iter()
         .find(|k| k.id == key_id)
         .ok_or_else(|| SignatureError::UntrustedKey(key_id.clone()))?;
+    // Pre-hashed signatures only (what minisign makes): a legacy one would
+    // have the whole component signed as it is.
+    key.key
+        .verify(bytes, &signature, false)
+        .map_err(|_| SignatureError::Tampered)?;
     let signed_name = signature
         .trusted_comment()
-        .ok()
-        .and_then(|c| c.strip_prefix(COMMENT).map(str::to_string));
-    minisign::verify(&key.key, &signature, Cursor::new(bytes), true, false, false)
-        .map_err(|_| SignatureError::Tampered)?;
-    let signed_name =
-        signed_name.ok_or_else(|| SignatureError::Malformed("it names no plugin".into()))?;
+        .strip_prefix(COMMENT)
+        .map(str::to_string)
+        .ok_or_else(|| SignatureError::Malformed("it names no plugin".into()))?;
     if let Some(wanted) = name
         && wanted != signed_name
     {
@@ -261,8 +272,9 @@ fn split(component: &[u8]) -> Result<(&[u8], Option<&[u8]>), SignatureError> {
         if id == 0 {
             let payload = &component[at..end];
             let (len, used) = leb128(payload).ok_or(SignatureError::NotAComponent)?;
+            let name_end = used.checked_add(len).ok_or(SignatureError::NotAComponent)?;
             let name = payload
-                .get(used..used + len)
+                .get(used..name_end)
                 .ok_or(SignatureError::NotAComponent)?;
             if name == SECTION.as_bytes() {
                 if signature.is_some() || end != component.len() {
@@ -270,7 +282,7 @@ fn split(component: &[u8]) -> Result<(&[u8], Option<&[u8]>), SignatureError> {
                         "the signature must be the component's last section".into(),
                     ));
                 }
-                let body = &payload[used + len..];
+                let body = &payload[name_end..];
                 if body.len() > MAX_SIGNATURE {
                     return Err(SignatureError::Malformed("too long".into()));
                 }
@@ -393,6 +405,25 @@ mod tests {
             Err(SignatureError::NotAComponent)
         );
         assert!(sign(&signed, "rules", &secret).is_err(), "signed twice");
+    }
+
+    /// A signature whose fields have the wrong lengths is refused, not a
+    /// panic (minisign's own verify indexes a short global signature).
+    #[test]
+    fn a_signature_of_the_wrong_shape_is_malformed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (secret, public) = keys(dir.path());
+        let signed = sign(&component(), "rules", &secret).unwrap();
+        let (bytes, signature) = split(&signed).unwrap();
+        let text = String::from_utf8(signature.unwrap().to_vec()).unwrap();
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines[3] = "AAAA";
+        let mut short = bytes.to_vec();
+        append_custom_section(&mut short, SECTION, lines.join("\n").as_bytes());
+        assert!(matches!(
+            verify(&short, &[public], Some("rules")),
+            Err(SignatureError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -132,7 +132,8 @@ impl Store {
     }
 
     /// Deletes the components `record` does not name (left by a refused
-    /// install, a rollback, or a power cut between two steps).
+    /// install, a rollback, or a power cut between two steps), and the
+    /// temporary files of writes a power cut interrupted.
     fn prune(&self, name: &str, record: Option<&Record>) {
         let keep: Vec<String> = record
             .into_iter()
@@ -144,7 +145,9 @@ impl Store {
         };
         for entry in entries.flatten() {
             let file = entry.file_name().to_string_lossy().into_owned();
-            if file.ends_with(".wasm") && !keep.contains(&file) {
+            let stale =
+                (file.ends_with(".wasm") && !keep.contains(&file)) || file.starts_with(".tmp");
+            if stale {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
@@ -190,8 +193,10 @@ mod tests {
         // A third, never recorded (refused, or cut off by a power loss), is
         // deleted with the next record; the two named stay.
         std::fs::write(dir.path().join("plugins/rules/cc.wasm"), b"x").unwrap();
+        std::fs::write(dir.path().join("plugins/rules/.tmpAbC123"), b"x").unwrap();
         store.set_record("rules", Some(&second)).unwrap();
         assert!(!dir.path().join("plugins/rules/cc.wasm").exists());
+        assert!(!dir.path().join("plugins/rules/.tmpAbC123").exists());
         assert_eq!(store.component("rules", &component("aa")).unwrap(), b"one");
         store.set_record("rules", None).unwrap();
         assert_eq!(store.record("rules").unwrap(), None);
