@@ -94,6 +94,7 @@ fn worker(runtime: &Runtime, shared: &Arc<Shared>) -> Worker {
         loaded,
         vec![("inputs".into(), "1,2,3,4".into())],
         LIMITS,
+        runtime.clock(),
     )
 }
 

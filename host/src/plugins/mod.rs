@@ -4,6 +4,7 @@
 //!
 //! - [`runtime`]: the engine, the precompiled cache and loading.
 //! - [`compat`]: which world a component targets, and version checks.
+//! - [`epoch`]: the clock that bounds a call's CPU time, idle between calls.
 //! - [`caps`]: the host capabilities, one file per WIT interface, checked
 //!   against grants.
 //! - [`worker`]: one plugin's thread, queue and instance.
@@ -12,6 +13,7 @@
 pub mod bindings;
 pub mod caps;
 pub mod compat;
+pub mod epoch;
 pub mod runtime;
 pub mod supervisor;
 pub mod worker;
@@ -334,6 +336,7 @@ impl PluginManager {
             loaded,
             plugin.init_config(),
             limits,
+            self.runtime.clock(),
         );
         let thread = worker.spawn(rx).expect("cannot start a plugin thread");
         self.plugins.push(Handle {

@@ -1,10 +1,9 @@
-//! The one wasmtime engine, its linker, the epoch clock that bounds CPU per
-//! call, and loading components (through the precompiled cache and the
+//! The one wasmtime engine, its linker and epoch clock, and loading
+//! components (through the precompiled cache and the
 //! compatibility check).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
@@ -14,10 +13,8 @@ use wasmtime::{Config, Engine};
 use super::bindings::{input_rule, server_adapter, sms_commands};
 use super::caps::{self, HostState};
 use super::compat::{self, CompatError, PluginKind};
+use super::epoch::EpochClock;
 use crate::state::{hex, write_atomically};
-
-/// How often the epoch advances. A call's deadline is rounded up to ticks.
-pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
 /// Why a component cannot be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +93,7 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
     cache_dir: Option<PathBuf>,
+    clock: Arc<EpochClock>,
 }
 
 impl Runtime {
@@ -106,12 +104,18 @@ impl Runtime {
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         caps::add_to_linker(&mut linker)?;
-        start_epoch_clock(&engine);
+        let clock = EpochClock::start(&engine);
         Ok(Arc::new(Self {
             engine,
             linker,
             cache_dir,
+            clock,
         }))
+    }
+
+    /// The epoch clock that bounds the CPU time of calls on this engine.
+    pub fn clock(&self) -> Arc<EpochClock> {
+        self.clock.clone()
     }
 
     /// The engine.
@@ -200,20 +204,4 @@ impl Runtime {
             engine_hash.finish()
         )
     }
-}
-
-/// Advances the engine's epoch every [`EPOCH_TICK`] for as long as the
-/// engine lives; a call past its deadline traps with `Trap::Interrupt`.
-fn start_epoch_clock(engine: &Engine) {
-    let weak = engine.weak();
-    std::thread::Builder::new()
-        .name("larm-epoch".into())
-        .spawn(move || {
-            while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(EPOCH_TICK);
-            }
-        })
-        .expect("cannot start the epoch thread");
 }

@@ -20,7 +20,8 @@ use super::bindings::larm::plugin::types::{
 use super::bindings::server_adapter::exports::larm::plugin::adapter::Message;
 use super::bindings::{input_rule, server_adapter, sms_commands};
 use super::caps::{HostState, PluginCaps};
-use super::runtime::{EPOCH_TICK, Loaded};
+use super::epoch::{EpochClock, TICK};
+use super::runtime::Loaded;
 use super::supervisor::Supervisor;
 use crate::unit::{Action, Shared};
 
@@ -171,6 +172,7 @@ pub struct Worker {
     limits: Limits,
     supervisor: Supervisor,
     live: Option<Live>,
+    clock: Arc<EpochClock>,
 }
 
 impl Worker {
@@ -182,8 +184,10 @@ impl Worker {
         loaded: Loaded,
         init_config: InitConfig,
         limits: Limits,
+        clock: Arc<EpochClock>,
     ) -> Self {
         Self {
+            clock,
             supervisor: Supervisor::new(limits.max_faults, limits.fault_window),
             name,
             caps,
@@ -233,16 +237,13 @@ impl Worker {
 
     fn deadline_ticks(&self) -> u64 {
         // One extra tick: the current tick may be about to end.
-        self.limits
-            .deadline
-            .as_millis()
-            .div_ceil(EPOCH_TICK.as_millis()) as u64
-            + 1
+        self.limits.deadline.as_millis().div_ceil(TICK.as_millis()) as u64 + 1
     }
 
     /// Instantiates the component and calls its `init`, replacing the
     /// running instance. Faults are not counted here; see `restart`.
     pub fn start(&mut self) -> Result<(), PluginFault> {
+        let _running = self.clock.running();
         let engine = match &self.loaded {
             Loaded::InputRule(pre) => pre.engine(),
             Loaded::SmsCommands(pre) => pre.engine(),
@@ -352,6 +353,7 @@ impl Worker {
             return Outcome::Quarantined;
         };
         live.store.set_epoch_deadline(ticks);
+        let running = self.clock.running();
         let store = &mut live.store;
         let result = match (&live.guest, event) {
             (guest, PluginEvent::Timer(e)) => {
@@ -383,6 +385,7 @@ impl Worker {
                 .map(Outcome::Downlink),
             _ => Ok(Outcome::NotForThisKind),
         };
+        drop(running);
         let memory_hit = live.store.data().limits.hit();
         match result {
             Ok(outcome) => outcome,
