@@ -361,6 +361,7 @@ async fn run_unit(path: Option<&Path>, allow_unsigned: bool) -> anyhow::Result<(
         config.keep_as_last_good(path);
     }
     tracing::info!("larmd running; Ctrl-C stops it");
+    larm_host::unit::watchdog::ready();
     let ending = unit
         .run(async move {
             tokio::select! {

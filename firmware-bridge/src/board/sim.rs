@@ -37,6 +37,9 @@ pub struct SimConfig {
     pub closed: Vec<u8>,
 }
 
+/// The LED changes a simulated board remembers (hours of blinking).
+pub const LED_TIMELINE: usize = 16 * 1024;
+
 /// A board held in memory. Inputs start open, outputs and LEDs off.
 pub struct SimBoard {
     shape: SimConfig,
@@ -48,7 +51,7 @@ pub struct SimBoard {
 struct State {
     outputs: Vec<bool>,
     leds: [bool; 4],
-    timeline: Vec<LedChange>,
+    timeline: std::collections::VecDeque<LedChange>,
 }
 
 impl SimBoard {
@@ -89,7 +92,7 @@ impl SimBoard {
             state: Mutex::new(State {
                 outputs: vec![false; usize::from(outputs)],
                 leds: [false; 4],
-                timeline: Vec::new(),
+                timeline: std::collections::VecDeque::new(),
             }),
             card: watch::channel(card).0,
             shape,
@@ -124,9 +127,15 @@ impl SimBoard {
         self.state.lock().unwrap().leds
     }
 
-    /// Every LED change so far.
+    /// The LED changes so far, oldest first (the last [`LED_TIMELINE`]).
     pub fn led_timeline(&self) -> Vec<LedChange> {
-        self.state.lock().unwrap().timeline.clone()
+        self.state
+            .lock()
+            .unwrap()
+            .timeline
+            .iter()
+            .copied()
+            .collect()
     }
 
     /// Puts back or pulls out the extended card; false if the board is
@@ -189,7 +198,11 @@ impl Board for SimBoard {
         let mut state = self.state.lock().unwrap();
         if state.leds[led as usize] != on {
             state.leds[led as usize] = on;
-            state.timeline.push(LedChange {
+            // A unit left running blinks for ever: keep the latest only.
+            if state.timeline.len() == LED_TIMELINE {
+                state.timeline.pop_front();
+            }
+            state.timeline.push_back(LedChange {
                 at: tokio::time::Instant::now().into_std(),
                 led,
                 on,

@@ -246,20 +246,23 @@ impl LedEngine {
     /// When any LED next changes after `now`, if ever.
     pub fn next_change(&mut self, now: Instant) -> Option<Instant> {
         self.refresh(now);
-        let mut next = self
+        let next = self
             .patterns
             .iter()
             .filter_map(|(pattern, start)| pattern.at(now.saturating_duration_since(*start)).1)
             .min()
             .map(|d| now + d);
-        // Green's steady SMS light ends on its own.
-        if let Some(at) = self.state.sms_received {
-            let end = at + SMS_RECEIVED;
-            if end > now {
-                next = Some(next.map_or(end, |n| n.min(end)));
-            }
+        match (next, self.next_pattern_change(now)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
-        next
+    }
+
+    /// When a pattern changes by time alone (green's steady SMS light ends),
+    /// not by a blink: what a display of the patterns in words waits for.
+    pub fn next_pattern_change(&self, now: Instant) -> Option<Instant> {
+        let end = self.state.sms_received? + SMS_RECEIVED;
+        (end > now).then_some(end)
     }
 
     /// The LEDs in words, e.g. `red: 3 blinks (no network)`.

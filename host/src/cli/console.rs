@@ -181,9 +181,10 @@ pub async fn print_leds(mut states: tokio::sync::watch::Receiver<leds::UnitState
             }
         }
         shown = described;
-        // Patterns also change with time (green's 5 s after an SMS).
+        // Patterns also change with time (green's 5 s after an SMS); the
+        // blinks themselves change no words.
         let wake = engine
-            .next_change(now())
+            .next_pattern_change(now())
             .unwrap_or_else(|| now() + Duration::from_secs(3600));
         tokio::select! {
             changed = states.changed() => {

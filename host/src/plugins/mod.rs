@@ -224,7 +224,12 @@ struct Handle {
     kind: PluginKind,
     queue: mpsc::UnboundedSender<Envelope>,
     thread: Option<std::thread::JoinHandle<()>>,
+    beat: Arc<worker::Beat>,
 }
+
+/// A worker at one envelope this long is stuck: a call into the plugin
+/// stops at its CPU deadline (milliseconds), and host calls are short.
+const STUCK: Duration = Duration::from_secs(30);
 
 /// Every plugin of the unit.
 pub struct PluginManager {
@@ -338,12 +343,14 @@ impl PluginManager {
             limits,
             self.runtime.clock(),
         );
+        let beat = worker.beat();
         let thread = worker.spawn(rx).expect("cannot start a plugin thread");
         self.plugins.push(Handle {
             name,
             kind,
             queue,
             thread: Some(thread),
+            beat,
         });
     }
 
@@ -442,6 +449,22 @@ impl PluginManager {
         for wait in waits {
             let _ = wait.await;
         }
+    }
+
+    /// What is wrong with the workers, if anything: one that stopped, or
+    /// one stuck at an event (for the watchdog).
+    pub fn trouble(&self) -> Option<String> {
+        self.plugins.iter().find_map(|h| {
+            if h.thread.as_ref().is_some_and(|t| t.is_finished()) {
+                return Some(format!("the worker of plugin `{}` stopped", h.name));
+            }
+            let busy = h.beat.busy_for().filter(|b| *b > STUCK)?;
+            Some(format!(
+                "the worker of plugin `{}` has been at one event for {} s",
+                h.name,
+                busy.as_secs()
+            ))
+        })
     }
 
     /// Every plugin's health.

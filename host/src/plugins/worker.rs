@@ -8,6 +8,7 @@
 //! between two events, so nothing queued is lost.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
@@ -162,6 +163,42 @@ impl Guest {
     }
 }
 
+/// What a worker is doing, for the watchdog: when it took up its current
+/// envelope (milliseconds since `since`, plus one), or 0 while it waits.
+pub struct Beat {
+    since: Instant,
+    busy: AtomicU64,
+}
+
+impl Beat {
+    fn new() -> Self {
+        Self {
+            since: Instant::now(),
+            busy: AtomicU64::new(0),
+        }
+    }
+
+    fn busy(&self) {
+        let ms = self.since.elapsed().as_millis() as u64 + 1;
+        self.busy.store(ms, Ordering::Relaxed);
+    }
+
+    fn idle(&self) {
+        self.busy.store(0, Ordering::Relaxed);
+    }
+
+    /// How long the worker has been at its current envelope; None while it
+    /// waits for one.
+    pub fn busy_for(&self) -> Option<Duration> {
+        let started = self.busy.load(Ordering::Relaxed).checked_sub(1)?;
+        Some(
+            self.since
+                .elapsed()
+                .saturating_sub(Duration::from_millis(started)),
+        )
+    }
+}
+
 /// One plugin's worker state.
 pub struct Worker {
     name: String,
@@ -173,6 +210,7 @@ pub struct Worker {
     supervisor: Supervisor,
     live: Option<Live>,
     clock: Arc<EpochClock>,
+    beat: Arc<Beat>,
 }
 
 impl Worker {
@@ -188,6 +226,7 @@ impl Worker {
     ) -> Self {
         Self {
             clock,
+            beat: Arc::new(Beat::new()),
             supervisor: Supervisor::new(limits.max_faults, limits.fault_window),
             name,
             caps,
@@ -197,6 +236,11 @@ impl Worker {
             limits,
             live: None,
         }
+    }
+
+    /// What the worker is doing, for the watchdog.
+    pub fn beat(&self) -> Arc<Beat> {
+        self.beat.clone()
     }
 
     /// Runs the worker on its own thread until [`Envelope::Stop`].
@@ -211,6 +255,7 @@ impl Worker {
                 self.restart();
                 self.caps.end_event();
                 while let Some(envelope) = queue.blocking_recv() {
+                    self.beat.busy();
                     match envelope {
                         Envelope::Event(event, reply) => {
                             self.caps.begin_event();
@@ -231,6 +276,7 @@ impl Worker {
                         }
                         Envelope::Stop => break,
                     }
+                    self.beat.idle();
                 }
             })
     }

@@ -143,6 +143,7 @@ impl Unit {
         let (incoming_tx, incoming) = mpsc::unbounded_channel();
         let mut sim_modem = None;
         let mut outgoing = None;
+        let mut modem_task = None;
         if let Some(m) = &config.modem {
             let port = match &m.link {
                 ModemLink::Port(port) => port.clone(),
@@ -164,14 +165,14 @@ impl Unit {
                         shared.modem.subscribe(),
                     ));
                     outgoing = Some(tx);
-                    tokio::spawn(modem::run(
+                    modem_task = Some(tokio::spawn(modem::run(
                         driver,
                         stored,
                         Duration::from_secs(m.status_interval_s.get()),
                         shared.clone(),
                         incoming_tx,
                         rx,
-                    ));
+                    )));
                 }
                 // The unit still runs its inputs and outputs; the red LED
                 // shows the modem error.
@@ -193,6 +194,7 @@ impl Unit {
             edges,
             incoming,
             outgoing,
+            modem_task,
             allow_from: config.sms.allow_from.clone(),
             led_state: watch::channel(UnitState::default()).0,
         })

@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use firmware_bridge::board::Contact as BoardContact;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 use tracing::{error, info, warn};
 
-use super::leds;
 use super::{Action, Ending, Unit};
+use super::{leds, watchdog};
 use crate::config::Step;
 use crate::modem::{Incoming, Outgoing};
 use crate::outbox::{Item, New, Outbox};
@@ -32,6 +32,10 @@ impl Unit {
             self.led_state.subscribe(),
         ));
         let follow = tokio::spawn(leds::follow(self.shared.clone(), self.led_state.clone()));
+        // Kept while the loop runs: with no watchdog, no ping ever comes.
+        let (ping_tx, mut pings) = mpsc::channel(1);
+        let watchdog =
+            watchdog::interval().map(|every| tokio::spawn(watchdog::run(ping_tx.clone(), every)));
         let mut ending = Ending::Stopped;
         'events: loop {
             tokio::select! {
@@ -100,9 +104,17 @@ impl Unit {
                         self.plugins.call(CallEvent { caller }).await;
                     }
                 },
+                Some(ping) = pings.recv() => {
+                    let _ = ping.send(self.trouble().map_or(Ok(()), Err));
+                }
                 () = &mut shutdown => break,
             }
         }
+        watchdog::stopping();
+        if let Some(watchdog) = watchdog {
+            watchdog.abort();
+        }
+        drop(ping_tx);
         info!("stopping plugins");
         follow.abort();
         drive.abort();
@@ -113,6 +125,14 @@ impl Unit {
             self.carry_out(event);
         }
         ending
+    }
+
+    /// What keeps the unit from working, if anything: for the watchdog.
+    fn trouble(&self) -> Option<String> {
+        if self.modem_task.as_ref().is_some_and(|t| t.is_finished()) {
+            return Some("the modem task stopped".into());
+        }
+        self.plugins.trouble()
     }
 
     /// Whether `sender` may send commands (`[sms] allow_from`).

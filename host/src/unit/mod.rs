@@ -8,6 +8,7 @@
 //!   outbox, the modem and the server link.
 //! - [`leds`]: what the status LEDs show, following the state channels.
 //! - [`password`]: the wrong-password limits, per sender and per unit.
+//! - [`watchdog`]: systemd's service watchdog, told only while all is well.
 //!
 //! `docs/architecture.md` walks an input edge and an SMS through them.
 
@@ -17,6 +18,7 @@ mod event_loop;
 pub mod leds;
 pub mod password;
 pub mod shared;
+pub mod watchdog;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -54,6 +56,8 @@ pub struct Unit {
     led_state: watch::Sender<UnitState>,
     incoming: mpsc::UnboundedReceiver<Incoming>,
     outgoing: Option<mpsc::UnboundedSender<Outgoing>>,
+    /// The modem task, while the unit has a modem that opened.
+    modem_task: Option<tokio::task::JoinHandle<()>>,
     link: Option<mpsc::UnboundedSender<Control>>,
     allow_from: Vec<larm_rules::PhoneNumber>,
 }
