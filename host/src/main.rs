@@ -304,6 +304,8 @@ fn block_on(task: impl std::future::Future<Output = anyhow::Result<()>>) -> anyh
 }
 
 async fn run_unit(path: Option<&Path>, allow_unsigned: bool) -> anyhow::Result<()> {
+    // After a `RESTART ALL`, building the unit again counts as alive.
+    larm_host::unit::watchdog::alive();
     let (config, corrupt) = match path {
         Some(path) => Config::load_or_last_good(path, &builtin_names())?,
         None => (
@@ -374,6 +376,7 @@ async fn run_unit(path: Option<&Path>, allow_unsigned: bool) -> anyhow::Result<(
         // `RESTART ALL`: start afresh, as the same program with the same arguments.
         use std::os::unix::process::CommandExt;
         tracing::warn!("restarting larmd");
+        larm_host::unit::watchdog::alive();
         let exe = std::env::current_exe().context("finding larmd's own path")?;
         let error = std::process::Command::new(exe)
             .args(std::env::args_os().skip(1))

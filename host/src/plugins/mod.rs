@@ -225,10 +225,14 @@ struct Handle {
     queue: mpsc::UnboundedSender<Envelope>,
     thread: Option<std::thread::JoinHandle<()>>,
     beat: Arc<worker::Beat>,
+    /// At one envelope longer than this, the worker is stuck.
+    stuck_after: Duration,
 }
 
-/// A worker at one envelope this long is stuck: a call into the plugin
-/// stops at its CPU deadline (milliseconds), and host calls are short.
+/// A worker at one envelope longer than this is stuck, at the least: a
+/// call into the plugin stops at its CPU deadline, and host calls are
+/// short. With long deadlines it is more: one event can take a call, and a
+/// restart after each fault up to quarantine, each with its deadline.
 const STUCK: Duration = Duration::from_secs(30);
 
 /// Every plugin of the unit.
@@ -345,12 +349,14 @@ impl PluginManager {
         );
         let beat = worker.beat();
         let thread = worker.spawn(rx).expect("cannot start a plugin thread");
+        let calls = limits.max_faults.saturating_add(1);
         self.plugins.push(Handle {
             name,
             kind,
             queue,
             thread: Some(thread),
             beat,
+            stuck_after: STUCK.max(limits.deadline.saturating_mul(calls.saturating_mul(2))),
         });
     }
 
@@ -458,7 +464,7 @@ impl PluginManager {
             if h.thread.as_ref().is_some_and(|t| t.is_finished()) {
                 return Some(format!("the worker of plugin `{}` stopped", h.name));
             }
-            let busy = h.beat.busy_for().filter(|b| *b > STUCK)?;
+            let busy = h.beat.busy_for().filter(|b| *b > h.stuck_after)?;
             Some(format!(
                 "the worker of plugin `{}` has been at one event for {} s",
                 h.name,

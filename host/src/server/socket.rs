@@ -322,9 +322,18 @@ async fn pump(
         }
         Ok(())
     };
+    tokio::pin!(up, down);
     tokio::select! {
-        r = up => r,
-        r = down => r,
+        r = &mut up => r,
+        r = &mut down => {
+            // rumqttc may have let go of its end while the broker still
+            // spoke: what it wrote last (acknowledgements, DISCONNECT) still
+            // goes out.
+            if r.is_err() {
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(2), &mut up).await;
+            }
+            r
+        }
     }
 }
 

@@ -74,7 +74,17 @@ impl Unit {
                     if let Some(by) = restart {
                         warn!("restart of the unit requested (by {by})");
                         if self.outgoing.is_some() {
-                            modem_drained(&self.outbox).await;
+                            // The watchdog is still answered while replies go.
+                            let drained = modem_drained(&self.outbox);
+                            tokio::pin!(drained);
+                            loop {
+                                tokio::select! {
+                                    () = &mut drained => break,
+                                    Some(ping) = pings.recv() => {
+                                        let _ = ping.send(self.trouble().map_or(Ok(()), Err));
+                                    }
+                                }
+                            }
                         }
                         ending = Ending::Restart;
                         break 'events;
@@ -110,7 +120,11 @@ impl Unit {
                 () = &mut shutdown => break,
             }
         }
-        watchdog::stopping();
+        // A restart is not a stop for systemd: the same process (pid) says
+        // READY again once it runs.
+        if ending == Ending::Stopped {
+            watchdog::stopping();
+        }
         if let Some(watchdog) = watchdog {
             watchdog.abort();
         }

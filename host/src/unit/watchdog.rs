@@ -28,24 +28,39 @@ pub fn stopping() {
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
 }
 
+/// Tells systemd's watchdog the process lives, with no check: before a
+/// restart of larmd (`RESTART ALL` re-executes the same process) and while
+/// the new one builds its unit.
+pub fn alive() {
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+}
+
 /// Pings the event loop every half `every`, and systemd's watchdog when it
 /// answers well within that time.
 pub async fn run(pings: mpsc::Sender<Ping>, every: Duration) {
     let half = every / 2;
     info!("systemd watchdog: every {half:?}");
+    // Ticks a fixed time apart, whatever an answer took, so two
+    // notifications are never a whole interval apart.
+    let mut ticks = tokio::time::interval(half);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
     loop {
-        tokio::time::sleep(half).await;
+        ticks.tick().await;
         let (ping, answer) = oneshot::channel();
         if pings.send(ping).await.is_err() {
             return;
         }
-        match tokio::time::timeout(half, answer).await {
+        match tokio::time::timeout(half / 2, answer).await {
             Ok(Ok(Ok(()))) => {
                 let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
             }
             Ok(Ok(Err(why))) => error!("not telling the watchdog all is well: {why}"),
             Ok(Err(_)) => return,
-            Err(_) => error!("the event loop did not answer the watchdog within {half:?}"),
+            Err(_) => error!(
+                "the event loop did not answer the watchdog within {:?}",
+                half / 2
+            ),
         }
     }
 }

@@ -491,7 +491,14 @@ impl Service {
             });
         }
         let (loaded, verified) = self.prepare(name, bytes.to_vec()).await?;
-        let was_healthy = self.healthy(name);
+        // A component that faulted once long ago is still worth going back
+        // to; a quarantined one is not.
+        let was_healthy = self
+            .shared
+            .health
+            .borrow()
+            .get(name)
+            .is_none_or(|h| h.state != PluginState::Quarantined);
         self.swap(name, loaded).await?;
         let current = Component {
             sha256: sha256.clone(),
@@ -533,7 +540,9 @@ impl Service {
         self.set_record(name, Some(record));
         self.report(name, UpdateOutcome::Installed, Some(sha256.clone()), None);
         if self.probation.is_zero() {
-            self.commit(name);
+            // Recorded as committed already.
+            info!(plugin = %name, "update committed (no probation)");
+            self.report(name, UpdateOutcome::Committed, Some(sha256.clone()), None);
         }
         Ok(Installed {
             sha256,
@@ -645,9 +654,12 @@ impl Service {
             let why = format!("it faulted on probation: {fault}");
             if let Err(e) = self.rollback(&name, &why).await {
                 // Never committed now: it stays on probation on disk, so the
-                // next start rolls it back.
-                self.deadlines.remove(&name);
-                error!(plugin = %name, "the rollback failed: {e}; the faulty update is not committed");
+                // next start rolls it back; here it just runs, faulty.
+                error!(plugin = %name, "the rollback failed: {e}; the faulty update is not committed, and is rolled back at the next start");
+                if let Some(mut record) = self.records.get(&name).cloned() {
+                    record.on_probation = false;
+                    self.set_record(&name, Some(record));
+                }
             }
         }
     }
@@ -674,9 +686,11 @@ impl Service {
         };
         record.on_probation = false;
         if let Err(e) = self.store.set_record(name, Some(&record)) {
-            error!(plugin = %name, "the commit cannot be recorded: {e}; tried again after another probation");
-            self.deadlines
-                .insert(name.into(), Instant::now() + self.probation);
+            error!(plugin = %name, "the commit cannot be recorded: {e}; tried again in a minute");
+            self.deadlines.insert(
+                name.into(),
+                Instant::now() + self.probation.max(Duration::from_secs(60)),
+            );
             return;
         }
         info!(plugin = %name, version = %record.current.version(), "update committed");
