@@ -239,7 +239,9 @@ fn refuse_unsigned_on_a_board(config: &Config, told_twice: bool) -> anyhow::Resu
 fn check(path: &Path, allow_unsigned: bool) -> anyhow::Result<()> {
     let config = load_config(path)?;
     refuse_unsigned_on_a_board(&config, allow_unsigned)?;
-    let runtime = Runtime::new(None).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let (layout, memory_cap) = config.runtime.memory_layout(&config.plugins);
+    let runtime =
+        Runtime::with_memory(None, layout, memory_cap).map_err(|e| anyhow::anyhow!("{e:#}"))?;
     for plugin in &config.plugins {
         let loaded = plugins::load(&runtime, plugin, &config.updates)?;
         println!(

@@ -415,3 +415,26 @@ fn the_service_unit_passes_systemd_analyze() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A small board's memory layout: little address space reserved and a
+/// small guard per plugin memory; plugins run the same.
+#[test]
+fn plugins_run_with_a_small_memory_layout() {
+    let mut larmd = Larmd::start(
+        &UnitConfig::new()
+            .section(
+                "runtime",
+                "memory_mib = 4\nmemory_reservation_mib = 8\nmemory_guard_kib = 64",
+            )
+            .plugin(Plugin::follow()),
+    );
+    larmd.wait_for("larmd running");
+    larmd.send("close 1");
+    larmd.wait_event(&[
+        ("event", "output"),
+        ("output", "1"),
+        ("on", "true"),
+        ("by", "follow"),
+    ]);
+    larmd.stop();
+}

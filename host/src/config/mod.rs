@@ -433,6 +433,12 @@ pub struct RuntimeConfig {
     pub max_faults: NonZeroU32,
     /// The window, in seconds, over which faults are counted.
     pub fault_window_s: NonZeroU64,
+    /// Address space reserved per plugin memory, in MiB (default: 4096 on
+    /// 64-bit boards, `memory_mib` on 32-bit ones).
+    pub memory_reservation_mib: Option<NonZeroU32>,
+    /// Guard after each plugin memory, in KiB (default: 32768 on 64-bit
+    /// boards, 64 on 32-bit ones).
+    pub memory_guard_kib: Option<u32>,
 }
 
 impl Default for RuntimeConfig {
@@ -442,7 +448,32 @@ impl Default for RuntimeConfig {
             memory_mib: NonZeroU32::new(16).unwrap(),
             max_faults: NonZeroU32::new(3).unwrap(),
             fault_window_s: NonZeroU64::new(60).unwrap(),
+            memory_reservation_mib: None,
+            memory_guard_kib: None,
         }
+    }
+}
+
+impl RuntimeConfig {
+    /// The engine's memory layout these settings ask for, and the largest
+    /// memory any plugin may have.
+    pub fn memory_layout(
+        &self,
+        plugins: &[PluginConfig],
+    ) -> (crate::plugins::runtime::MemoryLayout, u64) {
+        let cap_mib = plugins
+            .iter()
+            .map(|p| p.effective_limits(self).1.get())
+            .fold(self.memory_mib.get(), u32::max);
+        (
+            crate::plugins::runtime::MemoryLayout {
+                reservation: self
+                    .memory_reservation_mib
+                    .map(|m| u64::from(m.get()) << 20),
+                guard: self.memory_guard_kib.map(|k| u64::from(k) << 10),
+            },
+            u64::from(cap_mib) << 20,
+        )
     }
 }
 

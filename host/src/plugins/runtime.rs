@@ -88,6 +88,20 @@ pub enum CacheOutcome {
     Cached,
 }
 
+/// How the engine lays out each plugin's linear memory in the address
+/// space. wasmtime's defaults suit 64-bit hosts (4 GiB reserved and 32 MiB
+/// of guard per memory, so bounds checks cost nothing); on a 32-bit board
+/// the address space is 3 GiB in all, so less is reserved and checked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryLayout {
+    /// Bytes reserved per memory; None: wasmtime's default, except on
+    /// 32-bit hosts: the plugins' memory cap, so a memory never moves.
+    pub reservation: Option<u64>,
+    /// Bytes of guard after each memory; None: wasmtime's default (32 MiB
+    /// on 64-bit hosts, 64 KiB on 32-bit ones).
+    pub guard: Option<u64>,
+}
+
 /// The plugin runtime: one engine for every plugin.
 pub struct Runtime {
     engine: Engine,
@@ -97,10 +111,30 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// A runtime whose compiled components are cached in `cache_dir`.
+    /// A runtime whose compiled components are cached in `cache_dir`, with
+    /// the default memory layout.
     pub fn new(cache_dir: Option<PathBuf>) -> wasmtime::Result<Arc<Self>> {
+        Self::with_memory(cache_dir, MemoryLayout::default(), 16 << 20)
+    }
+
+    /// A runtime with memories laid out as `layout` says; `memory_cap` is
+    /// the largest memory a plugin may have (what a 32-bit host reserves).
+    pub fn with_memory(
+        cache_dir: Option<PathBuf>,
+        layout: MemoryLayout,
+        memory_cap: u64,
+    ) -> wasmtime::Result<Arc<Self>> {
         let mut config = Config::new();
         config.epoch_interruption(true);
+        let reservation = layout
+            .reservation
+            .or((usize::BITS == 32).then_some(memory_cap));
+        if let Some(bytes) = reservation {
+            config.memory_reservation(bytes);
+        }
+        if let Some(bytes) = layout.guard {
+            config.memory_guard_size(bytes);
+        }
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         caps::add_to_linker(&mut linker)?;

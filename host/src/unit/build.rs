@@ -85,7 +85,8 @@ impl Unit {
             shared.report_health("state", PluginState::Restarted, 1, why);
         }
         tokio::spawn(super::password::report_lockouts(&shared));
-        let runtime = Runtime::new(Some(data_dir.join("cache")))
+        let (layout, memory_cap) = config.runtime.memory_layout(&config.plugins);
+        let runtime = Runtime::with_memory(Some(data_dir.join("cache")), layout, memory_cap)
             .map_err(|e| anyhow::anyhow!("starting the plugin runtime: {e:#}"))?;
         let mut plugins = PluginManager::new(runtime.clone(), shared.clone());
         let store = Store::new(&data_dir);
