@@ -47,18 +47,29 @@ fn inspect_explains_an_unusable_component() {
     assert!(text.contains("larm:plugin/rule@1.0.0"), "{text}");
 }
 
-#[test]
-fn run_follows_inputs_and_keeps_running_without_stdin() {
-    let mut larmd = Larmd::start(&UnitConfig::new().plugin(Plugin::follow()));
-    larmd.send("close 1");
-    // Then run with stdin closed, as under a service manager.
-    larmd.stdin = None;
+/// The example rule's output 1 was switched on.
+fn output_1_switched_on_by_follow(larmd: &mut Larmd) {
     larmd.wait_event(&[
         ("event", "output"),
         ("output", "1"),
         ("on", "true"),
         ("by", "follow"),
     ]);
+}
+
+/// The example rule runs: closing input 1 switches output 1 on.
+fn output_1_follows_input_1(larmd: &mut Larmd) {
+    larmd.send("close 1");
+    output_1_switched_on_by_follow(larmd);
+}
+
+#[test]
+fn run_follows_inputs_and_keeps_running_without_stdin() {
+    let mut larmd = Larmd::start(&UnitConfig::new().plugin(Plugin::follow()));
+    larmd.send("close 1");
+    // Then run with stdin closed, as under a service manager.
+    larmd.stdin = None;
+    output_1_switched_on_by_follow(&mut larmd);
     larmd.stop();
 }
 
@@ -233,13 +244,7 @@ fn a_corrupt_config_runs_the_last_good_one_with_the_red_led_steady() {
     let mut larmd = Larmd::restart(dir);
     larmd.wait_for("the config is corrupt: running the last good one");
     larmd.wait_event(&[("event", "led"), ("led", "red"), ("mode", "steady")]);
-    larmd.send("close 1");
-    larmd.wait_event(&[
-        ("event", "output"),
-        ("output", "1"),
-        ("on", "true"),
-        ("by", "follow"),
-    ]);
+    output_1_follows_input_1(&mut larmd);
     larmd.stop();
 }
 
@@ -429,12 +434,6 @@ fn plugins_run_with_a_small_memory_layout() {
             .plugin(Plugin::follow()),
     );
     larmd.wait_for("larmd running");
-    larmd.send("close 1");
-    larmd.wait_event(&[
-        ("event", "output"),
-        ("output", "1"),
-        ("on", "true"),
-        ("by", "follow"),
-    ]);
+    output_1_follows_input_1(&mut larmd);
     larmd.stop();
 }
