@@ -1,18 +1,29 @@
-//! How often an idle unit wakes up: `larmd run` (the standard unit on the
-//! simulated board and modem, the built-in config) left alone, its threads'
-//! context switches read from `/proc/<pid>/task/*/status` at the start and
-//! the end of a window (60 s; `LARM_IDLE_S` sets another). A voluntary
-//! switch is a thread going to sleep, so each is one wake-up to come.
+//! An idle unit: how long `larmd run` takes to start, how much memory it
+//! holds, and how often it wakes up. The standard unit of the built-in
+//! config (simulated board, modem simulator on a pseudo-terminal, the three
+//! default plugins) is started twice in one data folder: first with no
+//! compiled-plugin cache (it compiles the plugins), then with it warm.
 //!
-//! `cargo bench -p larm-host --bench idle` prints a table per thread;
+//! - Start: from spawning larmd to its `READY=1` on a `NOTIFY_SOCKET` of the
+//!   bench's own (what systemd waits for): every plugin is serving then.
+//! - Memory: `VmRSS` and `VmHWM` (the peak) from `/proc/<pid>/status`, 5 s
+//!   after `READY`.
+//! - Wake-ups (warm run): each thread's voluntary context switches from
+//!   `/proc/<pid>/task/*/status` at the start and the end of a 60 s window
+//!   (`LARM_IDLE_S` sets another); a voluntary switch is a thread going to
+//!   sleep, so each is one wake-up to come.
+//!
+//! `cargo bench -p larm-host --bench idle` prints the tables;
 //! `docs/benchmarks.md` records a run.
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// Each thread's name and voluntary context switches, by thread id.
-fn sample(pid: u32) -> BTreeMap<u32, (String, u64)> {
+fn threads(pid: u32) -> BTreeMap<u32, (String, u64)> {
     let mut threads = BTreeMap::new();
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return threads;
@@ -24,14 +35,8 @@ fn sample(pid: u32) -> BTreeMap<u32, (String, u64)> {
         let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
             continue;
         };
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .map(|v| v.trim().to_string())
-        };
-        let name = field("Name:").unwrap_or_default();
-        let switches = field("voluntary_ctxt_switches:")
+        let name = field(&status, "Name:").unwrap_or_default();
+        let switches = field(&status, "voluntary_ctxt_switches:")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         threads.insert(tid, (name, switches));
@@ -39,8 +44,54 @@ fn sample(pid: u32) -> BTreeMap<u32, (String, u64)> {
     threads
 }
 
+fn field(status: &str, name: &str) -> Option<String> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .map(|v| v.trim().to_string())
+}
+
+/// `VmRSS` and `VmHWM` of a process, in MiB.
+fn memory(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let mib = |name: &str| {
+        field(&status, name)
+            .and_then(|v| v.trim_end_matches(" kB").trim().parse::<f64>().ok())
+            .map_or(0.0, |kib| kib / 1024.0)
+    };
+    (mib("VmRSS:"), mib("VmHWM:"))
+}
+
+/// Starts larmd in `dir`; returns it once it said `READY=1`, and how long
+/// that took.
+fn start(dir: &Path) -> (Child, Duration) {
+    let socket_path = dir.join("notify");
+    let _ = std::fs::remove_file(&socket_path);
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    let started = Instant::now();
+    let larmd = Command::new(env!("CARGO_BIN_EXE_larmd"))
+        .arg("run")
+        .current_dir(dir)
+        .env("RUST_LOG", "warn")
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting larmd");
+    let mut buf = [0u8; 256];
+    loop {
+        let n = socket.recv(&mut buf).expect("larmd never said READY=1");
+        if String::from_utf8_lossy(&buf[..n]).contains("READY=1") {
+            return (larmd, started.elapsed());
+        }
+    }
+}
+
 fn main() {
-    // `cargo bench` passes criterion-style flags; this bench takes none.
     let window = Duration::from_secs(
         std::env::var("LARM_IDLE_S")
             .ok()
@@ -48,53 +99,63 @@ fn main() {
             .unwrap_or(60),
     );
     let dir = tempfile::tempdir().unwrap();
-    let mut larmd = Command::new(env!("CARGO_BIN_EXE_larmd"))
-        .arg("run")
-        .current_dir(dir.path())
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting larmd");
-    // Start-up done, the first modem status read, the LEDs settled.
-    std::thread::sleep(Duration::from_secs(5));
-    let pid = larmd.id();
-    let before = sample(pid);
-    std::thread::sleep(window);
-    let after = sample(pid);
-    let _ = larmd.kill();
-    let _ = larmd.wait();
-
-    let mut by_name: BTreeMap<String, (usize, u64)> = BTreeMap::new();
-    for (tid, (name, switches)) in &after {
-        let start = before.get(tid).map_or(0, |(_, s)| *s);
-        let entry = by_name.entry(name.clone()).or_default();
-        entry.0 += 1;
-        entry.1 += switches.saturating_sub(start);
+    let mut runs = Vec::new();
+    let mut wakeups = BTreeMap::new();
+    let mut thread_count = 0;
+    for cache in ["cold (compiles)", "warm"] {
+        let (mut larmd, took) = start(dir.path());
+        let pid = larmd.id();
+        std::thread::sleep(Duration::from_secs(5));
+        let (rss, peak) = memory(pid);
+        runs.push((cache, took, rss, peak));
+        if cache == "warm" {
+            let before = threads(pid);
+            std::thread::sleep(window);
+            let after = threads(pid);
+            thread_count = after.len();
+            for (tid, (name, switches)) in &after {
+                let start = before.get(tid).map_or(0, |(_, s)| *s);
+                let entry: &mut (usize, u64) = wakeups.entry(name.clone()).or_default();
+                entry.0 += 1;
+                entry.1 += switches.saturating_sub(start);
+            }
+        }
+        let _ = larmd.kill();
+        let _ = larmd.wait();
     }
-    let seconds = window.as_secs_f64();
+
+    println!("\nlarmd run (standard unit, simulated board and modem)");
     println!(
-        "\nidle larmd (standard unit, simulated board and modem), {} s window",
-        window.as_secs()
+        "| {:<16} | {:>12} | {:>10} | {:>10} |",
+        "cache", "to READY", "RSS", "peak RSS"
     );
+    println!("|{:-<18}|{:->14}|{:->12}|{:->12}|", "", "", "", "");
+    for (cache, took, rss, peak) in &runs {
+        println!(
+            "| {cache:<16} | {:>9.1} ms | {rss:>6.1} MiB | {peak:>6.1} MiB |",
+            took.as_secs_f64() * 1e3
+        );
+    }
+
+    let seconds = window.as_secs_f64();
+    println!("\nidle, warm cache, {} s window", window.as_secs());
     println!(
         "| {:<18} | {:>7} | {:>12} |",
         "threads", "count", "wake-ups/s"
     );
     println!("|{:-<20}|{:->9}|{:->14}|", "", "", "");
     let mut total = 0;
-    for (name, (count, wakeups)) in &by_name {
-        total += wakeups;
+    for (name, (count, switches)) in &wakeups {
+        total += switches;
         println!(
             "| {name:<18} | {count:>7} | {:>12.2} |",
-            *wakeups as f64 / seconds
+            *switches as f64 / seconds
         );
     }
     println!(
         "| {:<18} | {:>7} | {:>12.2} |",
         "all",
-        after.len(),
+        thread_count,
         total as f64 / seconds
     );
 }
