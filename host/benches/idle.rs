@@ -72,7 +72,7 @@ fn start(dir: &Path) -> (Child, Duration) {
         .set_read_timeout(Some(Duration::from_secs(120)))
         .unwrap();
     let started = Instant::now();
-    let larmd = Command::new(env!("CARGO_BIN_EXE_larmd"))
+    let mut larmd = Command::new(env!("CARGO_BIN_EXE_larmd"))
         .arg("run")
         .current_dir(dir)
         .env("RUST_LOG", "warn")
@@ -84,9 +84,16 @@ fn start(dir: &Path) -> (Child, Duration) {
         .expect("starting larmd");
     let mut buf = [0u8; 256];
     loop {
-        let n = socket.recv(&mut buf).expect("larmd never said READY=1");
-        if String::from_utf8_lossy(&buf[..n]).contains("READY=1") {
-            return (larmd, started.elapsed());
+        match socket.recv(&mut buf) {
+            Ok(n) if String::from_utf8_lossy(&buf[..n]).contains("READY=1") => {
+                return (larmd, started.elapsed());
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let _ = larmd.kill();
+                let _ = larmd.wait();
+                panic!("larmd never said READY=1: {e}");
+            }
         }
     }
 }
