@@ -455,6 +455,18 @@ fn compiled_components_are_cached() {
     std::fs::write(entry.path(), b"garbage").unwrap();
     assert_eq!(runtime.load(&bytes).unwrap().1, CacheOutcome::Compiled);
     assert_eq!(runtime.load(&bytes).unwrap().1, CacheOutcome::Cached);
+
+    // Machine code damaged in place (bits flipped by a failing flash) is
+    // never run: it would crash larmd at every start.
+    let mut damaged = std::fs::read(entry.path()).unwrap();
+    for i in (4096..damaged.len()).step_by(997) {
+        damaged[i] ^= 0xff;
+    }
+    std::fs::write(entry.path(), damaged).unwrap();
+    let (loaded, outcome) = runtime.load(&bytes).unwrap();
+    assert_eq!(outcome, CacheOutcome::Compiled);
+    drop(loaded);
+    assert_eq!(runtime.load(&bytes).unwrap().1, CacheOutcome::Cached);
 }
 
 #[test]

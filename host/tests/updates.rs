@@ -170,7 +170,7 @@ fn refused_updates_leave_the_running_component_untouched() {
     std::fs::write(&tampered_file, tampered).unwrap();
     let refusals = [
         (guest("follow-input"), "the component is not signed"),
-        (tampered_file, "changed after it was signed"),
+        (tampered_file, "was changed after signing"),
         (
             kit.sign("stranger", "rules", &guest("follow-input")),
             "which is not among [updates] trusted_keys",

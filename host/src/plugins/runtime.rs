@@ -199,24 +199,39 @@ impl Runtime {
             return Ok((component, CacheOutcome::Compiled));
         };
         let path = dir.join(format!("{}.cwasm", self.cache_key(bytes)));
-        if path.is_file() {
-            // SAFETY: the cache dir is written only by this function, with
-            // output of `Engine::precompile_component`, and the key binds the
-            // file to these exact bytes and this engine's configuration;
-            // wasmtime also checks the header and refuses a mismatch.
-            match unsafe { Component::deserialize_file(&self.engine, &path) } {
-                Ok(component) => {
-                    debug!(cache = %path.display(), "component loaded precompiled");
-                    return Ok((component, CacheOutcome::Cached));
+        match std::fs::read(&path) {
+            // Machine code is trusted as it is: a flash that went bad under
+            // it must not crash larmd at every start, so each entry carries
+            // the SHA-256 of the code after it, checked before it is used.
+            Ok(entry) => match entry.split_at_checked(32) {
+                Some((digest, compiled)) if *digest == *Sha256::digest(compiled) => {
+                    // SAFETY: the cache dir is written only by this function,
+                    // with output of `Engine::precompile_component`, checked
+                    // whole just now; the key binds it to these exact bytes
+                    // and this engine's configuration, and wasmtime checks
+                    // the header too.
+                    match unsafe { Component::deserialize(&self.engine, compiled) } {
+                        Ok(component) => {
+                            debug!(cache = %path.display(), "component loaded precompiled");
+                            return Ok((component, CacheOutcome::Cached));
+                        }
+                        Err(e) => {
+                            warn!(cache = %path.display(), "ignoring unusable cache entry: {e:#}")
+                        }
+                    }
                 }
-                Err(e) => warn!(cache = %path.display(), "ignoring unusable cache entry: {e:#}"),
-            }
+                _ => warn!(cache = %path.display(), "ignoring a damaged cache entry"),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => warn!(cache = %path.display(), "cannot read the cache entry: {e}"),
         }
         let compiled = self
             .engine
             .precompile_component(bytes)
             .map_err(LoadError::Invalid)?;
-        if let Err(e) = write_atomically(dir, &path, &compiled) {
+        let mut entry = Sha256::digest(&compiled).to_vec();
+        entry.extend_from_slice(&compiled);
+        if let Err(e) = write_atomically(dir, &path, &entry) {
             warn!(cache = %path.display(), "cannot cache compiled component: {e}");
         }
         // SAFETY: `compiled` was produced by this engine just now.

@@ -129,6 +129,8 @@ pub struct AtStart {
 /// meanwhile, perhaps because of it): it is rolled back first, so a
 /// component that takes the unit down cannot do so at every start.
 pub fn installed_at_start(store: &Store, config: &UpdatesConfig, name: &str) -> AtStart {
+    // What a power cut during an install left behind.
+    store.drop_staged(name);
     let mut at_start = AtStart::default();
     let mut record = match store.record(name) {
         Ok(Some(record)) => record,
@@ -601,6 +603,9 @@ impl Service {
     }
 
     async fn rollback(&mut self, name: &str, why: &str) -> Result<(), UpdateError> {
+        if !self.targets.contains_key(name) {
+            return Err(UpdateError::NoSuchPlugin(name.into()));
+        }
         let record = self
             .records
             .get(name)

@@ -46,7 +46,9 @@ pub enum SignatureError {
     #[error("signed by key {0}, which is not among [updates] trusted_keys")]
     UntrustedKey(String),
     /// The bytes or the plugin name were changed after signing.
-    #[error("the signature does not match: the component was changed after it was signed")]
+    #[error(
+        "the signature does not match: the component, or the plugin name it was signed for, was changed after signing"
+    )]
     Tampered,
     /// Signed for another plugin.
     #[error("signed for the plugin `{signed}`, not for `{wanted}`")]

@@ -103,14 +103,23 @@ impl Store {
         Ok(())
     }
 
-    /// The bytes of one of plugin `name`'s components.
+    /// The bytes of one of plugin `name`'s components, checked against the
+    /// hash the record names: a file swapped or damaged on disk is an error,
+    /// never a component other than the recorded one.
     pub fn component(&self, name: &str, component: &Component) -> io::Result<Vec<u8>> {
-        read_bounded(
-            &self
-                .plugin_dir(name)
-                .join(format!("{}.wasm", component.sha256)),
+        let damaged = |why: &str| io::Error::new(io::ErrorKind::InvalidData, why.to_string());
+        let sha = &component.sha256;
+        if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(damaged("the record names no component hash"));
+        }
+        let bytes = read_bounded(
+            &self.plugin_dir(name).join(format!("{sha}.wasm")),
             MAX_COMPONENT_BYTES,
-        )
+        )?;
+        match crate::updates::signature::component_sha256(&bytes) {
+            Ok(found) if found == *sha => Ok(bytes),
+            _ => Err(damaged("the stored component does not match its record")),
+        }
     }
 
     /// Writes received bytes to `staging`, durably, before they are checked.
@@ -158,49 +167,87 @@ impl Store {
 mod tests {
     use super::*;
 
-    fn component(sha: &str) -> Component {
-        Component {
-            sha256: sha.into(),
+    /// A minimal component (the preamble and one custom section holding
+    /// `n`) and its record entry.
+    fn component(n: u8) -> (Vec<u8>, Component) {
+        let bytes = vec![0, b'a', b's', b'm', 0x0d, 0, 1, 0, 0, 3, 1, b'x', n];
+        let sha256 = crate::updates::signature::component_sha256(&bytes).unwrap();
+        let entry = Component {
+            sha256,
             key_id: Some("ABCD".into()),
             installed_at: 1_700_000_000,
-        }
+        };
+        (bytes, entry)
+    }
+
+    fn keep(store: &Store, bytes: &[u8], entry: &Component) {
+        store.stage("rules", bytes).unwrap();
+        store.keep_staged("rules", &entry.sha256).unwrap();
     }
 
     #[test]
     fn a_record_names_the_component_that_runs_and_the_one_before() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::new(dir.path());
+        let plugin_dir = dir.path().join("plugins/rules");
         assert_eq!(store.record("rules").unwrap(), None);
-        store.stage("rules", b"one").unwrap();
-        store.keep_staged("rules", "aa").unwrap();
+        let (one, first_entry) = component(1);
+        keep(&store, &one, &first_entry);
         let first = Record {
-            current: component("aa"),
+            current: first_entry.clone(),
             on_probation: true,
             previous: None,
         };
         store.set_record("rules", Some(&first)).unwrap();
         assert_eq!(store.record("rules").unwrap().as_ref(), Some(&first));
-        assert_eq!(store.component("rules", &first.current).unwrap(), b"one");
+        assert_eq!(store.component("rules", &first.current).unwrap(), one);
 
-        store.stage("rules", b"two").unwrap();
-        store.keep_staged("rules", "bb").unwrap();
+        let (two, second_entry) = component(2);
+        keep(&store, &two, &second_entry);
         let second = Record {
-            current: component("bb"),
+            current: second_entry.clone(),
             on_probation: false,
-            previous: Some(component("aa")),
+            previous: Some(first_entry.clone()),
         };
         store.set_record("rules", Some(&second)).unwrap();
         // A third, never recorded (refused, or cut off by a power loss), is
-        // deleted with the next record; the two named stay.
-        std::fs::write(dir.path().join("plugins/rules/cc.wasm"), b"x").unwrap();
-        std::fs::write(dir.path().join("plugins/rules/.tmpAbC123"), b"x").unwrap();
+        // deleted with the next record, and so are temporary files; the two
+        // named stay.
+        std::fs::write(plugin_dir.join("cc.wasm"), b"x").unwrap();
+        std::fs::write(plugin_dir.join(".tmpAbC123"), b"x").unwrap();
         store.set_record("rules", Some(&second)).unwrap();
-        assert!(!dir.path().join("plugins/rules/cc.wasm").exists());
-        assert!(!dir.path().join("plugins/rules/.tmpAbC123").exists());
-        assert_eq!(store.component("rules", &component("aa")).unwrap(), b"one");
+        assert!(!plugin_dir.join("cc.wasm").exists());
+        assert!(!plugin_dir.join(".tmpAbC123").exists());
+        assert_eq!(store.component("rules", &first_entry).unwrap(), one);
         store.set_record("rules", None).unwrap();
         assert_eq!(store.record("rules").unwrap(), None);
-        assert!(store.component("rules", &component("bb")).is_err());
+        assert!(store.component("rules", &second_entry).is_err());
+    }
+
+    /// A component file swapped for another, or a record naming a path, is
+    /// an error: never a component other than the recorded one.
+    #[test]
+    fn a_stored_component_must_be_the_recorded_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let (one, first) = component(1);
+        let (two, second) = component(2);
+        keep(&store, &one, &first);
+        keep(&store, &two, &second);
+        std::fs::copy(
+            dir.path()
+                .join(format!("plugins/rules/{}.wasm", second.sha256)),
+            dir.path()
+                .join(format!("plugins/rules/{}.wasm", first.sha256)),
+        )
+        .unwrap();
+        assert!(store.component("rules", &first).is_err());
+        assert_eq!(store.component("rules", &second).unwrap(), two);
+        let outside = Component {
+            sha256: "../../../outside".into(),
+            ..first
+        };
+        assert!(store.component("rules", &outside).is_err());
     }
 
     #[test]
