@@ -199,7 +199,8 @@ impl Runtime {
             return Ok((component, CacheOutcome::Compiled));
         };
         let path = dir.join(format!("{}.cwasm", self.cache_key(bytes)));
-        match std::fs::read(&path) {
+        // Compiled code runs to a few times its component's size.
+        match crate::state::read_bounded(&path, 4 * crate::state::MAX_COMPONENT_BYTES) {
             // Machine code is trusted as it is: a flash that went bad under
             // it must not crash larmd at every start, so each entry carries
             // the SHA-256 of the code after it, checked before it is used.

@@ -88,7 +88,7 @@ impl TrustedKey {
     /// Reads a minisign public key file (`PREFIX.pub`, or the stock CLI's
     /// `minisign.pub`).
     pub fn read(path: &Path) -> Result<Self, KeyError> {
-        let text = std::fs::read_to_string(path).map_err(|e| KeyError::Io(path.into(), e))?;
+        let text = read_key(path)?;
         let format = |e: &dyn std::fmt::Display| KeyError::Format(path.into(), e.to_string());
         let id = PublicKeyBox::from_string(&text)
             .and_then(PublicKeyBox::into_public_key)
@@ -106,6 +106,14 @@ impl TrustedKey {
     pub fn id(&self) -> &str {
         &self.id
     }
+}
+
+/// A key file is a few hundred bytes of text; it is read with that bound.
+fn read_key(path: &Path) -> Result<String, KeyError> {
+    const MAX_KEY_BYTES: u64 = 4096;
+    let bytes = crate::state::read_bounded(path, MAX_KEY_BYTES)
+        .map_err(|e| KeyError::Io(path.into(), e))?;
+    String::from_utf8(bytes).map_err(|_| KeyError::Format(path.into(), "not text".into()))
 }
 
 /// minisign's key id: 8 bytes, shown as hex of the little-endian number.
@@ -147,7 +155,7 @@ pub fn keygen(prefix: &Path) -> Result<String, KeyError> {
 /// Reads a secret key: one from [`keygen`], or the stock CLI's (encrypted:
 /// its password is asked for on the terminal).
 pub fn read_secret_key(path: &Path) -> Result<SecretKey, KeyError> {
-    let text = std::fs::read_to_string(path).map_err(|e| KeyError::Io(path.into(), e))?;
+    let text = read_key(path)?;
     let format = |e: minisign::PError| KeyError::Format(path.into(), e.to_string());
     let secret = SecretKeyBox::from_string(&text).map_err(format)?;
     let unencrypted = secret.clone().into_unencrypted_secret_key();
