@@ -424,17 +424,13 @@ impl Service {
         });
     }
 
-    /// Checks and compiles `bytes` for `name` off the async threads.
-    async fn prepare(
-        &self,
-        name: &str,
-        bytes: Vec<u8>,
-    ) -> Result<(Loaded, Option<Verified>), UpdateError> {
+    /// Compiles `bytes` (signature checked) for `name` off the async
+    /// threads, and checks its world and grants.
+    async fn prepare(&self, name: &str, bytes: Vec<u8>) -> Result<Loaded, UpdateError> {
         let target = self
             .targets
             .get(name)
             .ok_or_else(|| UpdateError::NoSuchPlugin(name.into()))?;
-        let verified = check_signature(&self.config, &bytes, name, true)?;
         let runtime = self.runtime.clone();
         let (loaded, _) = tokio::task::spawn_blocking(move || runtime.load(&bytes))
             .await
@@ -451,7 +447,7 @@ impl Service {
         if !missing.is_empty() {
             return Err(UpdateError::Grants(missing));
         }
-        Ok((loaded, verified))
+        Ok(loaded)
     }
 
     /// Starts `loaded` on plugin `name`'s worker, between two events.
@@ -479,7 +475,7 @@ impl Service {
         }
         self.store.stage(name, bytes).map_err(io_error)?;
         let sha256 = signature::component_sha256(bytes)?;
-        check_signature(&self.config, bytes, name, true)?;
+        let verified = check_signature(&self.config, bytes, name, true)?;
         let old = self.records.get(name).cloned();
         if let Some(old) = &old
             && old.current.sha256 == sha256
@@ -492,7 +488,7 @@ impl Service {
                 already: true,
             });
         }
-        let (loaded, verified) = self.prepare(name, bytes.to_vec()).await?;
+        let loaded = self.prepare(name, bytes.to_vec()).await?;
         // A component that faulted once long ago is still worth going back
         // to; a quarantined one is not.
         let was_healthy = self
