@@ -21,7 +21,7 @@ use super::bindings::larm::plugin::types::{
 use super::bindings::server_adapter::exports::larm::plugin::adapter::Message;
 use super::bindings::{input_rule, server_adapter, sms_commands};
 use super::caps::{HostState, PluginCaps};
-use super::epoch::{EpochClock, TICK};
+use super::epoch::{EpochClock, Spent, WALL_FACTOR, ticks_for};
 use super::runtime::Loaded;
 use super::supervisor::Supervisor;
 use crate::unit::{Action, Shared};
@@ -92,6 +92,13 @@ pub enum PluginFault {
     #[error("exceeded its CPU deadline of {ms} ms")]
     Deadline {
         /// The deadline.
+        ms: u128,
+    },
+    /// The call took too long in wall time, mostly waiting (in host calls
+    /// or for a core), without using its CPU deadline.
+    #[error("took over {ms} ms without finishing")]
+    Stalled {
+        /// The wall-time ceiling.
         ms: u128,
     },
     /// The plugin tried to grow its memory past its cap.
@@ -281,9 +288,10 @@ impl Worker {
             })
     }
 
-    fn deadline_ticks(&self) -> u64 {
-        // One extra tick: the current tick may be about to end.
-        self.limits.deadline.as_millis().div_ceil(TICK.as_millis()) as u64 + 1
+    /// Starts the budget of a call on `store`.
+    fn begin_call(deadline: Duration, store: &mut Store<HostState>) {
+        store.data_mut().budget.begin(deadline);
+        store.set_epoch_deadline(ticks_for(deadline));
     }
 
     /// Instantiates the component and calls its `init`, replacing the
@@ -300,17 +308,18 @@ impl Worker {
             HostState::new(self.caps.clone(), self.limits.memory_bytes),
         );
         store.limiter(|state| &mut state.limits);
-        store.set_epoch_deadline(self.deadline_ticks());
+        store.epoch_deadline_callback(|mut store| Ok(store.data_mut().budget.on_deadline()));
+        Self::begin_call(self.limits.deadline, &mut store);
         let guest = match &self.loaded {
             Loaded::InputRule(pre) => pre.instantiate(&mut store).map(Guest::Rule),
             Loaded::SmsCommands(pre) => pre.instantiate(&mut store).map(Guest::Commands),
             Loaded::ServerAdapter(pre) => pre.instantiate(&mut store).map(Guest::Adapter),
         }
-        .map_err(|e| self.fault_of(store.data().limits.hit(), e))?;
-        store.set_epoch_deadline(self.deadline_ticks());
+        .map_err(|e| Self::fault_of(&self.name, &self.limits, store.data(), e))?;
+        Self::begin_call(self.limits.deadline, &mut store);
         guest
             .call_init(&mut store, &self.init_config)
-            .map_err(|e| self.fault_of(store.data().limits.hit(), e))?
+            .map_err(|e| Self::fault_of(&self.name, &self.limits, store.data(), e))?
             .map_err(|msg| PluginFault::InitRefused(msg.escape_debug().to_string()))?;
         self.live = Some(Live { store, guest });
         Ok(())
@@ -346,18 +355,23 @@ impl Worker {
     }
 
     /// What a failed call was: which limit was hit (the store's memory cap
-    /// says whether it refused to grow), or the trap. The wasm backtrace is
-    /// logged at debug level only.
-    fn fault_of(&self, memory_hit: bool, e: wasmtime::Error) -> PluginFault {
-        tracing::debug!(plugin = %self.name, "fault detail: {e:?}");
-        if memory_hit {
+    /// says whether it refused to grow, its budget which time ran out), or
+    /// the trap. The wasm backtrace is logged at debug level only.
+    fn fault_of(name: &str, limits: &Limits, state: &HostState, e: wasmtime::Error) -> PluginFault {
+        tracing::debug!(plugin = %name, "fault detail: {e:?}");
+        if state.limits.hit() {
             return PluginFault::Memory {
-                kib: self.limits.memory_bytes / 1024,
+                kib: limits.memory_bytes / 1024,
             };
         }
         match e.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) if state.budget.spent() == Some(Spent::Wall) => {
+                PluginFault::Stalled {
+                    ms: limits.deadline.as_millis() * u128::from(WALL_FACTOR),
+                }
+            }
             Some(Trap::Interrupt) => PluginFault::Deadline {
-                ms: self.limits.deadline.as_millis(),
+                ms: limits.deadline.as_millis(),
             },
             Some(trap) => PluginFault::Trap(trap.to_string()),
             None => PluginFault::Failed(e.root_cause().to_string().escape_debug().to_string()),
@@ -394,11 +408,11 @@ impl Worker {
         if self.live.is_none() {
             self.restart();
         }
-        let ticks = self.deadline_ticks();
+        let deadline = self.limits.deadline;
         let Some(live) = self.live.as_mut() else {
             return Outcome::Quarantined;
         };
-        live.store.set_epoch_deadline(ticks);
+        Self::begin_call(deadline, &mut live.store);
         let running = self.clock.running();
         let store = &mut live.store;
         let result = match (&live.guest, event) {
@@ -432,11 +446,10 @@ impl Worker {
             _ => Ok(Outcome::NotForThisKind),
         };
         drop(running);
-        let memory_hit = live.store.data().limits.hit();
         match result {
             Ok(outcome) => outcome,
             Err(e) => {
-                let why = self.fault_of(memory_hit, e);
+                let why = Self::fault_of(&self.name, &self.limits, live.store.data(), e);
                 self.fault(why.clone());
                 if self.supervisor.state() != PluginState::Quarantined {
                     self.restart();

@@ -35,6 +35,7 @@ use wasmtime_wasi::WasiCtx;
 
 use super::bindings::Capabilities as CapabilityWorld;
 use super::bindings::larm::plugin::types::{self, Error, TimerEvent};
+use super::epoch::CallBudget;
 use crate::config::{Grants, Scope};
 use crate::state::StateError;
 use crate::unit::{Action, Shared};
@@ -153,6 +154,8 @@ pub struct HostState {
     table: ResourceTable,
     /// Memory cap of the instance.
     pub limits: MemoryCap,
+    /// CPU budget of the call running now.
+    pub budget: CallBudget,
 }
 
 /// A plugin instance's memory cap, which remembers that it refused to grow
@@ -209,6 +212,7 @@ impl HostState {
                 max: memory_bytes,
                 hit: false,
             },
+            budget: CallBudget::default(),
         }
     }
 }
