@@ -1,8 +1,10 @@
 //! The local HTTP API (axum), JSON:
 //!
-//! - `GET /api/v1/status`: inputs, outputs, LEDs, modem, plugins and their
-//!   health, device settings.
-//! - `PUT /api/v1/outputs/{n}` with `{"on": true}`: switches an output.
+//! - `GET /api/v1/status`: inputs, outputs (and who holds them), LEDs,
+//!   modem, plugins and their health, device settings, quota counters.
+//! - `PUT /api/v1/outputs/{n}` with `{"on": true}`, or `{"on": true,
+//!   "for_s": 30}` for a timed output: switches an output, as the source
+//!   `http` of `[outputs.N] owners` (409 while a higher one holds it).
 //! - `GET /api/v1/plugins`: each plugin, what it runs (the config's
 //!   component or one installed in the field), probation, the one before.
 //! - `PUT /api/v1/plugins/{name}` with a signed component as the body:
@@ -37,6 +39,8 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use tokio::sync::{Semaphore, watch};
 
+use crate::config::HTTP_SOURCE;
+use crate::outputs::{OutputError, Switch};
 use crate::unit::Shared;
 use crate::updates::{UpdateError, Updates};
 
@@ -64,7 +68,7 @@ pub struct Api {
 pub struct StatusBody {
     unit_id: String,
     inputs: Vec<Terminal>,
-    outputs: Vec<Terminal>,
+    outputs: Vec<OutputTerminal>,
     alarm_output: u8,
     extended_io: String,
     leds: Vec<String>,
@@ -78,6 +82,8 @@ pub struct StatusBody {
     unsigned_allowed: bool,
     /// Device settings (input names, delays, alarm numbers, interval...).
     settings: std::collections::BTreeMap<String, String>,
+    /// Each quota's counter.
+    quotas: Vec<crate::quota::Counter>,
 }
 
 #[derive(Serialize)]
@@ -85,6 +91,19 @@ struct Terminal {
     id: u8,
     /// Inputs: closed to COM; outputs: on. None if it cannot be read.
     active: Option<bool>,
+}
+
+#[derive(Serialize)]
+struct OutputTerminal {
+    id: u8,
+    /// On; None if it cannot be read.
+    active: Option<bool>,
+    /// Who holds it (switched it on): a plugin or `http`.
+    held_by: Option<String>,
+    /// When it switches off by itself (ms since the Unix epoch).
+    off_at_ms: Option<u64>,
+    /// Who may switch it, highest priority first; empty: anyone.
+    owners: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -120,8 +139,11 @@ struct PluginBody {
 
 /// `PUT /api/v1/outputs/{n}`
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct OutputBody {
     on: bool,
+    /// Seconds it stays on (0.1 to 86400), then off by itself.
+    for_s: Option<f64>,
 }
 
 /// `PUT /api/v1/sim/inputs/{n}`
@@ -163,12 +185,18 @@ async fn status(State(api): State<Api>) -> Json<StatusBody> {
                     .map(|c| c == Contact::Closed),
             })
             .collect(),
-        outputs: (1..=board.output_count())
-            .map(|id| Terminal {
-                id,
-                active: board.read_output(OutputId(id)).ok(),
-            })
-            .collect(),
+        outputs: {
+            let holds = s.outputs.holds().borrow().clone();
+            (1..=board.output_count())
+                .map(|id| OutputTerminal {
+                    id,
+                    active: board.read_output(OutputId(id)).ok(),
+                    held_by: holds.get(&id).map(|h| h.by.clone()),
+                    off_at_ms: holds.get(&id).and_then(|h| h.off_at_ms),
+                    owners: s.outputs.owners(id).to_vec(),
+                })
+                .collect()
+        },
         alarm_output: board.alarm_output().0,
         extended_io: format!("{:?}", *board.card().borrow()).to_lowercase(),
         leds: leds::LEDS.iter().map(|&l| engine.describe(l)).collect(),
@@ -203,6 +231,7 @@ async fn status(State(api): State<Api>) -> Json<StatusBody> {
             .unwrap_or_default()
             .into_iter()
             .collect(),
+        quotas: s.quotas.counters(),
     })
 }
 
@@ -242,10 +271,22 @@ async fn set_output(
     TerminalId(n): TerminalId,
     Body(body): Body<OutputBody>,
 ) -> Response {
-    match api.shared.switch_output("http", n, body.on) {
+    let time = match body.for_s.map(larm_rules::outputs::from_seconds) {
+        None => None,
+        Some(Ok(ms)) => Some(Duration::from_millis(ms.into())),
+        Some(Err(why)) => return error(StatusCode::BAD_REQUEST, why),
+    };
+    match api
+        .shared
+        .outputs
+        .switch(HTTP_SOURCE, n, Switch::new(body.on, time))
+    {
         Ok(action) => {
             api.shared.emit(action);
             StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e @ (OutputError::Held { .. } | OutputError::NotOwner { .. })) => {
+            error(StatusCode::CONFLICT, e.to_string())
         }
         Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
     }

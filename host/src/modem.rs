@@ -83,6 +83,8 @@ pub enum Outgoing {
         /// Told once the call was made or failed.
         done: Done,
     },
+    /// Reject the call ringing in, without answering (`ATH`).
+    RejectCall,
     /// Restart the modem (`RESTART GSM`).
     Restart,
 }
@@ -197,6 +199,13 @@ pub async fn run(
                     }
                     Outgoing::Call { number, ring, done } => {
                         ringing = call(&modem, &shared, &number, ring, done).await;
+                    }
+                    // An alarm call of ours rings: no call rings in.
+                    Outgoing::RejectCall if ringing.is_some() => {}
+                    Outgoing::RejectCall => {
+                        if let Err(e) = modem.hang_up().await {
+                            warn!("rejecting the call: {e}");
+                        }
                     }
                     Outgoing::Restart => {
                         set_busy(&shared, true);

@@ -25,6 +25,10 @@ const SETTINGS: TableDefinition<&str, &str> = TableDefinition::new("settings");
 const UNIT: TableDefinition<&str, &str> = TableDefinition::new("unit");
 /// Plugin stores share one table; keys are `<plugin>\0<key>`.
 const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
+/// The host's running records (timed outputs, quota counters): kept across
+/// restarts, but not the unit's identity or settings, so neither in the
+/// backup nor cleared by a factory reset.
+const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
 
 /// The factory password (docs/unit.md).
 pub use larm_rules::password::FACTORY as FACTORY_PASSWORD;
@@ -40,6 +44,15 @@ pub enum StateError {
     /// A plugin's store would grow past [`KV_QUOTA`].
     #[error("the plugin's store would exceed its {KV_QUOTA} byte quota")]
     Quota,
+    /// A bounded family of settings (`larm_rules::settings::FAMILIES`)
+    /// would grow past its most keys.
+    #[error("at most {max} settings {prefix}*")]
+    Full {
+        /// The family's prefix.
+        prefix: &'static str,
+        /// Its most keys.
+        max: usize,
+    },
 }
 
 fn db_err(e: impl std::fmt::Display) -> StateError {
@@ -300,6 +313,22 @@ impl State {
                 }
                 .map_err(db_err)?;
             }
+            // Counted inside the transaction, so two writers cannot both
+            // take the last place.
+            for &(prefix, max) in larm_rules::settings::FAMILIES {
+                if changes.iter().any(|(k, v)| v.is_some() && k.starts_with(prefix)) {
+                    let mut count = 0;
+                    for entry in table.range(prefix..).map_err(db_err)? {
+                        if !entry.map_err(db_err)?.0.value().starts_with(prefix) {
+                            break;
+                        }
+                        count += 1;
+                    }
+                    if count > max {
+                        return Err(StateError::Full { prefix, max });
+                    }
+                }
+            }
             let mut kv = txn.open_table(KV).map_err(db_err)?;
             for &(key, value) in store {
                 kv_change(&mut kv, plugin, key, value)?;
@@ -321,6 +350,28 @@ impl State {
                 .map_err(db_err)?;
             Ok(())
         })
+    }
+
+    /// One of the host's records (see [`RECORDS`]).
+    pub fn record(&self, key: &str) -> Result<Option<Vec<u8>>, StateError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = match txn.open_table(RECORDS) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(db_err(e)),
+        };
+        let value = table.get(key).map_err(db_err)?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    /// Replaces one of the host's records, durably.
+    pub fn set_record(&self, key: &str, value: &[u8]) -> Result<(), StateError> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        txn.open_table(RECORDS)
+            .map_err(db_err)?
+            .insert(key, value)
+            .map_err(db_err)?;
+        txn.commit().map_err(db_err)
     }
 
     /// A value from a plugin's store.

@@ -6,12 +6,15 @@
 
 mod grants;
 mod server;
+mod sharing;
 mod updates;
 
 pub use grants::{Grants, Scope, SettingsAccess, SystemAction};
 pub use server::{AlarmConfig, BrokerUrl, ServerConfig, Step};
+pub use sharing::{HTTP_SOURCE, OutputConfig, Quota, QuotasConfig};
 pub use updates::UpdatesConfig;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroU64};
@@ -136,10 +139,19 @@ pub struct Config {
     /// Field updates: trusted signing keys and probation.
     #[serde(default)]
     pub updates: UpdatesConfig,
+    /// Who may switch each output, by priority (`[outputs.N]`).
+    #[serde(default)]
+    pub outputs: BTreeMap<String, OutputConfig>,
+    /// Unit-wide limits on SMS, calls and reports.
+    #[serde(default)]
+    pub quotas: QuotasConfig,
     /// The plugins to run, in order (for SMS command sets, the order in
     /// which they are asked to claim a message).
     #[serde(default)]
     pub plugins: Vec<PluginConfig>,
+    /// The owners of each output, checked (from `outputs`).
+    #[serde(skip)]
+    pub owners: BTreeMap<u8, Vec<String>>,
     /// The text it was read from.
     #[serde(skip)]
     text: String,
@@ -499,6 +511,10 @@ pub struct PluginConfig {
     pub grants: Grants,
     /// Overrides of `[runtime]` for this plugin.
     pub limits: Limits,
+    /// The plugin's own quotas, on top of the unit's.
+    pub quota: Quota,
+    /// Only `[quotas.ceiling]` limits it (alarms).
+    pub bypass_quotas: bool,
     /// The plugin's own settings, handed to its `init` as key/value pairs.
     pub config: toml::Table,
 }
@@ -516,6 +532,10 @@ struct RawPlugin {
     grants: Grants,
     #[serde(default)]
     limits: Limits,
+    #[serde(default)]
+    quota: Quota,
+    #[serde(default)]
+    bypass_quotas: bool,
     #[serde(default)]
     config: toml::Table,
 }
@@ -540,6 +560,8 @@ impl TryFrom<RawPlugin> for PluginConfig {
             source,
             grants: raw.grants,
             limits: raw.limits,
+            quota: raw.quota,
+            bypass_quotas: raw.bypass_quotas,
             config: raw.config,
         })
     }
@@ -786,7 +808,25 @@ impl Config {
                     }
                 }
             }
+            if let Some(bad) = plugin.quota.too_large() {
+                return Err((
+                    Some(plugin.name.span()),
+                    key(&format!("quota.{bad}")),
+                    format!("at most {}", sharing::MAX_LIMIT),
+                ));
+            }
         }
+        for (scope, quota) in [("unit", &self.quotas.unit), ("ceiling", &self.quotas.ceiling)] {
+            if let Some(bad) = quota.too_large() {
+                return Err((
+                    None,
+                    format!("quotas.{scope}.{bad}"),
+                    format!("at most {}", sharing::MAX_LIMIT),
+                ));
+            }
+        }
+        let names: Vec<&str> = self.plugins.iter().map(|p| p.name.get_ref().as_str()).collect();
+        self.owners = sharing::output_owners(&self.outputs, outputs, &names)?;
         Ok(())
     }
 }

@@ -53,6 +53,11 @@ pub enum Action {
         /// Minutes; 0 = never.
         minutes: u32,
     },
+    /// Reject the call ringing in, without answering it.
+    RejectCall {
+        /// The plugin that asked.
+        by: String,
+    },
     /// Restart the modem or the unit.
     Restart {
         /// The plugin that asked.

@@ -17,8 +17,10 @@ use super::{Unit, data_dir};
 use crate::config::{BoardSource, Config, ModemLink};
 use crate::modem;
 use crate::outbox::{self, Outbox};
+use crate::outputs::Outputs;
 use crate::plugins::PluginManager;
 use crate::plugins::runtime::Runtime;
+use crate::quota::Quotas;
 use crate::server::Link;
 use crate::state::State;
 use crate::updates::Updates;
@@ -70,6 +72,19 @@ impl Unit {
         let (tx, actions) = mpsc::unbounded_channel();
         let mut shared = Shared::new(board, state, outbox.clone(), tx);
         shared.password = PasswordGuard::new(&config.sms);
+        shared.outputs = Outputs::new(
+            shared.board.clone(),
+            shared.state.clone(),
+            config.owners.clone(),
+        );
+        shared.quotas = Quotas::new(
+            shared.state.clone(),
+            &config.quotas,
+            config
+                .plugins
+                .iter()
+                .map(|p| (p.name.get_ref().as_str(), &p.quota, p.bypass_quotas)),
+        );
         // A state rebuilt from its backup (or lost with none) is shown like
         // a corrupt config, red steady, until someone looks at the unit.
         let state_restored = shared.state.restored().map(str::to_string);
@@ -85,6 +100,8 @@ impl Unit {
             shared.report_health("state", PluginState::Restarted, 1, why);
         }
         tokio::spawn(super::password::report_lockouts(&shared));
+        shared.emit_all(shared.outputs.restore());
+        tokio::spawn(crate::outputs::end_timed(shared.clone()));
         let (layout, memory_cap) = config.runtime.memory_layout(&config.plugins);
         let runtime = Runtime::with_memory(Some(data_dir.join("cache")), layout, memory_cap)
             .map_err(|e| anyhow::anyhow!("starting the plugin runtime: {e:#}"))?;

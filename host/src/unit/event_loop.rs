@@ -209,6 +209,13 @@ impl Unit {
                         n
                     }));
                 }
+                Action::RejectCall { by } => match &self.outgoing {
+                    Some(modem) => {
+                        info!(event = "call-rejected", by = %by, "incoming call rejected (by {by})");
+                        let _ = modem.send(Outgoing::RejectCall);
+                    }
+                    None => warn!("no modem to reject a call with"),
+                },
                 Action::Connect { by } => {
                     info!("server connection requested (by {by})");
                     self.to_link(Control::Connect);

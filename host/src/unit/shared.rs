@@ -16,13 +16,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use firmware_bridge::board::{Board, BoardError, CardState, OutputId};
+use firmware_bridge::board::{Board, CardState};
 use tokio::sync::{mpsc, watch};
 
 use super::action::Action;
 use super::password::PasswordGuard;
 use crate::modem::ModemStatus;
 use crate::outbox::Outbox;
+use crate::outputs::Outputs;
+use crate::quota::{Cost, OverQuota, Quotas};
 use crate::plugins::bindings::larm::plugin::types::{
     DeviceStatus, PluginHealth, PluginState, Report,
 };
@@ -67,6 +69,10 @@ pub struct Shared {
     pub last_sms: watch::Sender<Option<Instant>>,
     /// Wrong-password throttle.
     pub password: PasswordGuard,
+    /// The outputs: who holds them, timed switches.
+    pub outputs: Outputs,
+    /// Quotas on SMS, calls and reports.
+    pub quotas: Quotas,
     /// The config file is corrupt and the last good one runs (red LED steady).
     pub config_corrupt: bool,
     /// Where timers run; none outside a tokio runtime (benchmarks).
@@ -84,6 +90,8 @@ impl Shared {
         actions: mpsc::UnboundedSender<Vec<Action>>,
     ) -> Self {
         Self {
+            outputs: Outputs::new(board.clone(), state.clone(), BTreeMap::new()),
+            quotas: Quotas::unlimited(state.clone()),
             board,
             state,
             outbox,
@@ -184,14 +192,15 @@ impl Shared {
         self.emit_all(vec![action]);
     }
 
-    /// Switches an output on the board and returns the action that says so,
-    /// for whoever switched it (`by`: a plugin, `http`...) to emit.
-    pub fn switch_output(&self, by: &str, output: u8, on: bool) -> Result<Action, BoardError> {
-        self.board.set_output(OutputId(output), on)?;
-        Ok(Action::Output {
-            by: by.to_string(),
-            output,
-            on,
+    /// Counts a send of `cost` by `by` against its quotas; a refusal is
+    /// logged, and told on the health events the first time.
+    pub fn spend(&self, by: &str, cost: Cost) -> Result<(), OverQuota> {
+        self.quotas.spend(by, cost).map_err(|(over, first)| {
+            tracing::warn!(plugin = %by, "refused: {over}");
+            if first {
+                self.report_health("quota", PluginState::Running, 1, format!("{by}: {over}"));
+            }
+            over
         })
     }
 }

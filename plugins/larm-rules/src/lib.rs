@@ -10,6 +10,7 @@
 //! - [`phone`]: [`PhoneNumber`], parsed and compared one way.
 //! - [`password`]: the SMS password rule.
 //! - [`settings`]: the device settings' keys, defaults and validation.
+//! - [`outputs`]: how long a timed output may run.
 //! - [`names`]: the words for SIM, network and plugin states.
 
 #![no_std]
@@ -17,6 +18,7 @@
 extern crate alloc;
 
 pub mod names;
+pub mod outputs;
 pub mod password;
 pub mod phone;
 pub mod settings;

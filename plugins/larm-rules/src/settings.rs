@@ -14,6 +14,7 @@
 //! | `alarm.flap-changes` | changes of one input within the hold-off that make it flapping (0 = no limit; default 10) |
 //! | `alarm.flap-hold-off-s` | how long a flapping input's alarms are held, summed up in one SMS (10-86400; default 300) |
 //! | `server.interval-min` | connection interval (`CONINTVL`), 0 = never, at most a week |
+//! | `gate.caller.NUMBER` | a caller whose call opens the gate (call to open), by its number in `+` form; the value is a name, may be empty. At most [`MAX_CALLERS`] |
 
 use alloc::format;
 use alloc::string::String;
@@ -47,6 +48,21 @@ pub const DEFAULT_FLAP_HOLD_OFF_S: u32 = 300;
 pub const MIN_FLAP_HOLD_OFF_S: u32 = 10;
 /// The longest input delay: a day.
 pub const MAX_DELAY_S: u32 = 24 * 3600;
+/// The keys of the callers allowed to open the gate, followed by the
+/// number (`gate.caller.+46701234567`).
+pub const CALLER_PREFIX: &str = "gate.caller.";
+/// The most gate callers a unit keeps.
+pub const MAX_CALLERS: usize = 500;
+/// The longest name of a gate caller.
+pub const MAX_CALLER_NAME: usize = 40;
+/// Families of keys that are bounded in number: prefix and most keys.
+pub const FAMILIES: &[(&str, usize)] = &[(CALLER_PREFIX, MAX_CALLERS)];
+
+/// The key of gate caller `number`.
+pub fn caller_key(number: &PhoneNumber) -> String {
+    format!("{CALLER_PREFIX}{number}")
+}
+
 /// The longest setting key.
 pub const MAX_KEY: usize = 128;
 /// The longest setting value, and the longest SMS text a plugin may send:
@@ -263,6 +279,17 @@ pub fn validate(key: &str, value: &str, inputs: u8) -> Result<(), String> {
         (Some("alarm"), Some("flap-hold-off-s"), None, None) => {
             seconds(MIN_FLAP_HOLD_OFF_S, MAX_DELAY_S)
         }
+        (Some("gate"), Some("caller"), Some(number), None) => match PhoneNumber::parse(number) {
+            Ok(n) if n.as_str() == number => {
+                if value.chars().count() > MAX_CALLER_NAME {
+                    Err(format!("{key}: a name is at most {MAX_CALLER_NAME} characters"))
+                } else {
+                    Ok(())
+                }
+            }
+            Ok(n) => Err(format!("{key}: write the number as {n}")),
+            Err(e) => Err(format!("{key}: {number:?} is not a phone number ({e})")),
+        },
         (Some("server"), Some("interval-min"), None, None) => interval_min(value)
             .map(drop)
             .map_err(|e| format!("{key}: {e}")),
@@ -311,6 +338,10 @@ mod tests {
         assert_eq!(validate("input.2.delay-s", "30", 8), Ok(()));
         assert_eq!(validate("alarm.sms", "+46701234567, 112", 8), Ok(()));
         assert_eq!(validate("alarm.sms", "", 8), Ok(()));
+        assert_eq!(validate("gate.caller.+46701234567", "Anna", 8), Ok(()));
+        assert!(validate("gate.caller.+46 70 123 45 67", "", 8).is_err(), "one form only");
+        assert!(validate("gate.caller.anna", "", 8).is_err());
+        assert!(validate("gate.caller.+46701234567", &"x".repeat(41), 8).is_err());
         assert_eq!(validate(INTERVAL_KEY, "0", 8), Ok(()));
         assert_eq!(validate(INTERVAL_KEY, "10080", 8), Ok(()));
         let long = "x".repeat(MAX_VALUE + 1);

@@ -122,6 +122,6 @@ mod tests {
         // What Home Assistant sends back is a command the unit accepts.
         let on = alarm.payload["payload_on"].as_str().unwrap();
         let (_, checked) = crate::schema::check(on.as_bytes(), 2, 2).unwrap();
-        assert_eq!(checked.outputs, [(2, true)]);
+        assert_eq!(checked.outputs, [(2, true, None)]);
     }
 }

@@ -269,14 +269,14 @@ impl adapter::Guest for StdServerAdapter {
         // switch to a state, not a toggle). Then the settings in one
         // transaction with the command's id: all of them, or none, and the
         // id is remembered exactly when they are.
-        for &(n, on) in &checked.outputs {
-            io::set_output(n, on).map_err(|e| format!("output {n}: {e:?}"))?;
+        for &(n, on, ms) in &checked.outputs {
+            match ms {
+                Some(ms) => io::pulse_output(n, ms),
+                None => io::set_output(n, on),
+            }
+            .map_err(|e| format!("output {n}: {e:?}"))?;
         }
-        let changes: Vec<(String, Option<String>)> = checked
-            .settings
-            .iter()
-            .map(|(k, v)| (k.clone(), Some(v.clone())))
-            .collect();
+        let changes = checked.settings.clone();
         let remembered: Vec<(String, Option<Vec<u8>>)> = command
             .id
             .as_deref()
@@ -288,6 +288,7 @@ impl adapter::Guest for StdServerAdapter {
             .settings
             .iter()
             .find(|(k, _)| k == larm_rules::settings::INTERVAL_KEY)
+            && let Some(value) = value
         {
             let minutes = larm_rules::settings::interval_min(value)?;
             server::set_interval(minutes).map_err(|e| format!("interval: {e:?}"))?;

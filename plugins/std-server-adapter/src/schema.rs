@@ -150,15 +150,37 @@ pub struct Command {
     /// The server's id for the command, for the log.
     #[serde(default)]
     pub id: Option<String>,
-    /// Outputs to switch: `{"3": true}`.
+    /// Outputs to switch: `{"3": true}`, or for a time: `{"3": {"on":
+    /// true, "for_s": 30}}`.
     #[serde(default)]
-    pub outputs: BTreeMap<String, bool>,
-    /// Device settings to change: `{"input.2.mode": "NC"}`.
+    pub outputs: BTreeMap<String, OutputCommand>,
+    /// Device settings to change: `{"input.2.mode": "NC"}`; `null`
+    /// removes one (`{"gate.caller.+46701234567": null}`).
     #[serde(default)]
-    pub settings: BTreeMap<String, String>,
+    pub settings: BTreeMap<String, Option<String>>,
     /// Send the status now (it is also sent after every command applied).
     #[serde(default)]
     pub status: bool,
+}
+
+/// One output's switch in a command.
+#[derive(Debug, Deserialize, PartialEq, Clone, Copy)]
+#[serde(untagged)]
+pub enum OutputCommand {
+    /// On (a latch) or off.
+    Switch(bool),
+    /// On or off, and on for a time.
+    Timed(TimedSwitch),
+}
+
+/// `{"on": true, "for_s": 30}`.
+#[derive(Debug, Deserialize, PartialEq, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+pub struct TimedSwitch {
+    /// On or off.
+    pub on: bool,
+    /// Seconds it stays on, then off by itself.
+    pub for_s: Option<f64>,
 }
 
 /// The longest command id: ids are remembered (see `lib.rs`), so they are
@@ -168,10 +190,10 @@ pub const MAX_ID: usize = 128;
 /// What to change, checked.
 #[derive(Debug, PartialEq, Default)]
 pub struct Checked {
-    /// Outputs and their new state.
-    pub outputs: Vec<(u8, bool)>,
-    /// Settings and their new values.
-    pub settings: Vec<(String, String)>,
+    /// Outputs, their new state, and how long they stay on (ms).
+    pub outputs: Vec<(u8, bool, Option<u32>)>,
+    /// Settings and their new values (none: removed).
+    pub settings: Vec<(String, Option<String>)>,
 }
 
 /// Parses and checks a command against a unit with `inputs` inputs and
@@ -195,14 +217,39 @@ pub fn check(payload: &[u8], inputs: u8, outputs: u8) -> Result<(Command, Checke
         ));
     }
     let mut checked = Checked::default();
-    for (n, &on) in &command.outputs {
-        match n.parse::<u8>() {
-            Ok(n) if (1..=outputs).contains(&n) => checked.outputs.push((n, on)),
+    for (n, &switch) in &command.outputs {
+        let n = match n.parse::<u8>() {
+            Ok(n) if (1..=outputs).contains(&n) => n,
             _ => return Err(format!("output {n:?}: the unit has outputs 1 to {outputs}")),
-        }
+        };
+        let (on, ms) = match switch {
+            OutputCommand::Switch(on) | OutputCommand::Timed(TimedSwitch { on, for_s: None }) => {
+                (on, None)
+            }
+            OutputCommand::Timed(TimedSwitch {
+                on: true,
+                for_s: Some(s),
+            }) => (
+                true,
+                Some(larm_rules::outputs::from_seconds(s).map_err(|e| format!("output {n}: {e}"))?),
+            ),
+            OutputCommand::Timed(TimedSwitch { on: false, .. }) => {
+                return Err(format!("output {n}: `for_s` goes with `\"on\": true`"));
+            }
+        };
+        checked.outputs.push((n, on, ms));
     }
     for (key, value) in &command.settings {
-        larm_rules::settings::validate(key, value, inputs)?;
+        match value {
+            Some(value) => larm_rules::settings::validate(key, value, inputs)?,
+            None if key.len() > larm_rules::settings::MAX_KEY => {
+                return Err(format!(
+                    "setting keys are at most {} bytes",
+                    larm_rules::settings::MAX_KEY
+                ));
+            }
+            None => {}
+        }
         checked.settings.push((key.clone(), value.clone()));
     }
     Ok((command, checked))
@@ -215,18 +262,19 @@ mod tests {
     #[test]
     fn a_full_command() {
         let (command, checked) = check(
-            br#"{"v":1,"id":"c-7","outputs":{"3":true,"1":false},"settings":{"input.2.mode":"NC","server.interval-min":"15"}}"#,
+            br#"{"v":1,"id":"c-7","outputs":{"3":true,"1":false,"2":{"on":true,"for_s":0.5}},"settings":{"input.2.mode":"NC","server.interval-min":"15","gate.caller.+46701234567":null}}"#,
             8,
             5,
         )
         .unwrap();
         assert_eq!(command.id.as_deref(), Some("c-7"));
-        assert_eq!(checked.outputs, [(1, false), (3, true)]);
+        assert_eq!(checked.outputs, [(1, false, None), (2, true, Some(500)), (3, true, None)]);
         assert_eq!(
             checked.settings,
             [
-                ("input.2.mode".to_string(), "NC".to_string()),
-                ("server.interval-min".to_string(), "15".to_string())
+                ("gate.caller.+46701234567".to_string(), None),
+                ("input.2.mode".to_string(), Some("NC".to_string())),
+                ("server.interval-min".to_string(), Some("15".to_string()))
             ]
         );
     }
@@ -241,6 +289,9 @@ mod tests {
             (br#"{"v":1,"reboot":true}"#, "unknown field"),
             (br#"{"v":1,"outputs":{"6":true}}"#, "outputs 1 to 5"),
             (br#"{"v":1,"outputs":{"x":true}}"#, "outputs 1 to 5"),
+            (br#"{"v":1,"outputs":{"2":{"on":false,"for_s":3}}}"#, "goes with"),
+            (br#"{"v":1,"outputs":{"2":{"on":true,"for_s":0}}}"#, "0.1 to 86400"),
+            (br#"{"v":1,"outputs":{"2":{"on":true,"for":3}}}"#, "did not match"),
             (
                 br#"{"v":1,"settings":{"input.2.mode":"maybe"}}"#,
                 "not NO or NC",

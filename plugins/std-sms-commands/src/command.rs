@@ -3,6 +3,8 @@
 //! Format (docs/unit.md): `[password] [command] [parameter 1] [parameter 2]`,
 //! command words in any letter case.
 
+use larm_rules::PhoneNumber;
+
 /// A command with its parameters checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -16,7 +18,9 @@ pub enum Command {
     Connect,
     /// `CONINTVL minutes` (0 = never)
     Interval(u32),
-    /// `OUTPUT n ON|OFF` (reply) or `SETOUTPUT n ON|OFF` (no reply)
+    /// `OUTPUT n ON|OFF [seconds]` (reply) or `SETOUTPUT n ON|OFF
+    /// [seconds]` (no reply); with seconds (`30`, `0.5`), on for that
+    /// long, then off.
     Output {
         /// Output number.
         output: u8,
@@ -24,7 +28,15 @@ pub enum Command {
         on: bool,
         /// Whether to reply.
         reply: bool,
+        /// How long it stays on, in milliseconds; none: a latch.
+        ms: Option<u32>,
     },
+    /// `ADDNUM +46…`: the number's calls open the gate.
+    AddCaller(PhoneNumber),
+    /// `DELNUM +46…`
+    DelCaller(PhoneNumber),
+    /// `NUMS`: the gate's callers.
+    Callers,
     /// `RESTART GSM` (true) or `RESTART ALL` (false)
     Restart {
         /// Only the modem.
@@ -81,19 +93,41 @@ pub fn parse(words: &[&str]) -> Result<Command, Problem> {
             )),
         "OUTPUT" | "SETOUTPUT" => {
             let usage = if word == "OUTPUT" {
-                "OUTPUT n ON/OFF"
+                "OUTPUT n ON/OFF [seconds]"
             } else {
-                "SETOUTPUT n ON/OFF"
+                "SETOUTPUT n ON/OFF [seconds]"
+            };
+            let ms = match (on_off(param(2)), param(3)) {
+                (_, None) => None,
+                (Some(true), Some(time)) => Some(
+                    larm_rules::outputs::parse_seconds(&time)
+                        .map_err(|_| Problem::Usage(usage))?,
+                ),
+                _ => return Err(Problem::Usage(usage)),
             };
             match (param(1).and_then(|n| n.parse().ok()), on_off(param(2))) {
-                (Some(output), Some(on)) => Ok(Command::Output {
+                (Some(output), Some(on)) if words.len() <= 4 => Ok(Command::Output {
                     output,
                     on,
                     reply: word == "OUTPUT",
+                    ms,
                 }),
                 _ => Err(Problem::Usage(usage)),
             }
         }
+        "ADDNUM" | "DELNUM" => {
+            let usage = if word == "ADDNUM" {
+                "ADDNUM +46701234567"
+            } else {
+                "DELNUM +46701234567"
+            };
+            match words.get(1).map(|n| PhoneNumber::parse(n)) {
+                Some(Ok(n)) if words.len() == 2 && word == "ADDNUM" => Ok(Command::AddCaller(n)),
+                Some(Ok(n)) if words.len() == 2 => Ok(Command::DelCaller(n)),
+                _ => Err(Problem::Usage(usage)),
+            }
+        }
+        "NUMS" => Ok(Command::Callers),
         "RESTART" => match param(1).as_deref() {
             Some("GSM") => Ok(Command::Restart { modem_only: true }),
             Some("ALL") => Ok(Command::Restart { modem_only: false }),
@@ -137,6 +171,18 @@ pub enum Reply<'a> {
     Interval(u32),
     /// An output was switched.
     Output(u8, bool),
+    /// An output was switched on for a time (ms).
+    OutputFor(u8, u32),
+    /// A gate caller was added.
+    CallerAdded(&'a PhoneNumber),
+    /// A gate caller was removed.
+    CallerRemoved(&'a PhoneNumber),
+    /// Not a gate caller.
+    NotACaller(&'a PhoneNumber),
+    /// The gate's callers, and how many there are in all.
+    Callers(&'a [String], usize),
+    /// Opened for a caller (call to open's confirmation).
+    Opened,
     /// No such output.
     NoOutput(u8, u8),
     /// Restarting.
@@ -156,10 +202,10 @@ pub fn word(lang: Lang, reply: Reply<'_>) -> String {
     };
     match (lang, reply) {
         (En, Reply::Problem(Problem::Unknown(w))) => format!(
-            "Unknown command {w}. Commands: STATUS CHGPASS FACRESET CONNECT CONINTVL OUTPUT SETOUTPUT RESTART"
+            "Unknown command {w}. Commands: STATUS CHGPASS FACRESET CONNECT CONINTVL OUTPUT SETOUTPUT RESTART ADDNUM DELNUM NUMS"
         ),
         (Sv, Reply::Problem(Problem::Unknown(w))) => format!(
-            "Okänt kommando {w}. Kommandon: STATUS CHGPASS FACRESET CONNECT CONINTVL OUTPUT SETOUTPUT RESTART"
+            "Okänt kommando {w}. Kommandon: STATUS CHGPASS FACRESET CONNECT CONINTVL OUTPUT SETOUTPUT RESTART ADDNUM DELNUM NUMS"
         ),
         (En, Reply::Problem(Problem::Usage(u))) => format!("Wrong parameters. Use: {u}"),
         (Sv, Reply::Problem(Problem::Usage(u))) => format!("Fel parametrar. Skriv: {u}"),
@@ -187,6 +233,17 @@ pub fn word(lang: Lang, reply: Reply<'_>) -> String {
         (Sv, Reply::Interval(m)) => format!("Anslutningsintervall: {m} min"),
         (En, Reply::Output(n, on)) => format!("Output {n} {}", on_off(on)),
         (Sv, Reply::Output(n, on)) => format!("Utgång {n} {}", on_off(on)),
+        (En, Reply::OutputFor(n, ms)) => format!("Output {n} ON for {} s", seconds(ms)),
+        (Sv, Reply::OutputFor(n, ms)) => format!("Utgång {n} PÅ i {} s", seconds(ms)),
+        (En, Reply::CallerAdded(n)) => format!("{n} added: its calls open"),
+        (Sv, Reply::CallerAdded(n)) => format!("{n} tillagt: samtal därifrån öppnar"),
+        (En, Reply::CallerRemoved(n)) => format!("{n} removed"),
+        (Sv, Reply::CallerRemoved(n)) => format!("{n} borttaget"),
+        (En, Reply::NotACaller(n)) => format!("{n} is not on the list"),
+        (Sv, Reply::NotACaller(n)) => format!("{n} finns inte i listan"),
+        (lang, Reply::Callers(listed, all)) => callers(lang, listed, all),
+        (En, Reply::Opened) => "Opened".into(),
+        (Sv, Reply::Opened) => "Öppnat".into(),
         (En, Reply::NoOutput(n, count)) => format!("No output {n}: outputs are 1-{count}"),
         (Sv, Reply::NoOutput(n, count)) => format!("Utgång {n} finns inte: utgångar är 1-{count}"),
         (En, Reply::Restarting(true)) => "Restarting the modem".into(),
@@ -196,6 +253,50 @@ pub fn word(lang: Lang, reply: Reply<'_>) -> String {
         (En, Reply::Failed(why)) => format!("Could not do it: {why}"),
         (Sv, Reply::Failed(why)) => format!("Gick inte: {why}"),
     }
+}
+
+/// Milliseconds as seconds, with as many decimals as they need.
+fn seconds(ms: u32) -> String {
+    let (s, frac) = (ms / 1000, ms % 1000);
+    if frac == 0 {
+        format!("{s}")
+    } else {
+        format!("{s}.{}", format!("{frac:03}").trim_end_matches('0'))
+    }
+}
+
+/// The `NUMS` reply: as many numbers as fit the longest SMS, and how many
+/// there are in all.
+fn callers(lang: Lang, listed: &[String], all: usize) -> String {
+    let head = match lang {
+        Lang::En => format!("{all} numbers:"),
+        Lang::Sv => format!("{all} nummer:"),
+    };
+    if all == 0 {
+        return match lang {
+            Lang::En => "No numbers: nobody's call opens".into(),
+            Lang::Sv => "Inga nummer: inga samtal öppnar".into(),
+        };
+    }
+    let mut reply = head;
+    let mut shown = 0;
+    // Room for " (and 500 more)" after the last one.
+    for number in listed {
+        if reply.chars().count() + 1 + number.chars().count() + 16 > larm_rules::settings::MAX_VALUE {
+            break;
+        }
+        reply.push(' ');
+        reply.push_str(number);
+        shown += 1;
+    }
+    if shown < all {
+        let more = all - shown;
+        reply.push_str(&match lang {
+            Lang::En => format!(" (and {more} more)"),
+            Lang::Sv => format!(" (och {more} till)"),
+        });
+    }
+    reply
 }
 
 /// What `STATUS` reports.
@@ -315,7 +416,8 @@ mod tests {
             Ok(Command::Output {
                 output: 3,
                 on: true,
-                reply: true
+                reply: true,
+                ms: None
             })
         );
         assert_eq!(cmd("1234 STATUS"), Ok(Command::Status));
@@ -329,7 +431,8 @@ mod tests {
             Ok(Command::Output {
                 output: 2,
                 on: false,
-                reply: false
+                reply: false,
+                ms: None
             })
         );
         assert_eq!(
@@ -343,6 +446,38 @@ mod tests {
         assert_eq!(cmd("1234 conintvl 0"), Ok(Command::Interval(0)));
         assert_eq!(cmd("1234 connect"), Ok(Command::Connect));
         assert_eq!(cmd("1234 facreset"), Ok(Command::FactoryReset));
+    }
+
+    /// Timed outputs and pulses, and the gate's list.
+    #[test]
+    fn timed_outputs_and_the_gate_list() {
+        assert_eq!(
+            cmd("1234 OUTPUT 3 ON 30"),
+            Ok(Command::Output {
+                output: 3,
+                on: true,
+                reply: true,
+                ms: Some(30_000)
+            })
+        );
+        assert!(matches!(
+            cmd("1234 setoutput 1 on 0.5"),
+            Ok(Command::Output { ms: Some(500), reply: false, .. })
+        ));
+        for bad in ["1234 OUTPUT 3 OFF 30", "1234 OUTPUT 3 ON soon", "1234 OUTPUT 3 ON 0.01", "1234 OUTPUT 3 ON 30 40"] {
+            assert_eq!(cmd(bad), Err(Problem::Usage("OUTPUT n ON/OFF [seconds]")), "{bad}");
+        }
+        assert_eq!(word(Lang::En, Reply::OutputFor(3, 500)), "Output 3 ON for 0.5 s");
+        assert_eq!(word(Lang::En, Reply::OutputFor(3, 30_000)), "Output 3 ON for 30 s");
+        let anna = PhoneNumber::parse("+46 70 123 45 67").unwrap();
+        assert_eq!(cmd("1234 addnum +46 70 123 45 67"), Err(Problem::Usage("ADDNUM +46701234567")));
+        assert_eq!(cmd("1234 ADDNUM +46701234567"), Ok(Command::AddCaller(anna.clone())));
+        assert_eq!(cmd("1234 DELNUM +46701234567"), Ok(Command::DelCaller(anna)));
+        assert_eq!(cmd("1234 NUMS"), Ok(Command::Callers));
+        let many: Vec<String> = (0..500).map(|i| format!("+4670{i:07}")).collect();
+        let reply = word(Lang::En, Reply::Callers(&many, 500));
+        assert!(reply.starts_with("500 numbers: +46700000000 +46700000001"), "{reply}");
+        assert!(reply.ends_with(" more)") && reply.chars().count() <= 1530, "{reply}");
     }
 
     #[test]
@@ -363,7 +498,7 @@ mod tests {
     fn bad_commands_say_what_is_wrong() {
         assert_eq!(
             cmd("1234 OUTPUT 3 MAYBE"),
-            Err(Problem::Usage("OUTPUT n ON/OFF"))
+            Err(Problem::Usage("OUTPUT n ON/OFF [seconds]"))
         );
         assert_eq!(
             cmd("1234 CONINTVL soon"),

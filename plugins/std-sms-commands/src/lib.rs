@@ -7,11 +7,21 @@
 //! ```toml
 //! [plugins.config]
 //! language = "sv"   # "en" (default) or "sv"
+//!
+//! # Call to open (a gate opener): a call from a number on the list
+//! # (ADDNUM / DELNUM / NUMS, or the settings `gate.caller.NUMBER`) switches
+//! # the output and is rejected unanswered, so it costs the caller nothing.
+//! [plugins.config.gate]
+//! output = 3          # the output it switches
+//! pulse-s = 1         # on for this long (default 1 s); or:
+//! # toggle = true     # switch it over instead
+//! confirm = true      # and send the caller "Opened"
 //! ```
 //!
 //! Grants it needs: `password = true`, `sms = "any"` (replies go to the
 //! sender), `outputs = "any"`, `server = true`, `settings = "write"`,
-//! `system = ["restart-modem", "restart-unit", "factory-reset"]`.
+//! `system = ["restart-modem", "restart-unit", "factory-reset"]`, and for
+//! call to open `calls = "any"` (to reject the call).
 
 mod command;
 
@@ -26,30 +36,79 @@ use command::{Command, Lang, Reply, Status};
 use exports::larm::plugin::{commands, lifecycle};
 use larm::plugin::log::{Level, log};
 use larm::plugin::types::{CallEvent, Contact, NetworkType, SmsMessage, TimerEvent};
-use larm::plugin::{io, password, server, settings, sms, status, system};
+use larm::plugin::{io, password, server, settings, sms, status, system, voice};
+use larm_rules::PhoneNumber;
+use larm_rules::settings::{CALLER_PREFIX, caller_key};
 
 struct StdSmsCommands;
 
 /// Reply language of this instance (from `init`).
 static LANG: Mutex<Lang> = Mutex::new(Lang::En);
 
+/// Call to open, when configured.
+static GATE: Mutex<Option<Gate>> = Mutex::new(None);
+
+/// What a call from a listed number does.
+#[derive(Debug, Clone, Copy)]
+struct Gate {
+    output: u8,
+    /// On for this long (ms); none: toggle.
+    pulse_ms: Option<u32>,
+    confirm: bool,
+}
+
 impl lifecycle::Guest for StdSmsCommands {
     fn init(config: Vec<(String, String)>) -> Result<(), String> {
         let mut lang = Lang::En;
+        let (mut output, mut pulse_ms, mut toggle, mut confirm) = (None, 1000, false, false);
+        let flag = |key: &str, value: &str| match value {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(format!("{key} = {value:?}: use true or false")),
+        };
         for (key, value) in config {
             match key.as_str() {
                 "language" => {
                     lang = Lang::parse(&value)
                         .ok_or_else(|| format!("language `{value}`: use \"en\" or \"sv\""))?;
                 }
+                "gate.output" => {
+                    output = Some(
+                        value
+                            .parse::<u8>()
+                            .ok()
+                            .filter(|n| (1..=io::output_count()).contains(n))
+                            .ok_or_else(|| {
+                                format!("gate.output = {value}: the unit has outputs 1 to {}", io::output_count())
+                            })?,
+                    );
+                }
+                "gate.pulse-s" => {
+                    pulse_ms = larm_rules::outputs::parse_seconds(&value)
+                        .map_err(|e| format!("gate.pulse-s: {e}"))?;
+                }
+                "gate.toggle" => toggle = flag(&key, &value)?,
+                "gate.confirm" => confirm = flag(&key, &value)?,
                 _ => {
                     return Err(format!(
-                        "unknown config key `{key}` (this plugin takes `language`)"
+                        "unknown config key `{key}` (this plugin takes `language` and `gate.output`, `gate.pulse-s`, `gate.toggle`, `gate.confirm`)"
                     ));
                 }
             }
         }
+        let gate = match output {
+            Some(output) => Some(Gate {
+                output,
+                pulse_ms: (!toggle).then_some(pulse_ms),
+                confirm,
+            }),
+            None if toggle || confirm => {
+                return Err("gate: set `gate.output`, the output a call opens".into());
+            }
+            None => None,
+        };
         *LANG.lock().unwrap() = lang;
+        *GATE.lock().unwrap() = gate;
         Ok(())
     }
 
@@ -83,8 +142,46 @@ impl commands::Guest for StdSmsCommands {
         true
     }
 
-    fn on_call(_call: CallEvent) -> bool {
-        false
+    fn on_call(call: CallEvent) -> bool {
+        let Some(gate) = *GATE.lock().unwrap() else {
+            return false;
+        };
+        let Some(caller) = call.caller.as_deref().and_then(|c| PhoneNumber::parse(c).ok()) else {
+            log(Level::Info, "a call without a number: ignored");
+            return false;
+        };
+        match settings::get(&caller_key(&caller)) {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                log(Level::Info, &format!("call from {caller}: not on the gate's list, ignored"));
+                return false;
+            }
+            Err(e) => {
+                log(Level::Error, &format!("reading the gate's list: {e:?}"));
+                return false;
+            }
+        }
+        // Rejected first: the caller stops paying at once.
+        if let Err(e) = voice::reject_call() {
+            log(Level::Warn, &format!("rejecting the call from {caller}: {e:?}"));
+        }
+        let opened = match gate.pulse_ms {
+            Some(ms) => io::pulse_output(gate.output, ms),
+            None => io::read_output(gate.output).and_then(|on| io::set_output(gate.output, !on)),
+        };
+        match opened {
+            Ok(()) => {
+                log(Level::Info, &format!("call from {caller}: output {} switched", gate.output));
+                if gate.confirm {
+                    let lang = *LANG.lock().unwrap();
+                    if let Err(e) = sms::send(caller.as_str(), &command::word(lang, Reply::Opened)) {
+                        log(Level::Warn, &format!("confirming to {caller}: {e:?}"));
+                    }
+                }
+            }
+            Err(e) => log(Level::Warn, &format!("call from {caller}: output {}: {e:?}", gate.output)),
+        }
+        true
     }
 }
 
@@ -95,7 +192,9 @@ fn run(lang: Lang, cmd: Command) -> Option<String> {
         let why = match e {
             larm::plugin::types::Error::NotGranted(w)
             | larm::plugin::types::Error::Invalid(w)
-            | larm::plugin::types::Error::Unavailable(w) => w,
+            | larm::plugin::types::Error::Unavailable(w)
+            | larm::plugin::types::Error::Held(w)
+            | larm::plugin::types::Error::OverQuota(w) => w,
         };
         log(Level::Warn, &why);
         Some(command::word(lang, Reply::Failed(&why)))
@@ -121,17 +220,49 @@ fn run(lang: Lang, cmd: Command) -> Option<String> {
                 Err(e) => failed(e),
             }
         }
-        Command::Output { output, on, reply } => {
+        Command::Output {
+            output,
+            on,
+            reply,
+            ms,
+        } => {
             let count = io::output_count();
             if output == 0 || output > count {
                 return word(Reply::NoOutput(output, count));
             }
-            match io::set_output(output, on) {
-                Ok(()) if reply => word(Reply::Output(output, on)),
-                Ok(()) => None,
-                Err(e) => failed(e),
+            let switched = match ms {
+                Some(ms) => io::pulse_output(output, ms),
+                None => io::set_output(output, on),
+            };
+            match (switched, ms) {
+                (Ok(()), Some(ms)) if reply => word(Reply::OutputFor(output, ms)),
+                (Ok(()), None) if reply => word(Reply::Output(output, on)),
+                (Ok(()), _) => None,
+                (Err(e), _) => failed(e),
             }
         }
+        Command::AddCaller(number) => match settings::set(&caller_key(&number), "") {
+            Ok(()) => word(Reply::CallerAdded(&number)),
+            Err(e) => failed(e),
+        },
+        Command::DelCaller(number) => match settings::get(&caller_key(&number)) {
+            Ok(None) => word(Reply::NotACaller(&number)),
+            Ok(Some(_)) => match settings::delete(&caller_key(&number)) {
+                Ok(()) => word(Reply::CallerRemoved(&number)),
+                Err(e) => failed(e),
+            },
+            Err(e) => failed(e),
+        },
+        Command::Callers => match settings::entries(CALLER_PREFIX) {
+            Ok(all) => {
+                let numbers: Vec<String> = all
+                    .into_iter()
+                    .map(|(k, _)| k[CALLER_PREFIX.len()..].to_string())
+                    .collect();
+                word(Reply::Callers(&numbers, numbers.len()))
+            }
+            Err(e) => failed(e),
+        },
         Command::Restart { modem_only } => {
             let target = if modem_only {
                 system::RestartTarget::Modem

@@ -4,9 +4,8 @@
 use std::time::Duration;
 
 use firmware_bridge::board::{Contact as BoardContact, InputId, OutputId};
-use tracing::warn;
-
-use super::{HostState, from_board};
+use super::{HostState, from_board, from_output};
+use crate::outputs::Switch;
 use crate::plugins::bindings::larm::plugin::io::Host;
 use crate::plugins::bindings::larm::plugin::types::{
     Contact, Error, InputId as Input, OutputId as Output,
@@ -42,32 +41,27 @@ impl Host for HostState {
     }
 
     fn set_output(&mut self, output: Output, on: bool) -> Result<(), Error> {
+        self.switch(output, Switch::new(on, None))
+    }
+
+    fn pulse_output(&mut self, output: Output, duration_ms: u32) -> Result<(), Error> {
+        let time = Duration::from_millis(duration_ms.into());
+        self.switch(output, Switch::OnFor(time))
+    }
+}
+
+impl HostState {
+    fn switch(&mut self, output: Output, switch: Switch) -> Result<(), Error> {
         let caps = &self.caps;
         if !caps.grants.outputs.allows(output) {
             return Err(caps.refuse(&format!("set-output {output}"), "outputs"));
         }
         let action = caps
             .shared
-            .switch_output(&caps.name, output, on)
-            .map_err(from_board)?;
+            .outputs
+            .switch(&caps.name, output, switch)
+            .map_err(from_output)?;
         caps.emit(action);
-        Ok(())
-    }
-
-    fn pulse_output(&mut self, output: Output, duration_ms: u32) -> Result<(), Error> {
-        let Some(runtime) = self.caps.shared.runtime.clone() else {
-            return Err(Error::Unavailable("timers are not running".into()));
-        };
-        self.set_output(output, true)?;
-        let shared = self.caps.shared.clone();
-        let by = self.caps.name.to_string();
-        runtime.spawn(async move {
-            tokio::time::sleep(Duration::from_millis(duration_ms.into())).await;
-            match shared.switch_output(&by, output, false) {
-                Ok(action) => shared.emit(action),
-                Err(e) => warn!(plugin = %by, "ending pulse on output {output}: {e}"),
-            }
-        });
         Ok(())
     }
 }

@@ -37,6 +37,8 @@ use super::bindings::Capabilities as CapabilityWorld;
 use super::bindings::larm::plugin::types::{self, Error, TimerEvent};
 use super::epoch::CallBudget;
 use crate::config::{Grants, Scope};
+use crate::outputs::OutputError;
+use crate::quota::Cost;
 use crate::state::StateError;
 use crate::unit::{Action, Shared};
 use larm_rules::PhoneNumber;
@@ -101,6 +103,13 @@ impl PluginCaps {
             Some(effects) => effects.push(action),
             None => self.shared.emit(action),
         }
+    }
+
+    /// Counts a send of `cost` against the plugin's quotas.
+    fn spend(&self, cost: Cost) -> Result<(), Error> {
+        self.shared
+            .spend(&self.name, cost)
+            .map_err(|over| Error::OverQuota(over.to_string()))
     }
 
     /// Refuses a call outside the grants: logged, never reaching hardware.
@@ -225,6 +234,15 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
 
 impl types::Host for HostState {}
 
+/// A refused switch as the WIT's `error`.
+fn from_output(e: OutputError) -> Error {
+    match e {
+        OutputError::Board(e) => from_board(e),
+        e @ (OutputError::Held { .. } | OutputError::NotOwner { .. }) => Error::Held(e.to_string()),
+        OutputError::Time(why) => Error::Invalid(why),
+    }
+}
+
 /// A board error as the WIT's `error`: by its kind, as the WIT promises
 /// (a missing card is `unavailable`, a bad id `invalid`).
 fn from_board(e: BoardError) -> Error {
@@ -237,7 +255,7 @@ fn from_board(e: BoardError) -> Error {
 /// A state store error as the WIT's `error`.
 fn from_state(e: StateError) -> Error {
     match e {
-        StateError::Quota => Error::Invalid(e.to_string()),
+        StateError::Quota | StateError::Full { .. } => Error::Invalid(e.to_string()),
         StateError::Db(_) => Error::Unavailable(e.to_string()),
     }
 }

@@ -3,6 +3,7 @@
 use super::HostState;
 use crate::plugins::bindings::larm::plugin::server::Host;
 use crate::plugins::bindings::larm::plugin::types::{Error, Report};
+use crate::quota::Cost;
 use crate::unit::Action;
 
 impl HostState {
@@ -15,6 +16,7 @@ impl HostState {
 impl Host for HostState {
     fn send(&mut self, report: Report) -> Result<(), Error> {
         self.check_server_grant("server.send")?;
+        self.caps.spend(Cost::Report)?;
         self.caps.emit(Action::Report {
             by: self.caps.name.to_string(),
             report,

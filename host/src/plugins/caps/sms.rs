@@ -5,6 +5,7 @@ use larm_rules::settings::MAX_VALUE;
 use super::HostState;
 use crate::plugins::bindings::larm::plugin::sms::Host;
 use crate::plugins::bindings::larm::plugin::types::Error;
+use crate::quota::Cost;
 use crate::unit::Action;
 
 impl Host for HostState {
@@ -17,6 +18,7 @@ impl Host for HostState {
                 "text longer than {MAX_VALUE} characters"
             )));
         }
+        caps.spend(Cost::Sms)?;
         caps.emit(Action::Sms {
             by: caps.name.to_string(),
             to: to.to_string(),
