@@ -21,13 +21,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use firmware_bridge::board::{Board, BoardError, OutputId};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::outbox::now_ms;
 use crate::state::State;
 use crate::unit::{Action, Shared};
 
@@ -108,7 +109,11 @@ pub struct Outputs {
 
 impl Outputs {
     /// The outputs of `board`, with the owners the config gives them.
-    pub fn new(board: Arc<dyn Board>, state: Arc<State>, owners: BTreeMap<u8, Vec<String>>) -> Self {
+    pub fn new(
+        board: Arc<dyn Board>,
+        state: Arc<State>,
+        owners: BTreeMap<u8, Vec<String>>,
+    ) -> Self {
         Self {
             board,
             state,
@@ -322,13 +327,6 @@ pub async fn end_timed(shared: Arc<Shared>) {
     }
 }
 
-/// Now, in milliseconds since the Unix epoch.
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,8 +398,14 @@ mod tests {
         std::thread::sleep(Duration::from_millis(200));
         let taken_up = again.restore();
         assert_eq!(taken_up.len(), 2);
-        assert!(!board2.read_output(OutputId(1)).unwrap(), "ended while stopped");
-        assert!(board2.read_output(OutputId(2)).unwrap(), "its hour is not over");
+        assert!(
+            !board2.read_output(OutputId(1)).unwrap(),
+            "ended while stopped"
+        );
+        assert!(
+            board2.read_output(OutputId(2)).unwrap(),
+            "its hour is not over"
+        );
         assert!(again.end_due().is_empty());
         assert!(again.next_end().unwrap() > Duration::from_secs(3500));
         // The first unit's timer, due now, ends its output.

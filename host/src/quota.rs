@@ -21,12 +21,13 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use crate::config::{Quota, QuotasConfig};
+use crate::outbox::now_ms;
 use crate::state::State;
 
 /// The state store's record of the counters.
@@ -266,12 +267,6 @@ fn count(sends: &Sends, scope: &str, cost: Cost, now: u64, window: Duration) -> 
         .map_or(0, |log| log.iter().filter(|&&t| t > since).count() as u32)
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -297,7 +292,11 @@ mod tests {
         Quotas::new(
             state,
             &unit,
-            [("cmds", &own, false), ("rules", &none, true), ("other", &none, false)],
+            [
+                ("cmds", &own, false),
+                ("rules", &none, true),
+                ("other", &none, false),
+            ],
         )
     }
 
@@ -311,7 +310,10 @@ mod tests {
         q.spend("cmds", Cost::Sms).unwrap();
         q.spend("cmds", Cost::Sms).unwrap();
         let (over, first) = q.spend("cmds", Cost::Sms).unwrap_err();
-        assert_eq!((over.scope.as_str(), over.name, first), ("cmds", "SMS per hour", true));
+        assert_eq!(
+            (over.scope.as_str(), over.name, first),
+            ("cmds", "SMS per hour", true)
+        );
         assert!(!q.spend("cmds", Cost::Sms).unwrap_err().1, "told once");
         // Calls are not limited here.
         q.spend("cmds", Cost::Call).unwrap();

@@ -316,7 +316,10 @@ impl State {
             // Counted inside the transaction, so two writers cannot both
             // take the last place.
             for &(prefix, max) in larm_rules::settings::FAMILIES {
-                if changes.iter().any(|(k, v)| v.is_some() && k.starts_with(prefix)) {
+                if changes
+                    .iter()
+                    .any(|(k, v)| v.is_some() && k.starts_with(prefix))
+                {
                     let mut count = 0;
                     for entry in table.range(prefix..).map_err(db_err)? {
                         if !entry.map_err(db_err)?.0.value().starts_with(prefix) {

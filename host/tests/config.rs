@@ -282,3 +282,31 @@ fn a_config_that_is_not_a_small_file_is_refused() {
         assert!(error.contains(why), "{}: {error}", path.display());
     }
 }
+
+/// `[outputs.N] owners` names outputs the board has and sources that
+/// exist; quotas are bounded.
+#[test]
+fn output_owners_and_quotas_are_checked() {
+    let plugin = "[[plugins]]\nname = \"rules\"\nbuiltin = \"std-rules\"\n";
+    let (at, key, message) = error(&format!("{plugin}[outputs.9]\nowners = [\"rules\"]\n"));
+    assert_eq!((at.line, key.as_deref()), (5, Some("outputs.9")));
+    assert!(message.contains("outputs 1 to 5"), "{message}");
+    let (at, key, message) = error(&format!(
+        "{plugin}[outputs.2]\nowners = [\"rules\", \"gate\"]\n"
+    ));
+    assert_eq!((at.line, key.as_deref()), (5, Some("outputs.2.owners")));
+    assert!(message.contains("`gate` is neither a plugin"), "{message}");
+    let (_, key, message) = error(&format!("{plugin}[outputs.2]\nowners = []\n"));
+    assert_eq!(key.as_deref(), Some("outputs.2.owners"));
+    assert!(message.contains("nobody"), "{message}");
+    let (at, key, _) = error(&format!("{plugin}quota = {{ sms_per_hour = 1000000 }}\n"));
+    assert_eq!(
+        (at.line, key.as_deref()),
+        (2, Some("plugins[0].quota.sms_per_hour"))
+    );
+    let ok = format!(
+        "{plugin}bypass_quotas = true\n[outputs.5]\nowners = [\"rules\", \"http\"]\n[quotas.unit]\nsms_per_day = 10\n"
+    );
+    let config = Config::parse(&ok, Path::new("unit.toml"), &["std-rules"]).unwrap();
+    assert_eq!(config.owners[&5], ["rules", "http"]);
+}

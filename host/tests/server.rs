@@ -105,6 +105,20 @@ fn reports_and_obeys(larmd: &mut Larmd, observer: &Observer) -> String {
     );
     larmd.wait_for("command c1 was applied before: ignored");
 
+    // A timed output ends by itself; a gate caller is added, then removed
+    // (`null`).
+    observer.publish(
+        &format!("{base}/cmd"),
+        r#"{"v":1,"id":"t1","outputs":{"1":{"on":true,"for_s":0.5}},"settings":{"gate.caller.+46701111111":"Anna"}}"#,
+    );
+    larmd.wait_for("key=gate.caller.+46701111111 value=Some(\"Anna\")");
+    observer.wait_json("/events/output", |e| e["output"] == 1 && e["on"] == false);
+    observer.publish(
+        &format!("{base}/cmd"),
+        r#"{"v":1,"id":"t2","settings":{"gate.caller.+46701111111":null}}"#,
+    );
+    larmd.wait_for("key=gate.caller.+46701111111 value=None");
+
     // A command with one bad part changes nothing, not even its good part.
     let too_long = "x".repeat(larm_rules::settings::MAX_VALUE + 1);
     observer.publish(

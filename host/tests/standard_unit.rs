@@ -73,7 +73,10 @@ fn commissioning_as_docs_unit_describes() {
 
     // A bad parameter with the right password gets a reply saying why.
     sms(&mut larmd, "1234 OUTPUT 3 MAYBE");
-    reply(&mut larmd, "Wrong parameters. Use: OUTPUT n ON/OFF");
+    reply(
+        &mut larmd,
+        "Wrong parameters. Use: OUTPUT n ON/OFF [seconds]",
+    );
     sms(&mut larmd, "1234 FLY");
     larmd.wait_for("modem: SMS sent to +46701234567: \"Unknown command FLY.");
 

@@ -108,6 +108,9 @@ impl Kit {
                     self.path("fleet.pub").display().to_string()
                 ),
             )
+            // The test rules send an SMS per event: more than the
+            // unit's default 100 a day.
+            .section("quotas.unit", "sms_per_day = 100000")
             .plugin(plugin)
     }
 }

@@ -111,6 +111,10 @@ impl fmt::Display for DisplayKey<'_> {
     }
 }
 
+/// A problem validation found: where (a span of the text), the key, and
+/// what is wrong.
+type Invalid = (Option<Range<usize>>, String, String);
+
 /// The whole config file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -687,11 +691,7 @@ impl Config {
     }
 
     /// Checks what serde cannot, resolving plugin files against `base`.
-    fn validate(
-        &mut self,
-        base: &Path,
-        builtins: &[&str],
-    ) -> Result<(), (Option<Range<usize>>, String, String)> {
+    fn validate(&mut self, base: &Path, builtins: &[&str]) -> Result<(), Invalid> {
         if let Some(http) = &self.http
             && !http.listen.get_ref().ip().is_loopback()
             && http.token.as_deref().is_none_or(str::is_empty)
@@ -816,7 +816,10 @@ impl Config {
                 ));
             }
         }
-        for (scope, quota) in [("unit", &self.quotas.unit), ("ceiling", &self.quotas.ceiling)] {
+        for (scope, quota) in [
+            ("unit", &self.quotas.unit),
+            ("ceiling", &self.quotas.ceiling),
+        ] {
             if let Some(bad) = quota.too_large() {
                 return Err((
                     None,
@@ -825,7 +828,11 @@ impl Config {
                 ));
             }
         }
-        let names: Vec<&str> = self.plugins.iter().map(|p| p.name.get_ref().as_str()).collect();
+        let names: Vec<&str> = self
+            .plugins
+            .iter()
+            .map(|p| p.name.get_ref().as_str())
+            .collect();
         self.owners = sharing::output_owners(&self.outputs, outputs, &names)?;
         Ok(())
     }

@@ -166,10 +166,7 @@ impl Default for AlarmConfig {
 
 impl ServerConfig {
     /// Checks what serde cannot, resolving file paths against `base`.
-    pub(super) fn validate(
-        &mut self,
-        base: &Path,
-    ) -> Result<(), (Option<std::ops::Range<usize>>, String, String)> {
+    pub(super) fn validate(&mut self, base: &Path) -> Result<(), super::Invalid> {
         let url_span = self.url.span();
         if let Err(why) = larm_rules::settings::check_interval(self.interval_min) {
             return Err((None, "server.interval_min".into(), why));
@@ -225,7 +222,7 @@ impl ServerConfig {
 
 impl AlarmConfig {
     /// Checks the route has no step twice.
-    pub(super) fn validate(&self) -> Result<(), (Option<std::ops::Range<usize>>, String, String)> {
+    pub(super) fn validate(&self) -> Result<(), super::Invalid> {
         let route = self.route.get_ref();
         let unique: std::collections::HashSet<_> = route.iter().collect();
         if unique.len() != route.len() {

@@ -21,7 +21,6 @@
 //! which limit wins.
 
 use std::collections::BTreeMap;
-use std::ops::Range;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -119,7 +118,7 @@ pub fn output_owners(
     outputs: &BTreeMap<String, OutputConfig>,
     count: u8,
     names: &[&str],
-) -> Result<BTreeMap<u8, Vec<String>>, (Option<Range<usize>>, String, String)> {
+) -> Result<BTreeMap<u8, Vec<String>>, super::Invalid> {
     let mut owners = BTreeMap::new();
     for (n, output) in outputs {
         let key = format!("outputs.{n}");

@@ -50,10 +50,7 @@ fn default_max_mqtt() -> usize {
 
 impl UpdatesConfig {
     /// Reads the trusted keys, resolving their paths against `base`.
-    pub(super) fn validate(
-        &mut self,
-        base: &Path,
-    ) -> Result<(), (Option<std::ops::Range<usize>>, String, String)> {
+    pub(super) fn validate(&mut self, base: &Path) -> Result<(), super::Invalid> {
         for (i, file) in self.trusted_keys.iter_mut().enumerate() {
             let resolved = base.join(file.get_ref());
             let key = TrustedKey::read(&resolved).map_err(|e| {

@@ -24,10 +24,10 @@ use super::password::PasswordGuard;
 use crate::modem::ModemStatus;
 use crate::outbox::Outbox;
 use crate::outputs::Outputs;
-use crate::quota::{Cost, OverQuota, Quotas};
 use crate::plugins::bindings::larm::plugin::types::{
     DeviceStatus, PluginHealth, PluginState, Report,
 };
+use crate::quota::{Cost, OverQuota, Quotas};
 use crate::state::State;
 
 /// The server link's state, as the blue LED and red code 6 show it.

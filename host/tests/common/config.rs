@@ -56,6 +56,8 @@ pub struct Plugin {
     grants: String,
     limits: String,
     config: String,
+    /// More keys of the entry itself (`bypass_quotas = true`).
+    keys: String,
 }
 
 impl Plugin {
@@ -67,6 +69,7 @@ impl Plugin {
             grants: grants.into(),
             limits: String::new(),
             config: String::new(),
+            keys: String::new(),
         }
     }
 
@@ -83,6 +86,7 @@ impl Plugin {
             grants: grants.into(),
             limits: String::new(),
             config: String::new(),
+            keys: String::new(),
         }
     }
 
@@ -126,6 +130,13 @@ impl Plugin {
         self
     }
 
+    /// Adds TOML lines to the `[[plugins]]` entry itself (`quota = {...}`).
+    pub fn keys(mut self, lines: &str) -> Self {
+        self.keys.push_str(lines);
+        self.keys.push('\n');
+        self
+    }
+
     /// Adds TOML lines to the plugin's `[plugins.config]`.
     pub fn config(mut self, lines: &str) -> Self {
         self.config.push_str(lines);
@@ -138,8 +149,8 @@ impl fmt::Display for Plugin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "[[plugins]]\nname = \"{}\"\n{}\n[plugins.grants]\n{}\n",
-            self.name, self.source, self.grants
+            "[[plugins]]\nname = \"{}\"\n{}\n{}[plugins.grants]\n{}\n",
+            self.name, self.source, self.keys, self.grants
         )?;
         if !self.limits.is_empty() {
             write!(f, "[plugins.limits]\n{}\n", self.limits)?;

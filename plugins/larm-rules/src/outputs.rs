@@ -28,11 +28,18 @@ pub fn parse_seconds(text: &str) -> Result<u32, String> {
     let (whole, fraction) = text.split_once(['.', ',']).unwrap_or((text, ""));
     if whole.is_empty() && fraction.is_empty()
         || fraction.len() > 3
-        || !whole.bytes().chain(fraction.bytes()).all(|b| b.is_ascii_digit())
+        || !whole
+            .bytes()
+            .chain(fraction.bytes())
+            .all(|b| b.is_ascii_digit())
     {
         return Err(bad());
     }
-    let whole: u64 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| bad())? };
+    let whole: u64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| bad())?
+    };
     let mut millis = 0u64;
     for (i, digit) in fraction.bytes().enumerate() {
         millis += u64::from(digit - b'0') * [100, 10, 1][i];
@@ -60,7 +67,16 @@ mod tests {
         assert_eq!(parse_seconds(",5"), Ok(500));
         assert_eq!(parse_seconds("1.25"), Ok(1250));
         assert_eq!(parse_seconds("86400"), Ok(MAX_MS));
-        for bad in ["", ".", "0.05", "86401", "-1", "1e3", "0.1234", "99999999999999999999"] {
+        for bad in [
+            "",
+            ".",
+            "0.05",
+            "86401",
+            "-1",
+            "1e3",
+            "0.1234",
+            "99999999999999999999",
+        ] {
             assert!(parse_seconds(bad).is_err(), "{bad}");
         }
         assert_eq!(from_seconds(0.5), Ok(500));

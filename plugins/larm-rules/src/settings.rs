@@ -282,7 +282,9 @@ pub fn validate(key: &str, value: &str, inputs: u8) -> Result<(), String> {
         (Some("gate"), Some("caller"), Some(number), None) => match PhoneNumber::parse(number) {
             Ok(n) if n.as_str() == number => {
                 if value.chars().count() > MAX_CALLER_NAME {
-                    Err(format!("{key}: a name is at most {MAX_CALLER_NAME} characters"))
+                    Err(format!(
+                        "{key}: a name is at most {MAX_CALLER_NAME} characters"
+                    ))
                 } else {
                     Ok(())
                 }
@@ -339,7 +341,10 @@ mod tests {
         assert_eq!(validate("alarm.sms", "+46701234567, 112", 8), Ok(()));
         assert_eq!(validate("alarm.sms", "", 8), Ok(()));
         assert_eq!(validate("gate.caller.+46701234567", "Anna", 8), Ok(()));
-        assert!(validate("gate.caller.+46 70 123 45 67", "", 8).is_err(), "one form only");
+        assert!(
+            validate("gate.caller.+46 70 123 45 67", "", 8).is_err(),
+            "one form only"
+        );
         assert!(validate("gate.caller.anna", "", 8).is_err());
         assert!(validate("gate.caller.+46701234567", &"x".repeat(41), 8).is_err());
         assert_eq!(validate(INTERVAL_KEY, "0", 8), Ok(()));

@@ -268,7 +268,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(command.id.as_deref(), Some("c-7"));
-        assert_eq!(checked.outputs, [(1, false, None), (2, true, Some(500)), (3, true, None)]);
+        assert_eq!(
+            checked.outputs,
+            [(1, false, None), (2, true, Some(500)), (3, true, None)]
+        );
         assert_eq!(
             checked.settings,
             [
@@ -289,9 +292,18 @@ mod tests {
             (br#"{"v":1,"reboot":true}"#, "unknown field"),
             (br#"{"v":1,"outputs":{"6":true}}"#, "outputs 1 to 5"),
             (br#"{"v":1,"outputs":{"x":true}}"#, "outputs 1 to 5"),
-            (br#"{"v":1,"outputs":{"2":{"on":false,"for_s":3}}}"#, "goes with"),
-            (br#"{"v":1,"outputs":{"2":{"on":true,"for_s":0}}}"#, "0.1 to 86400"),
-            (br#"{"v":1,"outputs":{"2":{"on":true,"for":3}}}"#, "did not match"),
+            (
+                br#"{"v":1,"outputs":{"2":{"on":false,"for_s":3}}}"#,
+                "goes with",
+            ),
+            (
+                br#"{"v":1,"outputs":{"2":{"on":true,"for_s":0}}}"#,
+                "0.1 to 86400",
+            ),
+            (
+                br#"{"v":1,"outputs":{"2":{"on":true,"for":3}}}"#,
+                "did not match",
+            ),
             (
                 br#"{"v":1,"settings":{"input.2.mode":"maybe"}}"#,
                 "not NO or NC",

@@ -100,8 +100,7 @@ pub fn parse(words: &[&str]) -> Result<Command, Problem> {
             let ms = match (on_off(param(2)), param(3)) {
                 (_, None) => None,
                 (Some(true), Some(time)) => Some(
-                    larm_rules::outputs::parse_seconds(&time)
-                        .map_err(|_| Problem::Usage(usage))?,
+                    larm_rules::outputs::parse_seconds(&time).map_err(|_| Problem::Usage(usage))?,
                 ),
                 _ => return Err(Problem::Usage(usage)),
             };
@@ -282,7 +281,8 @@ fn callers(lang: Lang, listed: &[String], all: usize) -> String {
     let mut shown = 0;
     // Room for " (and 500 more)" after the last one.
     for number in listed {
-        if reply.chars().count() + 1 + number.chars().count() + 16 > larm_rules::settings::MAX_VALUE {
+        if reply.chars().count() + 1 + number.chars().count() + 16 > larm_rules::settings::MAX_VALUE
+        {
             break;
         }
         reply.push(' ');
@@ -462,22 +462,56 @@ mod tests {
         );
         assert!(matches!(
             cmd("1234 setoutput 1 on 0.5"),
-            Ok(Command::Output { ms: Some(500), reply: false, .. })
+            Ok(Command::Output {
+                ms: Some(500),
+                reply: false,
+                ..
+            })
         ));
-        for bad in ["1234 OUTPUT 3 OFF 30", "1234 OUTPUT 3 ON soon", "1234 OUTPUT 3 ON 0.01", "1234 OUTPUT 3 ON 30 40"] {
-            assert_eq!(cmd(bad), Err(Problem::Usage("OUTPUT n ON/OFF [seconds]")), "{bad}");
+        for bad in [
+            "1234 OUTPUT 3 OFF 30",
+            "1234 OUTPUT 3 ON soon",
+            "1234 OUTPUT 3 ON 0.01",
+            "1234 OUTPUT 3 ON 30 40",
+        ] {
+            assert_eq!(
+                cmd(bad),
+                Err(Problem::Usage("OUTPUT n ON/OFF [seconds]")),
+                "{bad}"
+            );
         }
-        assert_eq!(word(Lang::En, Reply::OutputFor(3, 500)), "Output 3 ON for 0.5 s");
-        assert_eq!(word(Lang::En, Reply::OutputFor(3, 30_000)), "Output 3 ON for 30 s");
+        assert_eq!(
+            word(Lang::En, Reply::OutputFor(3, 500)),
+            "Output 3 ON for 0.5 s"
+        );
+        assert_eq!(
+            word(Lang::En, Reply::OutputFor(3, 30_000)),
+            "Output 3 ON for 30 s"
+        );
         let anna = PhoneNumber::parse("+46 70 123 45 67").unwrap();
-        assert_eq!(cmd("1234 addnum +46 70 123 45 67"), Err(Problem::Usage("ADDNUM +46701234567")));
-        assert_eq!(cmd("1234 ADDNUM +46701234567"), Ok(Command::AddCaller(anna.clone())));
-        assert_eq!(cmd("1234 DELNUM +46701234567"), Ok(Command::DelCaller(anna)));
+        assert_eq!(
+            cmd("1234 addnum +46 70 123 45 67"),
+            Err(Problem::Usage("ADDNUM +46701234567"))
+        );
+        assert_eq!(
+            cmd("1234 ADDNUM +46701234567"),
+            Ok(Command::AddCaller(anna.clone()))
+        );
+        assert_eq!(
+            cmd("1234 DELNUM +46701234567"),
+            Ok(Command::DelCaller(anna))
+        );
         assert_eq!(cmd("1234 NUMS"), Ok(Command::Callers));
         let many: Vec<String> = (0..500).map(|i| format!("+4670{i:07}")).collect();
         let reply = word(Lang::En, Reply::Callers(&many, 500));
-        assert!(reply.starts_with("500 numbers: +46700000000 +46700000001"), "{reply}");
-        assert!(reply.ends_with(" more)") && reply.chars().count() <= 1530, "{reply}");
+        assert!(
+            reply.starts_with("500 numbers: +46700000000 +46700000001"),
+            "{reply}"
+        );
+        assert!(
+            reply.ends_with(" more)") && reply.chars().count() <= 1530,
+            "{reply}"
+        );
     }
 
     #[test]

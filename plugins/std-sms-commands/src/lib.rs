@@ -79,7 +79,10 @@ impl lifecycle::Guest for StdSmsCommands {
                             .ok()
                             .filter(|n| (1..=io::output_count()).contains(n))
                             .ok_or_else(|| {
-                                format!("gate.output = {value}: the unit has outputs 1 to {}", io::output_count())
+                                format!(
+                                    "gate.output = {value}: the unit has outputs 1 to {}",
+                                    io::output_count()
+                                )
                             })?,
                     );
                 }
@@ -146,14 +149,21 @@ impl commands::Guest for StdSmsCommands {
         let Some(gate) = *GATE.lock().unwrap() else {
             return false;
         };
-        let Some(caller) = call.caller.as_deref().and_then(|c| PhoneNumber::parse(c).ok()) else {
+        let Some(caller) = call
+            .caller
+            .as_deref()
+            .and_then(|c| PhoneNumber::parse(c).ok())
+        else {
             log(Level::Info, "a call without a number: ignored");
             return false;
         };
         match settings::get(&caller_key(&caller)) {
             Ok(Some(_)) => {}
             Ok(None) => {
-                log(Level::Info, &format!("call from {caller}: not on the gate's list, ignored"));
+                log(
+                    Level::Info,
+                    &format!("call from {caller}: not on the gate list, ignored"),
+                );
                 return false;
             }
             Err(e) => {
@@ -163,7 +173,10 @@ impl commands::Guest for StdSmsCommands {
         }
         // Rejected first: the caller stops paying at once.
         if let Err(e) = voice::reject_call() {
-            log(Level::Warn, &format!("rejecting the call from {caller}: {e:?}"));
+            log(
+                Level::Warn,
+                &format!("rejecting the call from {caller}: {e:?}"),
+            );
         }
         let opened = match gate.pulse_ms {
             Some(ms) => io::pulse_output(gate.output, ms),
@@ -171,15 +184,22 @@ impl commands::Guest for StdSmsCommands {
         };
         match opened {
             Ok(()) => {
-                log(Level::Info, &format!("call from {caller}: output {} switched", gate.output));
+                log(
+                    Level::Info,
+                    &format!("call from {caller}: output {} switched", gate.output),
+                );
                 if gate.confirm {
                     let lang = *LANG.lock().unwrap();
-                    if let Err(e) = sms::send(caller.as_str(), &command::word(lang, Reply::Opened)) {
+                    if let Err(e) = sms::send(caller.as_str(), &command::word(lang, Reply::Opened))
+                    {
                         log(Level::Warn, &format!("confirming to {caller}: {e:?}"));
                     }
                 }
             }
-            Err(e) => log(Level::Warn, &format!("call from {caller}: output {}: {e:?}", gate.output)),
+            Err(e) => log(
+                Level::Warn,
+                &format!("call from {caller}: output {}: {e:?}", gate.output),
+            ),
         }
         true
     }

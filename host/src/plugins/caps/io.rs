@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use firmware_bridge::board::{Contact as BoardContact, InputId, OutputId};
 use super::{HostState, from_board, from_output};
 use crate::outputs::Switch;
 use crate::plugins::bindings::larm::plugin::io::Host;
 use crate::plugins::bindings::larm::plugin::types::{
     Contact, Error, InputId as Input, OutputId as Output,
 };
+use firmware_bridge::board::{Contact as BoardContact, InputId, OutputId};
 
 impl Host for HostState {
     fn input_count(&mut self) -> u8 {

@@ -3,9 +3,9 @@
 use larm_rules::settings::clamp_ring_s;
 
 use super::HostState;
+use crate::config::Scope;
 use crate::plugins::bindings::larm::plugin::types::Error;
 use crate::plugins::bindings::larm::plugin::voice::Host;
-use crate::config::Scope;
 use crate::quota::Cost;
 use crate::unit::Action;
 
