@@ -136,7 +136,52 @@ impl Outputs {
     /// Switches `output` for `by`, under the rule of the module doc, and
     /// returns the action that says so, for `by` to emit.
     pub fn switch(&self, by: &str, output: u8, switch: Switch) -> Result<Action, OutputError> {
+        let mut actions = self.switch_all(by, &[(output, switch)])?;
+        Ok(actions.remove(0))
+    }
+
+    /// Switches several outputs for `by` as one: each switch is checked
+    /// first, and if one is refused none is made.
+    pub fn switch_all(
+        &self,
+        by: &str,
+        switches: &[(u8, Switch)],
+    ) -> Result<Vec<Action>, OutputError> {
         let _guard = self.lock.lock().unwrap();
+        let mut checked = Vec::with_capacity(switches.len());
+        for &(output, switch) in switches {
+            checked.push(self.check(by, output, switch)?);
+        }
+        let mut actions = Vec::with_capacity(checked.len());
+        for (output, hold) in checked {
+            let on = hold.is_some();
+            self.board.set_output(OutputId(output), on)?;
+            if let Some(at) = hold.as_ref().and_then(|h| h.off_at_ms) {
+                info!(
+                    "output {output} on for {} s (by {})",
+                    Duration::from_millis(at.saturating_sub(now_ms())).as_secs_f32(),
+                    by.escape_debug()
+                );
+            }
+            self.set_hold(output, hold);
+            actions.push(Action::Output {
+                by: by.to_string(),
+                output,
+                on,
+            });
+        }
+        self.save();
+        Ok(actions)
+    }
+
+    /// Checks one switch by `by`; the output's hold after it.
+    fn check(
+        &self,
+        by: &str,
+        output: u8,
+        switch: Switch,
+    ) -> Result<(u8, Option<Hold>), OutputError> {
+        self.board.read_output(OutputId(output))?;
         let rank = self.rank_of(by, output)?;
         if let Some(held) = self.published.borrow().get(&output)
             && held.by != by
@@ -149,32 +194,19 @@ impl Outputs {
         }
         let off_at_ms = match switch {
             Switch::OnFor(t) => {
-                let ms = larm_rules::outputs::check_ms(t.as_millis() as u64)
-                    .map_err(OutputError::Time)?;
+                let ms =
+                    larm_rules::outputs::check_ms(t.as_millis().try_into().unwrap_or(u64::MAX))
+                        .map_err(OutputError::Time)?;
                 Some(now_ms() + u64::from(ms))
             }
             Switch::On | Switch::Off => None,
         };
-        let on = switch != Switch::Off;
-        self.board.set_output(OutputId(output), on)?;
-        let hold = on.then(|| Hold {
+        let hold = (switch != Switch::Off).then(|| Hold {
             by: by.to_string(),
             rank,
             off_at_ms,
         });
-        self.publish(output, hold);
-        if let Some(at) = off_at_ms {
-            info!(
-                "output {output} on for {} s (by {})",
-                Duration::from_millis(at - now_ms().min(at)).as_secs_f32(),
-                by.escape_debug()
-            );
-        }
-        Ok(Action::Output {
-            by: by.to_string(),
-            output,
-            on,
-        })
+        Ok((output, hold))
     }
 
     /// The rank of `by` among the owners of `output`.
@@ -192,8 +224,8 @@ impl Outputs {
         }
     }
 
-    /// Sets the hold of `output` and keeps the timed ones in the store.
-    fn publish(&self, output: u8, hold: Option<Hold>) {
+    /// Sets the hold of `output`; [`Outputs::save`] keeps it.
+    fn set_hold(&self, output: u8, hold: Option<Hold>) {
         self.published.send_modify(|holds| match hold {
             Some(h) => {
                 holds.insert(output, h);
@@ -202,9 +234,9 @@ impl Outputs {
                 holds.remove(&output);
             }
         });
-        self.save();
     }
 
+    /// Keeps the timed holds in the state store.
     fn save(&self) {
         let timed: BTreeMap<u8, Hold> = self
             .published
@@ -297,12 +329,15 @@ impl Outputs {
             if let Err(e) = self.board.set_output(OutputId(output), false) {
                 warn!("output {output}: ending its time: {e}");
             }
-            self.publish(output, None);
+            self.set_hold(output, None);
             actions.push(Action::Output {
                 by,
                 output,
                 on: false,
             });
+        }
+        if !actions.is_empty() {
+            self.save();
         }
         actions
     }

@@ -30,6 +30,8 @@ fn unit_config(url: &str, server_extra: &str, alarm: &str) -> UnitConfig {
             ),
         )
         .section("alarm", alarm)
+        // The ALARM output is the alarm rules' alone.
+        .section("outputs.3", "owners = [\"input-rules\"]")
         .standard_plugins(PHONE)
 }
 
@@ -118,6 +120,16 @@ fn reports_and_obeys(larmd: &mut Larmd, observer: &Observer) -> String {
         r#"{"v":1,"id":"t2","settings":{"gate.caller.+46701111111":null}}"#,
     );
     larmd.wait_for("key=gate.caller.+46701111111 value=None");
+
+    // A command that would switch the ALARM output, which is not the
+    // server's, is refused whole: output 2 stays on.
+    observer.publish(
+        &format!("{base}/cmd"),
+        r#"{"v":1,"id":"h1","outputs":{"2":false,"3":false}}"#,
+    );
+    larmd.wait_for("output 3 may be switched only by input-rules");
+    larmd.send("status");
+    larmd.wait_for("outputs 1-3 011");
 
     // A command with one bad part changes nothing, not even its good part.
     let too_long = "x".repeat(larm_rules::settings::MAX_VALUE + 1);

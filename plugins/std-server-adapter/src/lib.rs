@@ -264,18 +264,22 @@ impl adapter::Guest for StdServerAdapter {
             );
             return Ok(());
         }
-        // Outputs first: they are not kept across a restart, so a command
-        // cut short by one is delivered again and switches them (again: a
-        // switch to a state, not a toggle). Then the settings in one
+        // Outputs first, as one (`switch-outputs`: an output held by a
+        // higher owner refuses the command before anything changed). A
+        // command cut short by a restart is delivered again and switches
+        // them again: a switch to a state, not a toggle. Then the settings in one
         // transaction with the command's id: all of them, or none, and the
         // id is remembered exactly when they are.
-        for &(n, on, ms) in &checked.outputs {
-            match ms {
-                Some(ms) => io::pulse_output(n, ms),
-                None => io::set_output(n, on),
-            }
-            .map_err(|e| format!("output {n}: {e:?}"))?;
-        }
+        let switches: Vec<io::OutputSwitch> = checked
+            .outputs
+            .iter()
+            .map(|&(output, on, duration_ms)| io::OutputSwitch {
+                output,
+                on,
+                duration_ms,
+            })
+            .collect();
+        io::switch_outputs(&switches).map_err(|e| format!("outputs: {e:?}"))?;
         let changes = checked.settings.clone();
         let remembered: Vec<(String, Option<Vec<u8>>)> = command
             .id

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::{HostState, from_board, from_output};
 use crate::outputs::Switch;
-use crate::plugins::bindings::larm::plugin::io::Host;
+use crate::plugins::bindings::larm::plugin::io::{Host, OutputSwitch};
 use crate::plugins::bindings::larm::plugin::types::{
     Contact, Error, InputId as Input, OutputId as Output,
 };
@@ -41,27 +41,50 @@ impl Host for HostState {
     }
 
     fn set_output(&mut self, output: Output, on: bool) -> Result<(), Error> {
-        self.switch(output, Switch::new(on, None))
+        self.switch(&[(output, Switch::new(on, None))])
     }
 
     fn pulse_output(&mut self, output: Output, duration_ms: u32) -> Result<(), Error> {
         let time = Duration::from_millis(duration_ms.into());
-        self.switch(output, Switch::OnFor(time))
+        self.switch(&[(output, Switch::OnFor(time))])
+    }
+
+    fn switch_outputs(&mut self, switches: Vec<OutputSwitch>) -> Result<(), Error> {
+        let mut all = Vec::with_capacity(switches.len());
+        for s in switches {
+            let switch = match (s.on, s.duration_ms) {
+                (false, Some(_)) => {
+                    return Err(Error::Invalid(format!(
+                        "output {}: a duration goes with on",
+                        s.output
+                    )));
+                }
+                (on, ms) => Switch::new(on, ms.map(|ms| Duration::from_millis(ms.into()))),
+            };
+            all.push((s.output, switch));
+        }
+        self.switch(&all)
     }
 }
 
 impl HostState {
-    fn switch(&mut self, output: Output, switch: Switch) -> Result<(), Error> {
+    /// Switches outputs as one, if the grants allow every one.
+    fn switch(&mut self, switches: &[(Output, Switch)]) -> Result<(), Error> {
         let caps = &self.caps;
-        if !caps.grants.outputs.allows(output) {
+        if let Some((output, _)) = switches
+            .iter()
+            .find(|(o, _)| !caps.grants.outputs.allows(*o))
+        {
             return Err(caps.refuse(&format!("set-output {output}"), "outputs"));
         }
-        let action = caps
+        let actions = caps
             .shared
             .outputs
-            .switch(&caps.name, output, switch)
+            .switch_all(&caps.name, switches)
             .map_err(from_output)?;
-        caps.emit(action);
+        for action in actions {
+            caps.emit(action);
+        }
         Ok(())
     }
 }
