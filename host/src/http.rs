@@ -271,16 +271,26 @@ async fn set_output(
     TerminalId(n): TerminalId,
     Body(body): Body<OutputBody>,
 ) -> Response {
-    let time = match body.for_s.map(larm_rules::outputs::from_seconds) {
-        None => None,
-        Some(Ok(ms)) => Some(Duration::from_millis(ms.into())),
-        Some(Err(why)) => return error(StatusCode::BAD_REQUEST, why),
+    let time = match (body.on, body.for_s.map(larm_rules::outputs::from_seconds)) {
+        (_, None) => None,
+        (false, Some(_)) => {
+            return error(StatusCode::BAD_REQUEST, "`for_s` goes with `\"on\": true`");
+        }
+        (true, Some(Ok(ms))) => Some(Duration::from_millis(ms.into())),
+        (true, Some(Err(why))) => return error(StatusCode::BAD_REQUEST, why),
     };
-    match api
-        .shared
-        .outputs
-        .switch(HTTP_SOURCE, n, Switch::new(body.on, time))
-    {
+    // Board I/O and a durable write: off the async threads.
+    let shared = api.shared.clone();
+    let switched = tokio::task::spawn_blocking(move || {
+        shared
+            .outputs
+            .switch(HTTP_SOURCE, n, Switch::new(body.on, time))
+    })
+    .await;
+    let Ok(switched) = switched else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "the switch failed");
+    };
+    match switched {
         Ok(action) => {
             api.shared.emit(action);
             StatusCode::NO_CONTENT.into_response()

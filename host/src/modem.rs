@@ -201,7 +201,9 @@ pub async fn run(
                         ringing = call(&modem, &shared, &number, ring, done).await;
                     }
                     // An alarm call of ours rings: no call rings in.
-                    Outgoing::RejectCall if ringing.is_some() => {}
+                    Outgoing::RejectCall if ringing.is_some() => {
+                        info!("no call to reject: an alarm call rings out");
+                    }
                     Outgoing::RejectCall => {
                         if let Err(e) = modem.hang_up().await {
                             warn!("rejecting the call: {e}");

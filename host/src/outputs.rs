@@ -21,7 +21,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use firmware_bridge::board::{Board, BoardError, OutputId};
 use serde::{Deserialize, Serialize};
@@ -34,6 +34,9 @@ use crate::unit::{Action, Shared};
 
 /// The state store's record of the running timed switches.
 const RECORD: &str = "outputs.timed";
+/// How soon a timed output whose switch-off failed (the card is out) is
+/// tried again.
+const RETRY: Duration = Duration::from_secs(1);
 
 /// A switch asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,8 +69,12 @@ pub struct Hold {
     /// output has no owners.
     pub rank: Option<usize>,
     /// When it switches off by itself, in milliseconds since the Unix
-    /// epoch; none for a latch.
+    /// epoch; none for a latch. Kept for a restart; while larmd runs, the
+    /// end is `ends`, so a step of the wall clock does not move it.
     pub off_at_ms: Option<u64>,
+    /// When it switches off by itself, on this process's clock.
+    #[serde(skip)]
+    pub ends: Option<Instant>,
 }
 
 /// A switch that was refused.
@@ -152,14 +159,29 @@ impl Outputs {
         for &(output, switch) in switches {
             checked.push(self.check(by, output, switch)?);
         }
+        // The board may still fail one (the card pulled just now): the
+        // ones switched before it go back, so none is made.
+        let mut before = Vec::with_capacity(checked.len());
+        for (output, hold) in &checked {
+            let id = OutputId(*output);
+            let was = self.board.read_output(id);
+            if let Err(e) = self.board.set_output(id, hold.is_some()) {
+                for (id, was) in before.into_iter().rev() {
+                    if let Err(e) = self.board.set_output(id, was) {
+                        warn!("output {}: switching it back: {e}", id.0);
+                    }
+                }
+                return Err(e.into());
+            }
+            before.push((id, was?));
+        }
         let mut actions = Vec::with_capacity(checked.len());
         for (output, hold) in checked {
             let on = hold.is_some();
-            self.board.set_output(OutputId(output), on)?;
-            if let Some(at) = hold.as_ref().and_then(|h| h.off_at_ms) {
+            if let Some(ends) = hold.as_ref().and_then(|h| h.ends) {
                 info!(
                     "output {output} on for {} s (by {})",
-                    Duration::from_millis(at.saturating_sub(now_ms())).as_secs_f32(),
+                    ends.saturating_duration_since(Instant::now()).as_secs_f32(),
                     by.escape_debug()
                 );
             }
@@ -192,19 +214,20 @@ impl Outputs {
                 by: held.by.clone(),
             });
         }
-        let off_at_ms = match switch {
+        let time = match switch {
             Switch::OnFor(t) => {
                 let ms =
                     larm_rules::outputs::check_ms(t.as_millis().try_into().unwrap_or(u64::MAX))
                         .map_err(OutputError::Time)?;
-                Some(now_ms() + u64::from(ms))
+                Some(u64::from(ms))
             }
             Switch::On | Switch::Off => None,
         };
         let hold = (switch != Switch::Off).then(|| Hold {
             by: by.to_string(),
             rank,
-            off_at_ms,
+            off_at_ms: time.map(|ms| now_ms() + ms),
+            ends: time.map(|ms| Instant::now() + Duration::from_millis(ms)),
         });
         Ok((output, hold))
     }
@@ -269,8 +292,25 @@ impl Outputs {
         let _guard = self.lock.lock().unwrap();
         let now = now_ms();
         let mut actions = Vec::new();
-        for (output, hold) in saved {
-            let on = hold.off_at_ms.is_some_and(|at| at > now);
+        for (output, mut hold) in saved {
+            // Never longer than a timed switch may run (a record kept while
+            // the clock was ahead, or edited), and by the config as it is
+            // now: a source that is no longer an owner holds nothing.
+            let left = hold
+                .off_at_ms
+                .map_or(0, |at| at.saturating_sub(now))
+                .min(u64::from(larm_rules::outputs::MAX_MS));
+            let rank = self.rank_of(&hold.by, output);
+            if let Err(e) = &rank {
+                info!(
+                    "output {output}: its timed switch by {} ends: {e}",
+                    hold.by.escape_debug()
+                );
+            }
+            let on = left > 0 && rank.is_ok();
+            hold.rank = rank.unwrap_or(None);
+            hold.off_at_ms = Some(now + left);
+            hold.ends = Some(Instant::now() + Duration::from_millis(left));
             if let Err(e) = self.board.set_output(OutputId(output), on) {
                 warn!("output {output}: taking up its timed switch: {e}");
                 continue;
@@ -301,33 +341,38 @@ impl Outputs {
         actions
     }
 
-    /// When the next timed output ends, from now.
-    pub fn next_end(&self) -> Option<Duration> {
-        let now = now_ms();
+    /// When the next timed output ends.
+    pub fn next_end(&self) -> Option<Instant> {
         self.published
             .borrow()
             .values()
-            .filter_map(|h| h.off_at_ms)
+            .filter_map(|h| h.ends)
             .min()
-            .map(|at| Duration::from_millis(at.saturating_sub(now)))
     }
 
     /// Switches off the timed outputs whose time has come; the actions to
     /// emit.
     pub fn end_due(&self) -> Vec<Action> {
         let _guard = self.lock.lock().unwrap();
-        let now = now_ms();
+        let now = Instant::now();
         let due: Vec<(u8, String)> = self
             .published
             .borrow()
             .iter()
-            .filter(|(_, h)| h.off_at_ms.is_some_and(|at| at <= now))
+            .filter(|(_, h)| h.ends.is_some_and(|at| at <= now))
             .map(|(&o, h)| (o, h.by.clone()))
             .collect();
         let mut actions = Vec::new();
         for (output, by) in due {
             if let Err(e) = self.board.set_output(OutputId(output), false) {
-                warn!("output {output}: ending its time: {e}");
+                // Still on, still held: tried again shortly.
+                warn!("output {output}: ending its time: {e}; trying again in {RETRY:?}");
+                self.published.send_modify(|holds| {
+                    if let Some(h) = holds.get_mut(&output) {
+                        h.ends = Some(now + RETRY);
+                    }
+                });
+                continue;
             }
             self.set_hold(output, None);
             actions.push(Action::Output {
@@ -348,11 +393,14 @@ impl Outputs {
 pub async fn end_timed(shared: Arc<Shared>) {
     let mut holds = shared.outputs.holds();
     loop {
-        shared.emit_all(shared.outputs.end_due());
+        // Board I/O and a durable write: off the async threads.
+        let ending = shared.clone();
+        let ended = tokio::task::spawn_blocking(move || ending.outputs.end_due()).await;
+        shared.emit_all(ended.unwrap_or_default());
         holds.mark_unchanged();
         let next = shared.outputs.next_end();
         tokio::select! {
-            () = crate::unit::sleep_until(next.map(|d| std::time::Instant::now() + d)) => {}
+            () = crate::unit::sleep_until(next) => {}
             changed = holds.changed() => {
                 if changed.is_err() {
                     return;
@@ -426,7 +474,7 @@ mod tests {
         outputs
             .switch("b", 2, Switch::OnFor(Duration::from_secs(3600)))
             .unwrap();
-        assert!(outputs.next_end().unwrap() <= Duration::from_millis(150));
+        assert!(outputs.next_end().unwrap() <= Instant::now() + Duration::from_millis(150));
         // A restart: a new board (all off) over the same state.
         let board2: Arc<dyn Board> = Arc::new(SimBoard::new(8, 5));
         let again = Outputs::new(board2.clone(), state.clone(), BTreeMap::new());
@@ -442,9 +490,43 @@ mod tests {
             "its hour is not over"
         );
         assert!(again.end_due().is_empty());
-        assert!(again.next_end().unwrap() > Duration::from_secs(3500));
+        assert!(again.next_end().unwrap() > Instant::now() + Duration::from_secs(3500));
         // The first unit's timer, due now, ends its output.
         assert_eq!(outputs.end_due().len(), 1);
         assert!(!board.read_output(OutputId(1)).unwrap());
+    }
+
+    /// The unit's timer task wakes for a shorter timer set while it sleeps
+    /// on a longer one.
+    #[tokio::test]
+    async fn a_shorter_timer_wakes_the_task() {
+        let board: Arc<dyn Board> = Arc::new(SimBoard::new(8, 5));
+        let (shared, mut actions) = Shared::in_memory(board).unwrap();
+        tokio::spawn(end_timed(shared.clone()));
+        let long = shared
+            .outputs
+            .switch("a", 1, Switch::OnFor(Duration::from_secs(3600)));
+        shared.emit(long.unwrap());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let short = shared
+            .outputs
+            .switch("a", 2, Switch::OnFor(Duration::from_millis(200)));
+        shared.emit(short.unwrap());
+        let off = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                for action in actions.recv().await.unwrap() {
+                    if let Action::Output {
+                        output, on: false, ..
+                    } = action
+                    {
+                        return output;
+                    }
+                }
+            }
+        })
+        .await
+        .expect("the short timer never ended");
+        assert_eq!(off, 2);
+        assert!(shared.board.read_output(OutputId(1)).unwrap());
     }
 }

@@ -131,8 +131,8 @@ impl Quotas {
         plugins: impl IntoIterator<Item = (&'a str, &'a Quota, bool)>,
     ) -> Self {
         let mut scopes = BTreeMap::new();
-        scopes.insert(UNIT.to_string(), limits(&unit.unit));
-        scopes.insert(CEILING.to_string(), limits(&unit.ceiling));
+        scopes.insert(UNIT.to_string(), limits(&unit.unit()));
+        scopes.insert(CEILING.to_string(), limits(&unit.ceiling()));
         let mut bypass = Vec::new();
         for (name, quota, bypasses) in plugins {
             scopes.insert(name.to_string(), limits(quota));
@@ -140,7 +140,7 @@ impl Quotas {
                 bypass.push(name.to_string());
             }
         }
-        let sends = match state.record(RECORD) {
+        let mut sends: Sends = match state.record(RECORD) {
             Ok(Some(bytes)) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
                 warn!("the quota counters are unreadable; they start again: {e}");
                 Sends::new()
@@ -151,6 +151,14 @@ impl Quotas {
                 Sends::new()
             }
         };
+        // A send dated in the future (the clock was ahead when it was
+        // kept) would never leave its window: it counts as made now.
+        let now = now_ms();
+        for log in sends.values_mut().flat_map(BTreeMap::values_mut) {
+            for t in log.iter_mut() {
+                *t = (*t).min(now);
+            }
+        }
         Self {
             state,
             scopes,
@@ -169,10 +177,11 @@ impl Quotas {
         }
     }
 
-    /// Counts a send of `cost` by `plugin`, or refuses it if a quota that
-    /// holds the plugin is spent. The error comes with whether it is the
-    /// first refusal since that quota was last open (to tell once).
-    pub fn spend(&self, plugin: &str, cost: Cost) -> Result<(), (OverQuota, bool)> {
+    /// Counts a send of `units` of `cost` by `plugin` (an SMS costs one
+    /// unit per part), or refuses it if a quota that holds the plugin
+    /// cannot take them. The error comes with whether it is the first
+    /// refusal since that quota was last open (to tell once).
+    pub fn spend(&self, plugin: &str, cost: Cost, units: u32) -> Result<(), (OverQuota, bool)> {
         let now = now_ms();
         let mut guard = self.sends.lock().unwrap();
         let (sends, spent) = &mut *guard;
@@ -183,7 +192,7 @@ impl Quotas {
         };
         for &scope in held_by {
             for limit in self.limits_of(scope, cost) {
-                if count(sends, scope, cost, now, limit.window) >= limit.max {
+                if count(sends, scope, cost, now, limit.window).saturating_add(units) > limit.max {
                     let over = OverQuota {
                         scope: scope.to_string(),
                         name: limit.name,
@@ -204,10 +213,13 @@ impl Quotas {
         if held_by == [CEILING] {
             counted.push(CEILING);
         }
+        let mut pushed = false;
         for scope in counted {
             let kept = self.limits_of(scope, cost).map(|l| l.max).max();
             let longest = self.limits_of(scope, cost).map(|l| l.window).max();
-            let (Some(kept), Some(longest)) = (kept, longest) else {
+            // A limit of 0 keeps nothing: no send of its scope gets past it
+            // but a bypassing one, which need not be remembered there.
+            let (Some(kept @ 1..), Some(longest)) = (kept, longest) else {
                 continue;
             };
             let log = sends
@@ -216,18 +228,26 @@ impl Quotas {
                 .entry(cost)
                 .or_default();
             let oldest = now.saturating_sub(longest.as_millis() as u64);
-            while log.front().is_some_and(|&t| t <= oldest) || log.len() >= kept as usize {
+            while log.front().is_some_and(|&t| t <= oldest) {
                 log.pop_front();
             }
-            log.push_back(now);
+            for _ in 0..units.min(kept) {
+                if log.len() >= kept as usize {
+                    log.pop_front();
+                }
+                log.push_back(now);
+            }
+            pushed = true;
         }
         spent.retain(|key| {
             let scope = key.split('/').next().unwrap_or_default();
             !held_by.contains(&scope)
         });
-        let bytes = serde_json::to_vec(&*sends).expect("counters serialize");
-        if let Err(e) = self.state.set_record(RECORD, &bytes) {
-            warn!("keeping the quota counters: {e}");
+        if pushed {
+            let bytes = serde_json::to_vec(&*sends).expect("counters serialize");
+            if let Err(e) = self.state.set_record(RECORD, &bytes) {
+                warn!("keeping the quota counters: {e}");
+            }
         }
         Ok(())
     }
@@ -300,6 +320,39 @@ mod tests {
         )
     }
 
+    impl Quotas {
+        fn spend_one(&self, plugin: &str, cost: Cost) -> Result<(), (OverQuota, bool)> {
+            self.spend(plugin, cost, 1)
+        }
+    }
+
+    /// A limit of 0 refuses everything but a bypassing plugin, which it
+    /// does not hold up; a long SMS costs its parts.
+    #[test]
+    fn zero_limits_and_parts() {
+        let state = Arc::new(State::in_memory().unwrap());
+        let unit = QuotasConfig {
+            unit: Quota {
+                calls_per_hour: Some(0),
+                sms_per_day: Some(5),
+                ..Quota::default()
+            },
+            ceiling: Quota::default(),
+        };
+        let none = Quota::default();
+        let q = Quotas::new(
+            state,
+            &unit,
+            [("rules", &none, true), ("cmds", &none, false)],
+        );
+        q.spend("rules", Cost::Call, 1).unwrap();
+        q.spend("rules", Cost::Call, 1).unwrap();
+        assert_eq!(q.spend("cmds", Cost::Call, 1).unwrap_err().0.max, 0);
+        q.spend("cmds", Cost::Sms, 4).unwrap();
+        assert!(q.spend("cmds", Cost::Sms, 2).is_err(), "4 parts + 2 > 5");
+        q.spend("cmds", Cost::Sms, 1).unwrap();
+    }
+
     /// The plugin's own quota, then the unit's; an alarm plugin is held
     /// only by the ceiling, but uses up the unit's quota; the counters
     /// survive a restart.
@@ -307,26 +360,29 @@ mod tests {
     fn which_limit_wins() {
         let state = Arc::new(State::in_memory().unwrap());
         let q = quotas(state.clone());
-        q.spend("cmds", Cost::Sms).unwrap();
-        q.spend("cmds", Cost::Sms).unwrap();
-        let (over, first) = q.spend("cmds", Cost::Sms).unwrap_err();
+        q.spend_one("cmds", Cost::Sms).unwrap();
+        q.spend_one("cmds", Cost::Sms).unwrap();
+        let (over, first) = q.spend_one("cmds", Cost::Sms).unwrap_err();
         assert_eq!(
             (over.scope.as_str(), over.name, first),
             ("cmds", "SMS per hour", true)
         );
-        assert!(!q.spend("cmds", Cost::Sms).unwrap_err().1, "told once");
+        assert!(!q.spend_one("cmds", Cost::Sms).unwrap_err().1, "told once");
         // Calls are not limited here.
-        q.spend("cmds", Cost::Call).unwrap();
-        q.spend("other", Cost::Sms).unwrap();
-        let (over, _) = q.spend("other", Cost::Sms).unwrap_err();
+        q.spend_one("cmds", Cost::Call).unwrap();
+        q.spend_one("other", Cost::Sms).unwrap();
+        let (over, _) = q.spend_one("other", Cost::Sms).unwrap_err();
         assert_eq!((over.scope.as_str(), over.max), ("unit", 3));
         for _ in 0..5 {
-            q.spend("rules", Cost::Sms).unwrap();
+            q.spend_one("rules", Cost::Sms).unwrap();
         }
-        let (over, _) = q.spend("rules", Cost::Sms).unwrap_err();
+        let (over, _) = q.spend_one("rules", Cost::Sms).unwrap_err();
         assert_eq!(over.scope, "ceiling");
         let again = quotas(state);
-        assert_eq!(again.spend("other", Cost::Sms).unwrap_err().0.scope, "unit");
+        assert_eq!(
+            again.spend_one("other", Cost::Sms).unwrap_err().0.scope,
+            "unit"
+        );
         let unit = again
             .counters()
             .into_iter()

@@ -11,7 +11,7 @@ mod updates;
 
 pub use grants::{Grants, Scope, SettingsAccess, SystemAction};
 pub use server::{AlarmConfig, BrokerUrl, ServerConfig, Step};
-pub use sharing::{HTTP_SOURCE, OutputConfig, Quota, QuotasConfig};
+pub use sharing::{HTTP_SOURCE, OutputConfig, Quota, QuotasConfig, RESERVED_NAMES};
 pub use updates::UpdatesConfig;
 
 use std::collections::BTreeMap;
@@ -767,6 +767,16 @@ impl Config {
                     Some(plugin.name.span()),
                     key("grants.outputs"),
                     format!("output {bad} does not exist (the board has outputs 1 to {outputs})"),
+                ));
+            }
+            if RESERVED_NAMES.contains(&name.as_str()) {
+                return Err((
+                    Some(plugin.name.span()),
+                    key("name"),
+                    format!(
+                        "`{name}` is a name the unit uses for itself ({}); choose another",
+                        RESERVED_NAMES.join(", ")
+                    ),
                 ));
             }
             if !names.insert(name.clone()) {

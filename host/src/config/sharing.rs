@@ -37,6 +37,10 @@ pub struct OutputConfig {
 /// The source name of the local HTTP API among an output's owners.
 pub const HTTP_SOURCE: &str = "http";
 
+/// Names the host gives its own parts and sources (an output's owner, a
+/// quota's scope, a health event): no plugin may take them.
+pub const RESERVED_NAMES: &[&str] = &[HTTP_SOURCE, "host", "unit", "ceiling", "quota"];
+
 /// Limits on what costs money, per window. None: no limit.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -74,18 +78,43 @@ impl Quota {
     }
 }
 
-/// `[quotas]`.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+/// `[quotas]`. A limit left out keeps its default, so the ceiling cannot
+/// be turned off, only set higher.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct QuotasConfig {
     /// Every plugin together, except those that bypass quotas. Default: 100
     /// SMS a day.
-    #[serde(default = "unit_default")]
+    #[serde(default)]
     pub unit: Quota,
     /// The hard limit of plugins with `bypass_quotas`. Default: 500 SMS a
     /// day and 60 calls an hour.
-    #[serde(default = "ceiling_default")]
+    #[serde(default)]
     pub ceiling: Quota,
+}
+
+impl QuotasConfig {
+    /// The unit's quota, defaults filled in.
+    pub fn unit(&self) -> Quota {
+        self.unit.or(unit_default())
+    }
+
+    /// The ceiling, defaults filled in.
+    pub fn ceiling(&self) -> Quota {
+        self.ceiling.or(ceiling_default())
+    }
+}
+
+impl Quota {
+    /// These limits, with `other`'s where these have none.
+    fn or(self, other: Quota) -> Quota {
+        Quota {
+            sms_per_hour: self.sms_per_hour.or(other.sms_per_hour),
+            sms_per_day: self.sms_per_day.or(other.sms_per_day),
+            calls_per_hour: self.calls_per_hour.or(other.calls_per_hour),
+            reports_per_minute: self.reports_per_minute.or(other.reports_per_minute),
+        }
+    }
 }
 
 fn unit_default() -> Quota {
@@ -100,15 +129,6 @@ fn ceiling_default() -> Quota {
         sms_per_day: Some(500),
         calls_per_hour: Some(60),
         ..Quota::default()
-    }
-}
-
-impl Default for QuotasConfig {
-    fn default() -> Self {
-        Self {
-            unit: unit_default(),
-            ceiling: ceiling_default(),
-        }
     }
 }
 

@@ -11,7 +11,9 @@
 //! it go on if the budget is not spent. A call on a busy machine, whose
 //! thread waits for a core or for a disk, is not killed for the wait; a
 //! loop is, within a tick of its budget. A wall-time ceiling of
-//! [`WALL_FACTOR`] times the budget still bounds a call that waits.
+//! [`WALL_FACTOR`] times the budget still bounds a call that waits, checked
+//! when the call is back in wasm (a host call that blocks is bounded by
+//! the host function itself, not here).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

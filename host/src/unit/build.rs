@@ -14,7 +14,7 @@ use tracing::info;
 use super::password::PasswordGuard;
 use super::shared::Shared;
 use super::{Unit, data_dir};
-use crate::config::{BoardSource, Config, ModemLink};
+use crate::config::{BoardSource, Config, ModemLink, PluginSource};
 use crate::modem;
 use crate::outbox::{self, Outbox};
 use crate::outputs::Outputs;
@@ -85,6 +85,16 @@ impl Unit {
                 .iter()
                 .map(|p| (p.name.get_ref().as_str(), &p.quota, p.bypass_quotas)),
         );
+        for plugin in &config.plugins {
+            if !plugin.bypass_quotas
+                && matches!(&plugin.source, PluginSource::Builtin(b) if b.get_ref() == "std-input-rules")
+            {
+                tracing::warn!(
+                    "plugin `{}` sends the alarms but is held by the unit's quotas (100 SMS a day unless [quotas.unit] says otherwise); set `bypass_quotas = true` in its entry so alarms get out",
+                    plugin.name.get_ref()
+                );
+            }
+        }
         // A state rebuilt from its backup (or lost with none) is shown like
         // a corrupt config, red steady, until someone looks at the unit.
         let state_restored = shared.state.restored().map(str::to_string);

@@ -211,7 +211,7 @@ impl Unit {
                 }
                 Action::RejectCall { by } => match &self.outgoing {
                     Some(modem) => {
-                        info!(event = "call-rejected", by = %by, "incoming call rejected (by {by})");
+                        info!(event = "call-rejected", by = %by, "rejecting the incoming call (by {by})");
                         let _ = modem.send(Outgoing::RejectCall);
                     }
                     None => warn!("no modem to reject a call with"),

@@ -192,10 +192,10 @@ impl Shared {
         self.emit_all(vec![action]);
     }
 
-    /// Counts a send of `cost` by `by` against its quotas; a refusal is
-    /// logged, and told on the health events the first time.
-    pub fn spend(&self, by: &str, cost: Cost) -> Result<(), OverQuota> {
-        self.quotas.spend(by, cost).map_err(|(over, first)| {
+    /// Counts a send of `units` of `cost` by `by` against its quotas; a
+    /// refusal is logged, and told on the health events the first time.
+    pub fn spend(&self, by: &str, cost: Cost, units: u32) -> Result<(), OverQuota> {
+        self.quotas.spend(by, cost, units).map_err(|(over, first)| {
             tracing::warn!(plugin = %by, "refused: {over}");
             if first {
                 self.report_health("quota", PluginState::Running, 1, format!("{by}: {over}"));

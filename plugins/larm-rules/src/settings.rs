@@ -280,7 +280,7 @@ pub fn validate(key: &str, value: &str, inputs: u8) -> Result<(), String> {
             seconds(MIN_FLAP_HOLD_OFF_S, MAX_DELAY_S)
         }
         (Some("gate"), Some("caller"), Some(number), None) => match PhoneNumber::parse(number) {
-            Ok(n) if n.as_str() == number => {
+            Ok(n) if n.as_str() == number && n.is_international() => {
                 if value.chars().count() > MAX_CALLER_NAME {
                     Err(format!(
                         "{key}: a name is at most {MAX_CALLER_NAME} characters"
@@ -289,6 +289,10 @@ pub fn validate(key: &str, value: &str, inputs: u8) -> Result<(), String> {
                     Ok(())
                 }
             }
+            // Caller ids come in `+` form: a local number never matches.
+            Ok(n) if !n.is_international() => Err(format!(
+                "{key}: write the number in international form, with + and the country code"
+            )),
             Ok(n) => Err(format!("{key}: write the number as {n}")),
             Err(e) => Err(format!("{key}: {number:?} is not a phone number ({e})")),
         },
@@ -346,6 +350,10 @@ mod tests {
             "one form only"
         );
         assert!(validate("gate.caller.anna", "", 8).is_err());
+        assert!(
+            validate("gate.caller.0701234567", "", 8).is_err(),
+            "no country code"
+        );
         assert!(validate("gate.caller.+46701234567", &"x".repeat(41), 8).is_err());
         assert_eq!(validate(INTERVAL_KEY, "0", 8), Ok(()));
         assert_eq!(validate(INTERVAL_KEY, "10080", 8), Ok(()));

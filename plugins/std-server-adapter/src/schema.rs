@@ -242,6 +242,9 @@ pub fn check(payload: &[u8], inputs: u8, outputs: u8) -> Result<(Command, Checke
     for (key, value) in &command.settings {
         match value {
             Some(value) => larm_rules::settings::validate(key, value, inputs)?,
+            None if key == larm_rules::settings::INTERVAL_KEY => {
+                return Err(format!("{key} cannot be removed: set it (0 = never)"));
+            }
             None if key.len() > larm_rules::settings::MAX_KEY => {
                 return Err(format!(
                     "setting keys are at most {} bytes",
@@ -303,6 +306,10 @@ mod tests {
             (
                 br#"{"v":1,"outputs":{"2":{"on":true,"for":3}}}"#,
                 "did not match",
+            ),
+            (
+                br#"{"v":1,"settings":{"server.interval-min":null}}"#,
+                "cannot be removed",
             ),
             (
                 br#"{"v":1,"settings":{"input.2.mode":"maybe"}}"#,

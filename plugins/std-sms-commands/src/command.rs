@@ -120,7 +120,12 @@ pub fn parse(words: &[&str]) -> Result<Command, Problem> {
             } else {
                 "DELNUM +46701234567"
             };
-            match words.get(1).map(|n| PhoneNumber::parse(n)) {
+            // In `+` form: that is how the caller's number arrives.
+            match words
+                .get(1)
+                .map(|n| PhoneNumber::parse(n))
+                .filter(|n| n.as_ref().is_ok_and(PhoneNumber::is_international))
+            {
                 Some(Ok(n)) if words.len() == 2 && word == "ADDNUM" => Ok(Command::AddCaller(n)),
                 Some(Ok(n)) if words.len() == 2 => Ok(Command::DelCaller(n)),
                 _ => Err(Problem::Usage(usage)),
@@ -502,6 +507,10 @@ mod tests {
             Ok(Command::DelCaller(anna))
         );
         assert_eq!(cmd("1234 NUMS"), Ok(Command::Callers));
+        assert_eq!(
+            cmd("1234 ADDNUM 0701234567"),
+            Err(Problem::Usage("ADDNUM +46701234567"))
+        );
         let many: Vec<String> = (0..500).map(|i| format!("+4670{i:07}")).collect();
         let reply = word(Lang::En, Reply::Callers(&many, 500));
         assert!(

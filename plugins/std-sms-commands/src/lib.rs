@@ -36,7 +36,7 @@ use command::{Command, Lang, Reply, Status};
 use exports::larm::plugin::{commands, lifecycle};
 use larm::plugin::log::{Level, log};
 use larm::plugin::types::{CallEvent, Contact, NetworkType, SmsMessage, TimerEvent};
-use larm::plugin::{io, password, server, settings, sms, status, system, voice};
+use larm::plugin::{clock, io, password, server, settings, sms, status, system, voice};
 use larm_rules::PhoneNumber;
 use larm_rules::settings::{CALLER_PREFIX, caller_key};
 
@@ -158,6 +158,12 @@ impl commands::Guest for StdSmsCommands {
             return false;
         };
         match settings::get(&caller_key(&caller)) {
+            Ok(Some(_)) if repeated_ring(&caller) => {
+                // The modem tells the caller's number at every ring: the
+                // gate opens once per call.
+                let _ = voice::reject_call();
+                return true;
+            }
             Ok(Some(_)) => {}
             Ok(None) => {
                 log(
@@ -203,6 +209,26 @@ impl commands::Guest for StdSmsCommands {
         }
         true
     }
+}
+
+/// The last caller that opened the gate, and when (monotonic ms).
+static LAST_OPENED: Mutex<Option<(PhoneNumber, u64)>> = Mutex::new(None);
+
+/// Rings of one call come within this of each other.
+const ONE_CALL_MS: u64 = 10_000;
+
+/// Whether this ring is one more of a call that opened the gate already;
+/// else it is remembered as the one that does.
+fn repeated_ring(caller: &PhoneNumber) -> bool {
+    let now = clock::monotonic_now();
+    let mut last = LAST_OPENED.lock().unwrap();
+    let repeated = last
+        .as_ref()
+        .is_some_and(|(who, at)| who == caller && now.saturating_sub(*at) < ONE_CALL_MS);
+    if !repeated {
+        *last = Some((caller.clone(), now));
+    }
+    repeated
 }
 
 /// Carries out a command; the reply to send, if any.
@@ -261,10 +287,17 @@ fn run(lang: Lang, cmd: Command) -> Option<String> {
                 (Err(e), _) => failed(e),
             }
         }
-        Command::AddCaller(number) => match settings::set(&caller_key(&number), "") {
-            Ok(()) => word(Reply::CallerAdded(&number)),
-            Err(e) => failed(e),
-        },
+        Command::AddCaller(number) => {
+            // A number listed already keeps the name the server gave it.
+            let key = caller_key(&number);
+            match settings::get(&key).and_then(|name| match name {
+                Some(_) => Ok(()),
+                None => settings::set(&key, ""),
+            }) {
+                Ok(()) => word(Reply::CallerAdded(&number)),
+                Err(e) => failed(e),
+            }
+        }
         Command::DelCaller(number) => match settings::get(&caller_key(&number)) {
             Ok(None) => word(Reply::NotACaller(&number)),
             Ok(Some(_)) => match settings::delete(&caller_key(&number)) {

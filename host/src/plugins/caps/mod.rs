@@ -105,10 +105,10 @@ impl PluginCaps {
         }
     }
 
-    /// Counts a send of `cost` against the plugin's quotas.
-    fn spend(&self, cost: Cost) -> Result<(), Error> {
+    /// Counts a send of `units` of `cost` against the plugin's quotas.
+    fn spend(&self, cost: Cost, units: u32) -> Result<(), Error> {
         self.shared
-            .spend(&self.name, cost)
+            .spend(&self.name, cost, units)
             .map_err(|over| Error::OverQuota(over.to_string()))
     }
 

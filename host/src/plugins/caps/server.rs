@@ -16,7 +16,7 @@ impl HostState {
 impl Host for HostState {
     fn send(&mut self, report: Report) -> Result<(), Error> {
         self.check_server_grant("server.send")?;
-        self.caps.spend(Cost::Report)?;
+        self.caps.spend(Cost::Report, 1)?;
         self.caps.emit(Action::Report {
             by: self.caps.name.to_string(),
             report,

@@ -18,7 +18,9 @@ impl Host for HostState {
                 "text longer than {MAX_VALUE} characters"
             )));
         }
-        caps.spend(Cost::Sms)?;
+        // Billed per part, as the network bills it.
+        let parts = firmware_bridge::modem::pdu::split(&text).len();
+        caps.spend(Cost::Sms, parts as u32)?;
         caps.emit(Action::Sms {
             by: caps.name.to_string(),
             to: to.to_string(),

@@ -13,7 +13,7 @@ impl Host for HostState {
     fn dial(&mut self, number: String, ring_s: u32) -> Result<(), Error> {
         let caps = &self.caps;
         let number = caps.reachable(&caps.grants.calls, &number, "call to", "calls")?;
-        caps.spend(Cost::Call)?;
+        caps.spend(Cost::Call, 1)?;
         caps.emit(Action::Call {
             by: caps.name.to_string(),
             number: number.to_string(),
