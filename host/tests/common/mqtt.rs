@@ -10,13 +10,24 @@ use std::time::{Duration, Instant};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
 
-/// A free loopback port.
+/// A free loopback port for a server the test starts (a broker, a gate).
+///
+/// Not one the kernel picks for `bind(0)`: a port it hands out and that is
+/// then closed may be handed out again (to a larmd's API, an outgoing
+/// connection) before the broker binds it, and two tests would meet on it.
+/// Ports are taken from below Linux's ephemeral range (32768 and up), from
+/// a counter of this test process, so no two of its tests get the same one.
 pub fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    // Test binaries run one at a time; the pid spreads parallel runs.
+    let start = (std::process::id() % 1000) as u16 * 12;
+    loop {
+        let port = 20_000 + start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % 12_000;
+        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// rumqttd on a free loopback port, for the life of the test process.
