@@ -180,8 +180,8 @@ impl Outputs {
             let on = hold.is_some();
             if let Some(ends) = hold.as_ref().and_then(|h| h.ends) {
                 info!(
-                    "output {output} on for {} s (by {})",
-                    ends.saturating_duration_since(Instant::now()).as_secs_f32(),
+                    "output {output} on for {:.1} s (by {})",
+                    ends.saturating_duration_since(Instant::now()).as_secs_f64(),
                     by.escape_debug()
                 );
             }
@@ -272,6 +272,18 @@ impl Outputs {
         if let Err(e) = self.state.set_record(RECORD, &bytes) {
             warn!("keeping the timed outputs: {e}");
         }
+    }
+
+    /// Releases every latched hold, leaving the outputs as they are (a
+    /// factory reset: the plugins that held them forget that they did).
+    /// Timed ones still end at their time.
+    pub fn release_latched(&self) {
+        let _guard = self.lock.lock().unwrap();
+        self.published.send_if_modified(|holds| {
+            let before = holds.len();
+            holds.retain(|_, h| h.off_at_ms.is_some());
+            holds.len() != before
+        });
     }
 
     /// Takes up the timed outputs of before a restart: one whose time has
@@ -448,6 +460,21 @@ mod tests {
         assert_eq!(outputs.holds().borrow()[&5].by, "input-rules");
         let refused = outputs.switch("http", 5, Switch::On).unwrap_err();
         assert!(matches!(refused, OutputError::NotOwner { .. }), "{refused}");
+    }
+
+    /// A factory reset releases latched holds, not timed ones, and
+    /// switches nothing.
+    #[test]
+    fn a_factory_reset_releases_latched_holds() {
+        let (outputs, board, _) = outputs(&[(5, &["input-rules", "sms-commands"])]);
+        outputs.switch("input-rules", 5, Switch::On).unwrap();
+        outputs
+            .switch("input-rules", 4, Switch::OnFor(Duration::from_secs(60)))
+            .unwrap();
+        outputs.release_latched();
+        assert!(board.read_output(OutputId(5)).unwrap());
+        assert_eq!(outputs.holds().borrow().keys().collect::<Vec<_>>(), [&4]);
+        outputs.switch("sms-commands", 5, Switch::Off).unwrap();
     }
 
     /// Without owners, the last switch wins.

@@ -299,13 +299,27 @@ fn output_owners_and_quotas_are_checked() {
     let (_, key, message) = error(&format!("{plugin}[outputs.2]\nowners = []\n"));
     assert_eq!(key.as_deref(), Some("outputs.2.owners"));
     assert!(message.contains("nobody"), "{message}");
+    let (_, key, _) = error(&format!(
+        "{plugin}[outputs.5]\nowners = [\"rules\"]\n[outputs.05]\nowners = [\"rules\"]\n"
+    ));
+    assert_eq!(
+        key.as_deref(),
+        Some("outputs.05"),
+        "one spelling of each output"
+    );
+    let (_, key, message) = error(&format!("{plugin}[outputs.2]\nowners = [\"http\"]\n"));
+    assert_eq!(key.as_deref(), Some("outputs.2.owners"));
+    assert!(message.contains("no [http]"), "{message}");
+    let (_, key, message) = error("[[plugins]]\nname = \"Password\"\nbuiltin = \"std-rules\"\n");
+    assert_eq!(key.as_deref(), Some("plugins[0].name"));
+    assert!(message.contains("the unit uses for itself"), "{message}");
     let (at, key, _) = error(&format!("{plugin}quota = {{ sms_per_hour = 1000000 }}\n"));
     assert_eq!(
         (at.line, key.as_deref()),
         (2, Some("plugins[0].quota.sms_per_hour"))
     );
     let ok = format!(
-        "{plugin}bypass_quotas = true\n[outputs.5]\nowners = [\"rules\", \"http\"]\n[quotas.unit]\nsms_per_day = 10\n"
+        "{plugin}bypass_quotas = true\n[http]\n[outputs.5]\nowners = [\"rules\", \"http\"]\n[quotas.unit]\nsms_per_day = 10\n"
     );
     let config = Config::parse(&ok, Path::new("unit.toml"), &["std-rules"]).unwrap();
     assert_eq!(config.owners[&5], ["rules", "http"]);

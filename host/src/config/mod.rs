@@ -769,7 +769,7 @@ impl Config {
                     format!("output {bad} does not exist (the board has outputs 1 to {outputs})"),
                 ));
             }
-            if RESERVED_NAMES.contains(&name.as_str()) {
+            if RESERVED_NAMES.iter().any(|r| r.eq_ignore_ascii_case(name)) {
                 return Err((
                     Some(plugin.name.span()),
                     key("name"),
@@ -843,7 +843,7 @@ impl Config {
             .iter()
             .map(|p| p.name.get_ref().as_str())
             .collect();
-        self.owners = sharing::output_owners(&self.outputs, outputs, &names)?;
+        self.owners = sharing::output_owners(&self.outputs, outputs, &names, self.http.is_some())?;
         Ok(())
     }
 }

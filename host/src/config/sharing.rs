@@ -39,7 +39,16 @@ pub const HTTP_SOURCE: &str = "http";
 
 /// Names the host gives its own parts and sources (an output's owner, a
 /// quota's scope, a health event): no plugin may take them.
-pub const RESERVED_NAMES: &[&str] = &[HTTP_SOURCE, "host", "unit", "ceiling", "quota"];
+pub const RESERVED_NAMES: &[&str] = &[
+    HTTP_SOURCE,
+    "host",
+    "unit",
+    "ceiling",
+    "quota",
+    "server",
+    "state",
+    "password",
+];
 
 /// Limits on what costs money, per window. None: no limit.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -138,6 +147,7 @@ pub fn output_owners(
     outputs: &BTreeMap<String, OutputConfig>,
     count: u8,
     names: &[&str],
+    http: bool,
 ) -> Result<BTreeMap<u8, Vec<String>>, super::Invalid> {
     let mut owners = BTreeMap::new();
     for (n, output) in outputs {
@@ -145,7 +155,7 @@ pub fn output_owners(
         let id = n
             .parse::<u8>()
             .ok()
-            .filter(|id| (1..=count).contains(id))
+            .filter(|id| (1..=count).contains(id) && id.to_string() == *n)
             .ok_or_else(|| {
                 (
                     Some(output.owners.span()),
@@ -155,6 +165,13 @@ pub fn output_owners(
             })?;
         let list = output.owners.get_ref();
         for (i, owner) in list.iter().enumerate() {
+            if owner == HTTP_SOURCE && !http {
+                return Err((
+                    Some(output.owners.span()),
+                    format!("{key}.owners"),
+                    format!("`{HTTP_SOURCE}` is an owner, but the config has no [http]"),
+                ));
+            }
             if owner != HTTP_SOURCE && !names.contains(&owner.as_str()) {
                 return Err((
                     Some(output.owners.span()),

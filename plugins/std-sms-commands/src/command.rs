@@ -187,6 +187,8 @@ pub enum Reply<'a> {
     Callers(&'a [String], usize),
     /// Opened for a caller (call to open's confirmation).
     Opened,
+    /// Closed for a caller (a toggling gate switched off).
+    Closed,
     /// No such output.
     NoOutput(u8, u8),
     /// Restarting.
@@ -248,6 +250,8 @@ pub fn word(lang: Lang, reply: Reply<'_>) -> String {
         (lang, Reply::Callers(listed, all)) => callers(lang, listed, all),
         (En, Reply::Opened) => "Opened".into(),
         (Sv, Reply::Opened) => "Öppnat".into(),
+        (En, Reply::Closed) => "Closed".into(),
+        (Sv, Reply::Closed) => "Stängt".into(),
         (En, Reply::NoOutput(n, count)) => format!("No output {n}: outputs are 1-{count}"),
         (Sv, Reply::NoOutput(n, count)) => format!("Utgång {n} finns inte: utgångar är 1-{count}"),
         (En, Reply::Restarting(true)) => "Restarting the modem".into(),

@@ -60,7 +60,7 @@ struct Gate {
 impl lifecycle::Guest for StdSmsCommands {
     fn init(config: Vec<(String, String)>) -> Result<(), String> {
         let mut lang = Lang::En;
-        let (mut output, mut pulse_ms, mut toggle, mut confirm) = (None, 1000, false, false);
+        let (mut output, mut pulse_ms, mut toggle, mut confirm) = (None, None, false, false);
         let flag = |key: &str, value: &str| match value {
             "true" => Ok(true),
             "false" => Ok(false),
@@ -87,8 +87,10 @@ impl lifecycle::Guest for StdSmsCommands {
                     );
                 }
                 "gate.pulse-s" => {
-                    pulse_ms = larm_rules::outputs::parse_seconds(&value)
-                        .map_err(|e| format!("gate.pulse-s: {e}"))?;
+                    pulse_ms = Some(
+                        larm_rules::outputs::parse_seconds(&value)
+                            .map_err(|e| format!("gate.pulse-s: {e}"))?,
+                    );
                 }
                 "gate.toggle" => toggle = flag(&key, &value)?,
                 "gate.confirm" => confirm = flag(&key, &value)?,
@@ -100,12 +102,16 @@ impl lifecycle::Guest for StdSmsCommands {
             }
         }
         let gate = match output {
+            Some(_) if toggle && pulse_ms.is_some() => {
+                return Err("gate: give `pulse-s` or `toggle = true`, not both".into());
+            }
             Some(output) => Some(Gate {
                 output,
-                pulse_ms: (!toggle).then_some(pulse_ms),
+                // A second by default.
+                pulse_ms: (!toggle).then_some(pulse_ms.unwrap_or(1000)),
                 confirm,
             }),
-            None if toggle || confirm => {
+            None if toggle || confirm || pulse_ms.is_some() => {
                 return Err("gate: set `gate.output`, the output a call opens".into());
             }
             None => None,
@@ -185,19 +191,20 @@ impl commands::Guest for StdSmsCommands {
             );
         }
         let opened = match gate.pulse_ms {
-            Some(ms) => io::pulse_output(gate.output, ms),
-            None => io::read_output(gate.output).and_then(|on| io::set_output(gate.output, !on)),
+            Some(ms) => io::pulse_output(gate.output, ms).map(|()| true),
+            None => io::read_output(gate.output)
+                .and_then(|on| io::set_output(gate.output, !on).map(|()| !on)),
         };
         match opened {
-            Ok(()) => {
+            Ok(open) => {
                 log(
                     Level::Info,
                     &format!("call from {caller}: output {} switched", gate.output),
                 );
                 if gate.confirm {
                     let lang = *LANG.lock().unwrap();
-                    if let Err(e) = sms::send(caller.as_str(), &command::word(lang, Reply::Opened))
-                    {
+                    let reply = if open { Reply::Opened } else { Reply::Closed };
+                    if let Err(e) = sms::send(caller.as_str(), &command::word(lang, reply)) {
                         log(Level::Warn, &format!("confirming to {caller}: {e:?}"));
                     }
                 }

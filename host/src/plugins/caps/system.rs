@@ -34,6 +34,9 @@ impl Host for HostState {
     fn factory_reset(&mut self) -> Result<(), Error> {
         self.check_system_grant(SystemAction::FactoryReset, "factory-reset")?;
         self.caps.shared.state.factory_reset().map_err(from_state)?;
+        // The plugins forget what they switched on (an alarm they
+        // remembered): their latched holds would bind nobody's hand.
+        self.caps.shared.outputs.release_latched();
         self.caps.emit(Action::FactoryReset {
             by: self.caps.name.to_string(),
         });
