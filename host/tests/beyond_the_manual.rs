@@ -26,6 +26,16 @@ fn with_http(config: UnitConfig) -> UnitConfig {
     config.section("http", "listen = \"127.0.0.1:0\"")
 }
 
+/// Waits until larmd runs and its API listens (logged in either order);
+/// the API's address.
+fn running_with_api(larmd: &mut Larmd) -> String {
+    let seen = larmd.wait_for("HTTP API on http://");
+    if !seen.iter().any(|l| l.contains("larmd running")) {
+        larmd.wait_for("larmd running");
+    }
+    common::http::address(seen.last().unwrap())
+}
+
 fn put(addr: &str, path: &str, body: &str) -> (u16, String) {
     common::http::request(addr, "PUT", path, body.as_bytes(), None)
 }
@@ -92,8 +102,7 @@ fn outputs_have_owners_and_the_higher_one_holds() {
             .plugin(Plugin::sms_commands())
             .plugin(Plugin::input_rules().config(&format!("\"alarm.sms\" = \"{PHONE}\""))),
     );
-    let addr = common::http::address(&larmd.wait_for("HTTP API on http://").pop().unwrap());
-    larmd.wait_for("larmd running");
+    let addr = running_with_api(&mut larmd);
     // Only the input rules switch the ALARM output.
     let (code, body) = put(&addr, "/api/v1/outputs/5", r#"{"on": true}"#);
     assert_eq!(code, 409, "{body}");
@@ -149,8 +158,7 @@ fn quotas_refuse_what_costs_too_much_and_alarms_bypass_them_to_the_ceiling() {
                 .config(&format!("\"alarm.sms\" = \"{PHONE}\"")),
         );
     let mut larmd = Larmd::start(&config);
-    let addr = common::http::address(&larmd.wait_for("HTTP API on http://").pop().unwrap());
-    larmd.wait_for("larmd running");
+    let addr = running_with_api(&mut larmd);
     for _ in 0..2 {
         sms(&mut larmd, "0000 CONNECT");
         reply(&mut larmd, "Connecting to the server");
