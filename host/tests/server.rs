@@ -205,6 +205,7 @@ fn retained_commands_are_not_applied_again(larmd: &mut Larmd, observer: &Observe
 
 #[test]
 fn reports_obeys_the_server_and_syncs_on_connect() {
+    let _alone = common::mqtt::one_broker_at_a_time();
     let broker = rumqttd();
     let observer = Observer::connect(broker, "larm");
     let home_assistant = Observer::connect(broker, "homeassistant");
@@ -262,6 +263,7 @@ impl Gate {
 
 #[test]
 fn alarms_raised_while_the_broker_is_down_survive_kill_9_and_arrive_once() {
+    let _alone = common::mqtt::one_broker_at_a_time();
     let broker = rumqttd();
     let observer = Observer::connect(broker, "larm");
     let gate = Gate::closed();
@@ -365,6 +367,7 @@ fn interoperates_with_mosquitto_plain_and_tls() {
 /// had grown to.
 #[test]
 fn the_backoff_starts_afresh_after_a_good_session() {
+    let _alone = common::mqtt::one_broker_at_a_time();
     let broker = rumqttd();
     let gate = Gate::closed();
     let mut larmd = Larmd::start(
