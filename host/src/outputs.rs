@@ -164,17 +164,33 @@ impl Outputs {
         let mut before = Vec::with_capacity(checked.len());
         for (output, hold) in &checked {
             let id = OutputId(*output);
-            let was = self.board.read_output(id);
-            if let Err(e) = self.board.set_output(id, hold.is_some()) {
-                for (id, was) in before.into_iter().rev() {
-                    if let Err(e) = self.board.set_output(id, was) {
-                        warn!("output {}: switching it back: {e}", id.0);
+            let switched = self
+                .board
+                .read_output(id)
+                .and_then(|was| self.board.set_output(id, hold.is_some()).map(|()| was));
+            match switched {
+                Ok(was) => before.push((id, was)),
+                Err(e) => {
+                    for (id, was) in before.into_iter().rev() {
+                        if let Err(e) = self.board.set_output(id, was) {
+                            warn!("output {}: switching it back: {e}", id.0);
+                        }
                     }
+                    return Err(e.into());
                 }
-                return Err(e.into());
             }
-            before.push((id, was?));
         }
+        // Only timed holds are kept: a latch costs no write to the store
+        // (it would put an fsync on every alarm's path to its output).
+        let timed = |output: &u8, hold: &Option<Hold>| {
+            hold.as_ref().is_some_and(|h| h.off_at_ms.is_some())
+                || self
+                    .published
+                    .borrow()
+                    .get(output)
+                    .is_some_and(|h| h.off_at_ms.is_some())
+        };
+        let keep = checked.iter().any(|(o, h)| timed(o, h));
         let mut actions = Vec::with_capacity(checked.len());
         for (output, hold) in checked {
             let on = hold.is_some();
@@ -192,7 +208,9 @@ impl Outputs {
                 on,
             });
         }
-        self.save();
+        if keep {
+            self.save();
+        }
         Ok(actions)
     }
 
