@@ -110,7 +110,7 @@ impl Kit {
             )
             // The test rules send an SMS per event: more than the
             // unit's default 100 a day.
-            .section("quotas.unit", "sms_per_day = 100000")
+            .section("quotas.unit", "sms_per_day = 10000")
             .plugin(plugin)
     }
 }

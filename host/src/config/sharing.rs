@@ -64,9 +64,9 @@ pub struct Quota {
     pub reports_per_minute: Option<u32>,
 }
 
-/// The largest limit a quota may set: beyond it, a counter's memory would
-/// not be small.
-pub const MAX_LIMIT: u32 = 100_000;
+/// The largest limit a quota may set: a counter keeps one time per send up
+/// to its limit, and is written whole after each send.
+pub const MAX_LIMIT: u32 = 10_000;
 
 impl Quota {
     fn limits(&self) -> [(&'static str, Option<u32>); 4] {
