@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -9,7 +10,7 @@ use larm_host::config::{BoardKind, Config};
 use larm_host::plugins::compat;
 use larm_host::plugins::runtime::Runtime;
 use larm_host::plugins::{self, builtin_names};
-use larm_host::unit::{Ending, Unit};
+use larm_host::unit::{Ending, Shared, Unit};
 
 mod cli;
 
@@ -88,6 +89,28 @@ enum PluginCommand {
     Inspect {
         /// The component file.
         file: PathBuf,
+    },
+    /// Precompiles a component for a board: what a runtime-only larmd
+    /// runs, made with the larmd version the board runs.
+    #[cfg(feature = "compiler")]
+    Compile {
+        /// The board: x86_64-unknown-linux-gnu, aarch64-unknown-linux-gnu
+        /// or armv7-unknown-linux-gnueabihf (default: this machine's).
+        #[arg(long)]
+        target: Option<larm_host::plugins::precompiled::Target>,
+        /// The board's config, whose `[runtime]` memory settings the code
+        /// is made for (default: the defaults).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The file to write (default: NAME.TARGET.cwasm in this folder).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// A built-in plugin (`std-sms-commands`, ...) instead of a file.
+        #[arg(long, conflicts_with = "file")]
+        builtin: Option<String>,
+        /// The component.
+        #[arg(required_unless_present = "builtin")]
+        file: Option<PathBuf>,
     },
     /// Makes a signing key pair: PREFIX.key (secret) and PREFIX.pub.
     Keygen {
@@ -198,6 +221,22 @@ fn main() -> ExitCode {
 fn plugin(command: PluginCommand) -> anyhow::Result<()> {
     match command {
         PluginCommand::Inspect { file } => inspect(&file),
+        #[cfg(feature = "compiler")]
+        PluginCommand::Compile {
+            target,
+            config,
+            out,
+            builtin,
+            file,
+        } => {
+            let config = config.as_deref().map(load_config).transpose()?;
+            let source = match (&builtin, &file) {
+                (Some(name), _) => cli::plugin::Source::Builtin(name),
+                (None, Some(file)) => cli::plugin::Source::File(file),
+                (None, None) => anyhow::bail!("name a component file or --builtin"),
+            };
+            cli::plugin::compile(source, target, config.as_ref(), out.as_deref())
+        }
         PluginCommand::Keygen { out } => cli::plugin::keygen(&out),
         PluginCommand::Sign {
             key,
@@ -242,13 +281,27 @@ fn check(path: &Path, allow_unsigned: bool) -> anyhow::Result<()> {
     let (layout, memory_cap) = config.runtime.memory_layout(&config.plugins);
     let runtime =
         Runtime::with_memory(None, layout, memory_cap).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    // Each plugin starts (its `init` reads its config) on a simulated unit
+    // with this config's board, in memory: a config the plugin refuses is
+    // found here, not by a quarantine at the unit.
+    let (shared, _actions) =
+        Shared::in_memory(Arc::new(larm_host::unit::sim_board(&config.board)))?;
+    let unit = plugins::PluginManager::new(runtime.clone(), shared);
+    let mut refused = 0;
     for plugin in &config.plugins {
+        let name = plugin.name.get_ref();
         let loaded = plugins::load(&runtime, plugin, &config.updates)?;
-        println!(
-            "plugin `{}`: {} component, ok",
-            plugin.name.get_ref(),
-            loaded.kind()
-        );
+        let kind = loaded.kind();
+        match unit.try_start(plugin, loaded, &config) {
+            Ok(()) => println!("plugin `{name}`: {kind} component, starts, ok"),
+            Err(why) => {
+                println!("plugin `{name}`: {kind} component, does not start: {why}");
+                refused += 1;
+            }
+        }
+    }
+    if refused > 0 {
+        anyhow::bail!("{}: {refused} plugin(s) would not start", path.display());
     }
     println!("{}: ok", path.display());
     Ok(())

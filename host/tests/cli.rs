@@ -437,3 +437,158 @@ fn plugins_run_with_a_small_memory_layout() {
     output_1_follows_input_1(&mut larmd);
     larmd.stop();
 }
+
+/// `larmd check` starts each plugin as the unit would (its `init` reads
+/// its config), so a typo in a built-in plugin's config is found before
+/// the unit quarantines it and silences the alarms.
+#[test]
+fn check_starts_each_plugin_and_names_the_one_that_refuses_its_config() {
+    let good = UnitConfig::new().plugin(Plugin::input_rules());
+    let ok = check(&good.to_string(), &[]);
+    let said = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(
+        said.contains("plugin `input-rules`: input-rule component, starts, ok"),
+        "{said}"
+    );
+
+    let typo = UnitConfig::new()
+        .plugin(Plugin::sms_commands())
+        .plugin(Plugin::input_rules().config("\"input.3.delay-s\" = \"abc\""));
+    let refused = check(&typo.to_string(), &[]);
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stdout);
+    assert!(
+        said.contains("plugin `sms-commands`: sms-commands component, starts, ok"),
+        "{said}"
+    );
+    assert!(
+        said.contains("plugin `input-rules`: input-rule component, does not start"),
+        "{said}"
+    );
+    assert!(said.contains("input.3.delay-s"), "{said}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("1 plugin(s) would not start"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}
+
+/// `larmd plugin compile` in a folder of its own.
+fn compile(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_larmd"))
+        .current_dir(dir)
+        .args(["plugin", "compile"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// A plugin precompiled for this machine runs as its component does; one
+/// made for another board, or for another memory layout, is refused with
+/// the reason.
+#[test]
+fn a_precompiled_plugin_runs_and_one_for_another_board_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = larm_host::plugins::precompiled::Target::host().unwrap();
+    let made = compile(dir.path(), &[guest("follow-input").to_str().unwrap()]);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let file = dir.path().join(format!("follow-input.{host}.cwasm"));
+    assert!(
+        String::from_utf8_lossy(&made.stdout).contains(&format!("precompiled for {host}")),
+        "{}",
+        String::from_utf8_lossy(&made.stdout)
+    );
+    let mut larmd =
+        Larmd::start(&UnitConfig::new().plugin(Plugin::file("follow", &file, "outputs = \"any\"")));
+    larmd.wait_for("larmd running");
+    output_1_follows_input_1(&mut larmd);
+    larmd.stop();
+
+    let other = larm_host::plugins::precompiled::Target::ALL
+        .into_iter()
+        .find(|t| *t != host)
+        .unwrap();
+    let foreign = dir.path().join("foreign.cwasm");
+    let made = compile(
+        dir.path(),
+        &[
+            "--target",
+            other.triple(),
+            "--out",
+            foreign.to_str().unwrap(),
+            "--builtin",
+            "std-input-rules",
+        ],
+    );
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let config = UnitConfig::new().plugin(Plugin::file("rules", &foreign, "outputs = \"any\""));
+    let refused = check(&config.to_string(), &[]);
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        why.contains(&format!(
+            "precompiled for {other}, but this larmd runs on {host}"
+        )),
+        "{why}"
+    );
+
+    // Made for a board whose config lays memories out otherwise.
+    let small = dir.path().join("small.toml");
+    std::fs::write(
+        &small,
+        UnitConfig::new()
+            .section("runtime", "memory_guard_kib = 64")
+            .to_string(),
+    )
+    .unwrap();
+    let made = compile(
+        dir.path(),
+        &[
+            "--config",
+            small.to_str().unwrap(),
+            "--out",
+            "small.cwasm",
+            guest("follow-input").to_str().unwrap(),
+        ],
+    );
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let config = UnitConfig::new().plugin(Plugin::file(
+        "follow",
+        &dir.path().join("small.cwasm"),
+        "outputs = \"any\"",
+    ));
+    let refused = check(&config.to_string(), &[]);
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        why.contains("precompiled for other engine settings"),
+        "{why}"
+    );
+
+    // A byte of its code changed on the way.
+    let mut damaged = std::fs::read(&file).unwrap();
+    let at = damaged.len() - 100;
+    damaged[at] ^= 0x40;
+    std::fs::write(&file, damaged).unwrap();
+    let config = UnitConfig::new().plugin(Plugin::file("follow", &file, "outputs = \"any\""));
+    let refused = check(&config.to_string(), &[]);
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(why.contains("precompiled plugin is damaged"), "{why}");
+}

@@ -340,6 +340,46 @@ fn allow_unsigned_lets_unsigned_components_in_and_says_so() {
     larmd.stop();
 }
 
+/// A field update may carry a plugin precompiled for the board (what a
+/// runtime-only larmd runs): signed, it is installed like a component;
+/// unsigned, it is refused even where unsigned components are allowed,
+/// as it is machine code no sandbox checks.
+#[test]
+fn a_precompiled_update_goes_in_signed_only() {
+    let kit = Kit::new();
+    let precompiled = kit.path("follow.cwasm");
+    larmd_ok(&[
+        "plugin",
+        "compile",
+        "--out",
+        precompiled.to_str().unwrap(),
+        guest("follow-input").to_str().unwrap(),
+    ]);
+
+    let config = UnitConfig::new()
+        .section("http", "listen = \"127.0.0.1:0\"")
+        .section("updates", "allow_unsigned = true\nprobation_s = 0")
+        .plugin(Plugin::guest("rules", "guest-misbehave", GRANTS));
+    let (mut larmd, addr) = start(&config);
+    let (code, answer) = install(&addr, &precompiled);
+    assert_eq!(code, 400, "{answer}");
+    let error = answer["error"].as_str().unwrap();
+    assert!(
+        error.contains("a precompiled plugin is installed in the field only when signed"),
+        "{error}"
+    );
+    echoes(&mut larmd, 2, true);
+    larmd.stop();
+
+    let rules = kit.sign("fleet", "rules", &guest("guest-misbehave"));
+    let (mut larmd, addr) = start(&kit.unit(&rules, 0, ""));
+    let (code, answer) = install(&addr, &kit.sign("fleet", "rules", &precompiled));
+    assert_eq!(code, 200, "{answer}");
+    larmd.wait_for("update committed");
+    follows(&mut larmd);
+    larmd.stop();
+}
+
 /// Input edges at full speed while the component is swapped: each is
 /// handled once, by one of the two versions.
 #[test]

@@ -46,10 +46,10 @@ pub struct SimBoard {
     inputs: Arc<InputBank>,
     state: Mutex<State>,
     card: watch::Sender<CardState>,
+    outputs: watch::Sender<Vec<bool>>,
 }
 
 struct State {
-    outputs: Vec<bool>,
     leds: [bool; 4],
     timeline: std::collections::VecDeque<LedChange>,
 }
@@ -90,11 +90,11 @@ impl SimBoard {
                     .collect(),
             ),
             state: Mutex::new(State {
-                outputs: vec![false; usize::from(outputs)],
                 leds: [false; 4],
                 timeline: std::collections::VecDeque::new(),
             }),
             card: watch::channel(card).0,
+            outputs: watch::channel(vec![false; usize::from(outputs)]).0,
             shape,
         }
     }
@@ -119,7 +119,13 @@ impl SimBoard {
 
     /// Every output's state, output 1 first.
     pub fn outputs(&self) -> Vec<bool> {
-        self.state.lock().unwrap().outputs.clone()
+        self.outputs.borrow().clone()
+    }
+
+    /// Every output's state, and its changes (a write that changes
+    /// nothing is not one).
+    pub fn watch_outputs(&self) -> watch::Receiver<Vec<bool>> {
+        self.outputs.subscribe()
     }
 
     /// Which LEDs are lit (blue, green, yellow, red).
@@ -159,7 +165,7 @@ impl Board for SimBoard {
     }
 
     fn output_count(&self) -> u8 {
-        self.state.lock().unwrap().outputs.len() as u8
+        self.outputs.borrow().len() as u8
     }
 
     fn alarm_output(&self) -> OutputId {
@@ -174,23 +180,23 @@ impl Board for SimBoard {
     }
 
     fn read_output(&self, output: OutputId) -> Result<bool, BoardError> {
-        let state = self.state.lock().unwrap();
-        let count = state.outputs.len();
-        let i = slot(output.0, count).ok_or(BoardError::NoSuchOutput(output, count as u8))?;
+        let outputs = self.outputs.borrow();
+        let i = slot(output.0, outputs.len())
+            .ok_or(BoardError::NoSuchOutput(output, outputs.len() as u8))?;
         if output.0 > self.shape.outputs && !self.card_present() {
             return Err(BoardError::CardMissing);
         }
-        Ok(state.outputs[i])
+        Ok(outputs[i])
     }
 
     fn set_output(&self, output: OutputId, on: bool) -> Result<(), BoardError> {
-        let mut state = self.state.lock().unwrap();
-        let count = state.outputs.len();
+        let count = self.outputs.borrow().len();
         let i = slot(output.0, count).ok_or(BoardError::NoSuchOutput(output, count as u8))?;
         if output.0 > self.shape.outputs && !self.card_present() {
             return Err(BoardError::CardMissing);
         }
-        state.outputs[i] = on;
+        self.outputs
+            .send_if_modified(|outputs| std::mem::replace(&mut outputs[i], on) != on);
         Ok(())
     }
 

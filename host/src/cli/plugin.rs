@@ -1,7 +1,8 @@
-//! `larmd plugin`: signing keys and signatures offline, and installs,
-//! listings and rollbacks against a running unit's HTTP API.
+//! `larmd plugin`: precompiling for a board, signing keys and signatures
+//! offline, and installs, listings and rollbacks against a running unit's
+//! HTTP API.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use http_body_util::{BodyExt, Full};
@@ -12,6 +13,79 @@ use larm_host::updates::signature::{self, TrustedKey};
 
 /// The most of an answer from the unit that is read.
 const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+
+/// What `larmd plugin compile` compiles.
+#[cfg(feature = "compiler")]
+pub enum Source<'a> {
+    /// A built-in plugin, by name.
+    Builtin(&'a str),
+    /// A component file.
+    File(&'a Path),
+}
+
+/// `larmd plugin compile [--target T] [--config UNIT] [--out F] FILE|--builtin NAME`.
+#[cfg(feature = "compiler")]
+pub fn compile(
+    source: Source,
+    target: Option<larm_host::plugins::precompiled::Target>,
+    unit: Option<&larm_host::config::Config>,
+    out: Option<&Path>,
+) -> anyhow::Result<()> {
+    use larm_host::plugins::precompiled::Target;
+    use larm_host::plugins::runtime::Runtime;
+
+    let target = target
+        .or(Target::host())
+        .context("this machine is no board target: name one with --target")?;
+    let (name, bytes) = match source {
+        Source::Builtin(name) => (
+            name.to_string(),
+            larm_host::plugins::builtin(name)
+                .with_context(|| {
+                    format!(
+                        "no built-in plugin `{}`: one of {}",
+                        name.escape_debug(),
+                        larm_host::plugins::builtin_names().join(", ")
+                    )
+                })?
+                .to_vec(),
+        ),
+        Source::File(file) => (
+            file.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            read_bounded(file, MAX_COMPONENT_BYTES)
+                .with_context(|| format!("reading {}", file.display()))?,
+        ),
+    };
+    let defaults = larm_host::config::RuntimeConfig::default();
+    let (layout, memory_cap) = match unit {
+        Some(config) => config.runtime.memory_layout(&config.plugins),
+        None => defaults.memory_layout(&[]),
+    };
+    let runtime =
+        Runtime::with_memory(None, layout, memory_cap).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let file = runtime.precompile_for(target, &bytes)?;
+    let out = out.map_or_else(
+        || PathBuf::from(format!("{name}.{target}.cwasm")),
+        Path::to_path_buf,
+    );
+    larm_host::state::write_atomically(
+        out.parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new(".")),
+        &out,
+        &file,
+    )
+    .with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "{}: `{name}` precompiled for {target} ({} KiB), for larmd {}; units that trust keys need it signed (`larmd plugin sign`)",
+        out.display(),
+        file.len().div_ceil(1024),
+        env!("CARGO_PKG_VERSION"),
+    );
+    Ok(())
+}
 
 /// `larmd plugin keygen --out PREFIX`.
 pub fn keygen(prefix: &Path) -> anyhow::Result<()> {

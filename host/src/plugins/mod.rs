@@ -3,6 +3,8 @@
 //! running plugin.
 //!
 //! - [`runtime`]: the engine, the precompiled cache and loading.
+//! - [`precompiled`]: plugins compiled ahead of time for a board.
+//! - [`sections`]: the section frame of component files.
 //! - [`compat`]: which world a component targets, and version checks.
 //! - [`epoch`]: the clock that bounds a call's CPU time, idle between calls.
 //! - [`caps`]: the host capabilities, one file per WIT interface, checked
@@ -14,7 +16,9 @@ pub mod bindings;
 pub mod caps;
 pub mod compat;
 pub mod epoch;
+pub mod precompiled;
 pub mod runtime;
+pub mod sections;
 pub mod supervisor;
 pub mod worker;
 
@@ -315,8 +319,15 @@ impl PluginManager {
             .collect()
     }
 
-    /// Starts a loaded plugin on its own worker.
-    pub fn add(&mut self, plugin: &PluginConfig, loaded: Loaded, config: &Config) {
+    /// A worker for a loaded plugin under its config's grants and limits;
+    /// its timers fire into `timers` (none: they never fire).
+    fn worker(
+        &self,
+        plugin: &PluginConfig,
+        loaded: Loaded,
+        config: &Config,
+        timers: Option<caps::TimerSink>,
+    ) -> Worker {
         let name = plugin.name.get_ref().clone();
         let (deadline_ms, memory_mib) = plugin.effective_limits(&config.runtime);
         let limits = Limits {
@@ -325,28 +336,47 @@ impl PluginManager {
             max_faults: config.runtime.max_faults.get(),
             fault_window: Duration::from_secs(config.runtime.fault_window_s.get()),
         };
-        let (queue, rx) = mpsc::unbounded_channel();
-        let timer_queue = queue.clone();
-        let timer_sink: caps::TimerSink = Arc::new(move |event| {
-            let _ = timer_queue.send(Envelope::Event(PluginEvent::Timer(event), None));
-        });
         let caps = Arc::new(PluginCaps::new(
             &name,
             plugin.grants.clone(),
             self.shared.clone(),
-            Some(timer_sink),
+            timers,
         ));
-        let kind = loaded.kind();
-        info!(plugin = %name, world = %kind, "starting plugin");
-        let worker = Worker::new(
-            name.clone(),
+        Worker::new(
+            name,
             caps,
             self.shared.clone(),
             loaded,
             plugin.init_config(),
             limits,
             self.runtime.clock(),
-        );
+        )
+    }
+
+    /// Instantiates a loaded plugin and calls its `init` once, as the unit
+    /// would start it, without keeping it: what `larmd check` does, so a
+    /// config the plugin refuses is found before the unit runs.
+    pub fn try_start(
+        &self,
+        plugin: &PluginConfig,
+        loaded: Loaded,
+        config: &Config,
+    ) -> Result<(), PluginFault> {
+        self.worker(plugin, loaded, config, None).start()
+    }
+
+    /// Starts a loaded plugin on its own worker.
+    pub fn add(&mut self, plugin: &PluginConfig, loaded: Loaded, config: &Config) {
+        let name = plugin.name.get_ref().clone();
+        let (queue, rx) = mpsc::unbounded_channel();
+        let timer_queue = queue.clone();
+        let timer_sink: caps::TimerSink = Arc::new(move |event| {
+            let _ = timer_queue.send(Envelope::Event(PluginEvent::Timer(event), None));
+        });
+        let kind = loaded.kind();
+        info!(plugin = %name, world = %kind, "starting plugin");
+        let worker = self.worker(plugin, loaded, config, Some(timer_sink));
+        let limits = worker.limits();
         let beat = worker.beat();
         let thread = worker.spawn(rx).expect("cannot start a plugin thread");
         let calls = limits.max_faults.saturating_add(1);

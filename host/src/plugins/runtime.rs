@@ -1,12 +1,13 @@
 //! The one wasmtime engine, its linker and epoch clock, and loading
-//! components (through the precompiled cache and the
-//! compatibility check).
+//! components (through the precompiled cache and the compatibility
+//! check), or plugins precompiled for this board.
+//!
+//! Without the `compiler` feature (the runtime-only build), larmd has no
+//! Cranelift: it runs precompiled plugins only.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
-use tracing::{debug, info, warn};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine};
 
@@ -14,7 +15,13 @@ use super::bindings::{input_rule, server_adapter, sms_commands};
 use super::caps::{self, HostState};
 use super::compat::{self, CompatError, PluginKind};
 use super::epoch::EpochClock;
-use crate::state::{hex, write_atomically};
+use super::precompiled::{self, Precompiled, PrecompiledError, Target};
+#[cfg(feature = "compiler")]
+use {
+    crate::state::{hex, write_atomically},
+    sha2::{Digest, Sha256},
+    tracing::{debug, info, warn},
+};
 
 /// Why a component cannot be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +44,38 @@ pub enum LoadError {
     /// not have the types of its world.
     #[error("the component does not link against this host: {0:#}")]
     Link(wasmtime::Error),
+    /// This larmd was built without the compiler and the file is a
+    /// component, not a plugin precompiled for this board.
+    #[error(
+        "this larmd is runtime-only (built without the compiler) and runs precompiled plugins only: \
+         precompile it on a build machine with `larmd plugin compile --target {host} FILE.wasm` \
+         (`--builtin NAME` for a built-in plugin) and name the file it writes in the plugin's `path`"
+    )]
+    NoCompiler {
+        /// This board's target.
+        host: &'static str,
+    },
+    /// A precompiled plugin's file is damaged or malformed.
+    #[error(transparent)]
+    Precompiled(#[from] PrecompiledError),
+    /// A plugin precompiled for another board.
+    #[error("the plugin was precompiled for {found}, but this larmd runs on {host}")]
+    WrongTarget {
+        /// The board it was compiled for.
+        found: Target,
+        /// This board.
+        host: &'static str,
+    },
+    /// A plugin precompiled by another larmd version or for other engine
+    /// settings (memory layout) than this unit's.
+    #[error(
+        "the plugin was precompiled for other engine settings than this unit's ({0:#}): \
+         precompile it again with this larmd version, and `--config` naming this unit's config"
+    )]
+    Mismatch(wasmtime::Error),
+    /// `larmd plugin compile` was given a precompiled plugin.
+    #[error("the file is precompiled already: compile the component it was made from")]
+    AlreadyPrecompiled,
     /// A replacement targets a different world than the plugin it replaces.
     #[error("a {found} component cannot replace a {expected} plugin")]
     WrongKind {
@@ -86,6 +125,8 @@ pub enum CacheOutcome {
     Compiled,
     /// Loaded precompiled from the cache.
     Cached,
+    /// A plugin precompiled for this board (`larmd plugin compile`).
+    Precompiled,
 }
 
 /// How the engine lays out each plugin's linear memory in the address
@@ -102,11 +143,44 @@ pub struct MemoryLayout {
     pub guard: Option<u64>,
 }
 
+/// The engine's settings for plugins that run on `target` (None: this
+/// host, with its own CPU's features) with memories laid out as `layout`
+/// says. The unit's engine and `larmd plugin compile` both take theirs
+/// from here, so code compiled for a unit's settings loads there.
+fn engine_config(
+    target: Option<Target>,
+    layout: MemoryLayout,
+    memory_cap: u64,
+) -> wasmtime::Result<Config> {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    let is_32_bit = target.map_or(usize::BITS == 32, Target::is_32_bit);
+    #[cfg(feature = "compiler")]
+    if let Some(target) = target {
+        config.target(target.engine_target())?;
+    }
+    #[cfg(not(feature = "compiler"))]
+    let _ = target;
+    if let Some(bytes) = layout.reservation.or(is_32_bit.then_some(memory_cap)) {
+        config.memory_reservation(bytes);
+    }
+    if let Some(bytes) = layout.guard {
+        config.memory_guard_size(bytes);
+    }
+    Ok(config)
+}
+
 /// The plugin runtime: one engine for every plugin.
 pub struct Runtime {
     engine: Engine,
-    linker: Linker<HostState>,
+    // The compiler's: for code made here, and its cache.
+    #[cfg_attr(not(feature = "compiler"), expect(dead_code))]
+    layout: MemoryLayout,
+    #[cfg_attr(not(feature = "compiler"), expect(dead_code))]
+    memory_cap: u64,
+    #[cfg_attr(not(feature = "compiler"), expect(dead_code))]
     cache_dir: Option<PathBuf>,
+    linker: Linker<HostState>,
     clock: Arc<EpochClock>,
 }
 
@@ -124,23 +198,14 @@ impl Runtime {
         layout: MemoryLayout,
         memory_cap: u64,
     ) -> wasmtime::Result<Arc<Self>> {
-        let mut config = Config::new();
-        config.epoch_interruption(true);
-        let reservation = layout
-            .reservation
-            .or((usize::BITS == 32).then_some(memory_cap));
-        if let Some(bytes) = reservation {
-            config.memory_reservation(bytes);
-        }
-        if let Some(bytes) = layout.guard {
-            config.memory_guard_size(bytes);
-        }
-        let engine = Engine::new(&config)?;
+        let engine = Engine::new(&engine_config(None, layout, memory_cap)?)?;
         let mut linker = Linker::new(&engine);
         caps::add_to_linker(&mut linker)?;
         let clock = EpochClock::start(&engine);
         Ok(Arc::new(Self {
             engine,
+            layout,
+            memory_cap,
             linker,
             cache_dir,
             clock,
@@ -190,10 +255,66 @@ impl Runtime {
         Ok((loaded, outcome))
     }
 
-    /// Compiles a component, or loads it precompiled from the cache. The
-    /// cache key is the component's hash plus the engine's compatibility
-    /// hash (wasmtime version and settings), so a new `larmd` recompiles.
+    /// Compiles a component, or loads it precompiled from the cache, or
+    /// loads a plugin precompiled for this board. The cache key is the
+    /// component's hash plus the engine's compatibility hash (wasmtime
+    /// version and settings), so a new `larmd` recompiles.
     pub fn compile(&self, bytes: &[u8]) -> Result<(Component, CacheOutcome), LoadError> {
+        if let Some(plugin) = precompiled::parse(bytes)? {
+            return Ok((self.deserialize(plugin)?, CacheOutcome::Precompiled));
+        }
+        self.compile_component(bytes)
+    }
+
+    /// The component of a plugin precompiled for this board, checked
+    /// against this engine's settings.
+    fn deserialize(&self, plugin: Precompiled) -> Result<Component, LoadError> {
+        let host = Target::host_name();
+        if Target::host() != Some(plugin.target) {
+            return Err(LoadError::WrongTarget {
+                found: plugin.target,
+                host,
+            });
+        }
+        if Engine::detect_precompiled(plugin.code) != Some(wasmtime::Precompiled::Component) {
+            return Err(PrecompiledError::Damaged.into());
+        }
+        // SAFETY: the code comes from a file the unit trusts (see
+        // `precompiled`), checked whole against its checksum; wasmtime
+        // checks its header against this engine's version and settings.
+        unsafe { Component::deserialize(&self.engine, plugin.code) }.map_err(LoadError::Mismatch)
+    }
+
+    #[cfg(not(feature = "compiler"))]
+    fn compile_component(&self, _: &[u8]) -> Result<(Component, CacheOutcome), LoadError> {
+        Err(LoadError::NoCompiler {
+            host: Target::host_name(),
+        })
+    }
+}
+
+/// Compiling: the build with Cranelift only.
+#[cfg(feature = "compiler")]
+impl Runtime {
+    /// Precompiles a component for plugins on `target` under this
+    /// runtime's memory settings: the file `larmd plugin compile` writes.
+    /// The component is loaded here first, so what is made is a plugin
+    /// this larmd serves (its world, version and imports).
+    pub fn precompile_for(&self, target: Target, bytes: &[u8]) -> Result<Vec<u8>, LoadError> {
+        if precompiled::parse(bytes)?.is_some() {
+            return Err(LoadError::AlreadyPrecompiled);
+        }
+        self.load(bytes)?;
+        let config = engine_config(Some(target), self.layout, self.memory_cap)
+            .map_err(LoadError::Invalid)?;
+        let engine = Engine::new(&config).map_err(LoadError::Invalid)?;
+        let code = engine
+            .precompile_component(bytes)
+            .map_err(LoadError::Invalid)?;
+        Ok(precompiled::wrap(target, &code))
+    }
+
+    fn compile_component(&self, bytes: &[u8]) -> Result<(Component, CacheOutcome), LoadError> {
         let Some(dir) = &self.cache_dir else {
             let component = Component::new(&self.engine, bytes).map_err(LoadError::Invalid)?;
             return Ok((component, CacheOutcome::Compiled));

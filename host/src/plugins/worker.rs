@@ -245,6 +245,11 @@ impl Worker {
         }
     }
 
+    /// The limits it runs the plugin under.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
     /// What the worker is doing, for the watchdog.
     pub fn beat(&self) -> Arc<Beat> {
         self.beat.clone()

@@ -14,7 +14,7 @@ use tracing::info;
 use super::password::PasswordGuard;
 use super::shared::Shared;
 use super::{Unit, data_dir};
-use crate::config::{BoardSource, Config, ModemLink, PluginSource};
+use crate::config::{BoardConfig, BoardSource, Config, ModemLink, PluginSource};
 use crate::modem;
 use crate::outbox::{self, Outbox};
 use crate::outputs::Outputs;
@@ -29,6 +29,17 @@ use crate::updates::store::Store;
 /// How long the first server sync waits for the modem's status, so it
 /// shows the network rather than a modem not read yet.
 const FIRST_SYNC_WAITS: Duration = Duration::from_secs(10);
+
+/// A simulated board with the inputs, outputs and card `b` names.
+pub fn sim_board(b: &BoardConfig) -> SimBoard {
+    SimBoard::with(SimConfig {
+        inputs: b.inputs,
+        outputs: b.outputs,
+        debounce: Duration::from_millis(b.debounce_ms),
+        card: b.extended.map(|c| (c.inputs, c.outputs)),
+        closed: b.closed_at_start.clone(),
+    })
+}
 
 impl Unit {
     /// Builds the unit: opens the state in the data dir, the board, and
@@ -46,13 +57,7 @@ impl Unit {
         let debounce = Duration::from_millis(b.debounce_ms);
         let (sim, board): (Option<Arc<SimBoard>>, Arc<dyn Board>) = match &b.source {
             BoardSource::Sim => {
-                let sim = Arc::new(SimBoard::with(SimConfig {
-                    inputs: b.inputs,
-                    outputs: b.outputs,
-                    debounce,
-                    card: b.extended.map(|c| (c.inputs, c.outputs)),
-                    closed: b.closed_at_start.clone(),
-                }));
+                let sim = Arc::new(sim_board(b));
                 (Some(sim.clone()), sim)
             }
             BoardSource::Linux(gpio) => (

@@ -29,6 +29,7 @@ use firmware_bridge::modem::sim::SimModem;
 use tokio::sync::{broadcast, mpsc, watch};
 
 pub use action::Action;
+pub use build::sim_board;
 pub use shared::{LinkState, Shared};
 
 use crate::config::{BoardKind, Config};

@@ -57,6 +57,10 @@ pub enum UpdateError {
     /// The signature does not hold.
     #[error(transparent)]
     Signature(#[from] SignatureError),
+    /// An unsigned field update carries precompiled machine code, which
+    /// no sandbox checks: only a signed one is let in.
+    #[error("a precompiled plugin is installed in the field only when signed by a trusted key")]
+    UnsignedCode,
     /// The component cannot run here (not a component, wrong world or
     /// version, does not link, another kind than the plugin).
     #[error("{0}")]
@@ -92,8 +96,25 @@ fn io_error(e: std::io::Error) -> UpdateError {
 /// Whether a component's signature lets it run as plugin `name`:
 /// `Some` with what the signature says, `None` for an unsigned component
 /// that is let in (`allow_unsigned`, or a config file on a unit with no
-/// trusted keys). `from_field`: it came from outside the config.
+/// trusted keys). `from_field`: it came from outside the config; an
+/// unsigned precompiled plugin never does.
 pub fn check_signature(
+    config: &UpdatesConfig,
+    bytes: &[u8],
+    name: &str,
+    from_field: bool,
+) -> Result<Option<Verified>, UpdateError> {
+    let verified = check_signer(config, bytes, name, from_field)?;
+    if verified.is_none()
+        && from_field
+        && !matches!(crate::plugins::precompiled::parse(bytes), Ok(None))
+    {
+        return Err(UpdateError::UnsignedCode);
+    }
+    Ok(verified)
+}
+
+fn check_signer(
     config: &UpdatesConfig,
     bytes: &[u8],
     name: &str,

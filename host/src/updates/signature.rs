@@ -21,12 +21,12 @@ use std::path::{Path, PathBuf};
 use minisign::{KeyPair, PublicKeyBox, SecretKey, SecretKeyBox, SignatureBox};
 use sha2::{Digest, Sha256};
 
+use crate::plugins::sections::{self, append_custom};
+
 /// The name of the custom section that carries the signature.
 pub const SECTION: &str = "larm-signature";
 /// The trusted comment's prefix; the plugin's name follows.
 const COMMENT: &str = "larm-plugin name=";
-/// The component binary's preamble: magic, version 13, layer 1.
-const COMPONENT_PREAMBLE: [u8; 8] = [0, b'a', b's', b'm', 0x0d, 0, 0x01, 0];
 /// A signature is a few hundred bytes; a section this long is not one.
 const MAX_SIGNATURE: usize = 4096;
 
@@ -190,7 +190,7 @@ pub fn sign(component: &[u8], name: &str, key: &SecretKey) -> Result<Vec<u8>, Si
     .map_err(|e| SignatureError::Malformed(e.to_string()))?
     .to_string();
     let mut signed = bytes.to_vec();
-    append_custom_section(&mut signed, SECTION, signature.as_bytes());
+    append_custom(&mut signed, SECTION, signature.as_bytes());
     Ok(signed)
 }
 
@@ -264,42 +264,22 @@ pub fn component_sha256(signed: &[u8]) -> Result<String, SignatureError> {
 /// section's payload, if it ends with one. A signature section anywhere
 /// but last is refused: bytes after it would be unsigned.
 fn split(component: &[u8]) -> Result<(&[u8], Option<&[u8]>), SignatureError> {
-    if component.get(..8) != Some(&COMPONENT_PREAMBLE[..]) {
-        return Err(SignatureError::NotAComponent);
-    }
-    let mut at = 8;
     let mut signature = None;
-    while at < component.len() {
-        let start = at;
-        let id = component[at];
-        at += 1;
-        let (size, used) = leb128(&component[at..]).ok_or(SignatureError::NotAComponent)?;
-        at += used;
-        let end = at
-            .checked_add(size)
-            .filter(|&end| end <= component.len())
-            .ok_or(SignatureError::NotAComponent)?;
-        if id == 0 {
-            let payload = &component[at..end];
-            let (len, used) = leb128(payload).ok_or(SignatureError::NotAComponent)?;
-            let name_end = used.checked_add(len).ok_or(SignatureError::NotAComponent)?;
-            let name = payload
-                .get(used..name_end)
-                .ok_or(SignatureError::NotAComponent)?;
-            if name == SECTION.as_bytes() {
-                if signature.is_some() || end != component.len() {
-                    return Err(SignatureError::Malformed(
-                        "the signature must be the component's last section".into(),
-                    ));
-                }
-                let body = &payload[name_end..];
-                if body.len() > MAX_SIGNATURE {
-                    return Err(SignatureError::Malformed("too long".into()));
-                }
-                signature = Some((start, body));
+    for section in sections::walk(component) {
+        let section = section.map_err(|_| SignatureError::NotAComponent)?;
+        if let Some((name, body)) = section.custom
+            && name == SECTION.as_bytes()
+        {
+            if signature.is_some() || section.end != component.len() {
+                return Err(SignatureError::Malformed(
+                    "the signature must be the component's last section".into(),
+                ));
             }
+            if body.len() > MAX_SIGNATURE {
+                return Err(SignatureError::Malformed("too long".into()));
+            }
+            signature = Some((section.start, body));
         }
-        at = end;
     }
     Ok(match signature {
         Some((start, body)) => (&component[..start], Some(body)),
@@ -307,48 +287,15 @@ fn split(component: &[u8]) -> Result<(&[u8], Option<&[u8]>), SignatureError> {
     })
 }
 
-/// An unsigned LEB128 of at most 5 bytes (a u32): its value and length.
-fn leb128(bytes: &[u8]) -> Option<(usize, usize)> {
-    let mut value = 0usize;
-    for (i, &b) in bytes.iter().take(5).enumerate() {
-        value |= usize::from(b & 0x7f) << (7 * i);
-        if b & 0x80 == 0 {
-            return Some((value, i + 1));
-        }
-    }
-    None
-}
-
-fn push_leb128(out: &mut Vec<u8>, mut value: usize) {
-    loop {
-        let byte = (value & 0x7f) as u8;
-        value >>= 7;
-        if value == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
-}
-
-fn append_custom_section(out: &mut Vec<u8>, name: &str, body: &[u8]) {
-    let mut payload = Vec::with_capacity(name.len() + body.len() + 5);
-    push_leb128(&mut payload, name.len());
-    payload.extend_from_slice(name.as_bytes());
-    payload.extend_from_slice(body);
-    out.push(0);
-    push_leb128(out, payload.len());
-    out.extend(payload);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plugins::sections::COMPONENT_PREAMBLE;
 
     /// The smallest component: the preamble and one custom section.
     fn component() -> Vec<u8> {
         let mut c = COMPONENT_PREAMBLE.to_vec();
-        append_custom_section(&mut c, "name", b"\x00\x04test");
+        append_custom(&mut c, "name", b"\x00\x04test");
         c
     }
 
@@ -405,7 +352,7 @@ mod tests {
         );
         // Bytes appended after the signature are not signed.
         let mut longer = signed.clone();
-        append_custom_section(&mut longer, "extra", b"x");
+        append_custom(&mut longer, "extra", b"x");
         assert!(matches!(
             verify(&longer, trusted, None),
             Err(SignatureError::Malformed(_))
@@ -429,7 +376,7 @@ mod tests {
         let mut lines: Vec<&str> = text.lines().collect();
         lines[3] = "AAAA";
         let mut short = bytes.to_vec();
-        append_custom_section(&mut short, SECTION, lines.join("\n").as_bytes());
+        append_custom(&mut short, SECTION, lines.join("\n").as_bytes());
         assert!(matches!(
             verify(&short, &[public], Some("rules")),
             Err(SignatureError::Malformed(_))
@@ -446,7 +393,7 @@ mod tests {
             .unwrap()
             .replace("name=rules", "name=evilx");
         let mut forged = bytes.to_vec();
-        append_custom_section(&mut forged, SECTION, forged_sig.as_bytes());
+        append_custom(&mut forged, SECTION, forged_sig.as_bytes());
         assert_eq!(
             verify(&forged, &[public], Some("evilx")),
             Err(SignatureError::Tampered)

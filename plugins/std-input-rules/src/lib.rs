@@ -284,8 +284,9 @@ fn alarm(input: u8, s: &InputSettings, text: &str) -> Alarm {
 
 fn fire(input: u8, s: &InputSettings) {
     log(Level::Info, &format!("alarm on input {input} ({})", s.name));
-    warn_on("remembering the alarm", kv::set(&in_alarm_key(input), b"1"));
+    // The siren first: remembering the alarm writes to flash.
     warn_on("ALARM output", io::set_output(io::alarm_output(), true));
+    warn_on("remembering the alarm", kv::set(&in_alarm_key(input), b"1"));
     for number in numbers(setting("alarm.sms").as_deref()) {
         warn_on(
             &format!("alarm SMS to {number}"),
@@ -307,7 +308,15 @@ fn fire(input: u8, s: &InputSettings) {
 
 fn restore(input: u8, s: &InputSettings) {
     log(Level::Info, &format!("input {input} ({}) restored", s.name));
-    warn_on("forgetting the alarm", kv::delete(&in_alarm_key(input)));
+    // ALARM off first, once no other input is in alarm: forgetting this
+    // one writes to flash. If the store cannot be read, keep ALARM on: a
+    // missed "off" is safer than a missed alarm.
+    let key = in_alarm_key(input);
+    let others = kv::entries(IN_ALARM).map_or(true, |all| all.iter().any(|(k, _)| *k != key));
+    if !others {
+        warn_on("ALARM output", io::set_output(io::alarm_output(), false));
+    }
+    warn_on("forgetting the alarm", kv::delete(&key));
     if !s.restore_text.is_empty() {
         for number in numbers(setting("alarm.sms").as_deref()) {
             warn_on(
@@ -315,12 +324,6 @@ fn restore(input: u8, s: &InputSettings) {
                 sms::send(number.as_str(), &s.restore_text),
             );
         }
-    }
-    // If the store cannot be read, keep ALARM on: a missed "off" is safer
-    // than a missed alarm.
-    let any_left = kv::entries(IN_ALARM).map_or(true, |left| !left.is_empty());
-    if !any_left {
-        warn_on("ALARM output", io::set_output(io::alarm_output(), false));
     }
     warn_on(
         "restore report",
