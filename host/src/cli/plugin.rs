@@ -2,7 +2,7 @@
 //! offline, and installs, listings and rollbacks against a running unit's
 //! HTTP API.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, bail};
 use http_body_util::{BodyExt, Full};
@@ -67,7 +67,7 @@ pub fn compile(
         Runtime::with_memory(None, layout, memory_cap).map_err(|e| anyhow::anyhow!("{e:#}"))?;
     let file = runtime.precompile_for(target, &bytes)?;
     let out = out.map_or_else(
-        || PathBuf::from(format!("{name}.{target}.cwasm")),
+        || std::path::PathBuf::from(format!("{name}.{target}.cwasm")),
         Path::to_path_buf,
     );
     larm_host::state::write_atomically(
