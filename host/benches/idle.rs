@@ -2,7 +2,8 @@
 //! holds, and how often it wakes up. The standard unit of the built-in
 //! config (simulated board, modem simulator on a pseudo-terminal, the three
 //! default plugins) is started twice in one data folder: first with no
-//! compiled-plugin cache (it compiles the plugins), then with it warm.
+//! compiled-plugin cache (it compiles the plugins), then with it warm; then
+//! with its plugins precompiled (below).
 //!
 //! - Start: from spawning larmd to its `READY=1` on a `NOTIFY_SOCKET` of the
 //!   bench's own (what systemd waits for): every plugin is serving then.
@@ -13,12 +14,18 @@
 //!   (`LARM_IDLE_S` sets another); a voluntary switch is a thread going to
 //!   sleep, so each is one wake-up to come.
 //!
+//! - Precompiled: the same unit with its plugins precompiled for this
+//!   machine (`larmd plugin compile`), named by file: no compile at start;
+//!   and, when `LARM_IDLE_RUNTIME_ONLY` names a runtime-only larmd
+//!   (`cargo build --release -p larm-host --no-default-features`), that
+//!   build running them.
+//!
 //! `cargo bench -p larm-host --bench idle` prints the tables;
 //! `docs/benchmarks.md` records a run.
 
 use std::collections::BTreeMap;
 use std::os::unix::net::UnixDatagram;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -62,9 +69,35 @@ fn memory(pid: u32) -> (f64, f64) {
     (mib("VmRSS:"), mib("VmHWM:"))
 }
 
-/// Starts larmd in `dir`; returns it once it said `READY=1`, and how long
-/// that took.
-fn start(dir: &Path) -> (Child, Duration) {
+/// The built-in config with its plugins precompiled into `dir` by `larmd`,
+/// named by file.
+fn precompiled_config(dir: &Path) -> PathBuf {
+    let mut config = include_str!("../../examples/sim.toml").to_string();
+    for plugin in ["std-sms-commands", "std-input-rules", "std-server-adapter"] {
+        let file = dir.join(format!("{plugin}.cwasm"));
+        let made = Command::new(env!("CARGO_BIN_EXE_larmd"))
+            .args(["plugin", "compile", "--builtin", plugin, "--out"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        config = config.replace(
+            &format!("builtin = \"{plugin}\""),
+            &format!("file = {:?}", file.display().to_string()),
+        );
+    }
+    let path = dir.join("precompiled.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+/// Starts `larmd` in `dir` (with `config`, or its built-in one); returns
+/// it once it said `READY=1`, and how long that took.
+fn start(larmd: &Path, dir: &Path, config: Option<&Path>) -> (Child, Duration) {
     let socket_path = dir.join("notify");
     let _ = std::fs::remove_file(&socket_path);
     let socket = UnixDatagram::bind(&socket_path).unwrap();
@@ -72,8 +105,14 @@ fn start(dir: &Path) -> (Child, Duration) {
         .set_read_timeout(Some(Duration::from_secs(120)))
         .unwrap();
     let started = Instant::now();
-    let mut larmd = Command::new(env!("CARGO_BIN_EXE_larmd"))
+    let mut larmd = Command::new(larmd)
         .arg("run")
+        .args(
+            config
+                .map(|c| [std::ffi::OsStr::new("--config"), c.as_os_str()])
+                .into_iter()
+                .flatten(),
+        )
         .current_dir(dir)
         .env("RUST_LOG", "warn")
         .env("NOTIFY_SOCKET", &socket_path)
@@ -106,11 +145,38 @@ fn main() {
             .unwrap_or(60),
     );
     let dir = tempfile::tempdir().unwrap();
+    let full = PathBuf::from(env!("CARGO_BIN_EXE_larmd"));
+    let files = tempfile::tempdir().unwrap();
+    let precompiled = precompiled_config(files.path());
+    let mut starts = vec![
+        (
+            "cold (compiles)",
+            full.clone(),
+            None,
+            dir.path().to_path_buf(),
+        ),
+        ("warm", full.clone(), None, dir.path().to_path_buf()),
+        (
+            "precompiled",
+            full,
+            Some(precompiled.clone()),
+            files.path().join("full"),
+        ),
+    ];
+    if let Some(runtime_only) = std::env::var_os("LARM_IDLE_RUNTIME_ONLY") {
+        starts.push((
+            "runtime-only",
+            std::fs::canonicalize(runtime_only).expect("LARM_IDLE_RUNTIME_ONLY names no file"),
+            Some(precompiled),
+            files.path().join("runtime-only"),
+        ));
+    }
     let mut runs = Vec::new();
     let mut wakeups = BTreeMap::new();
     let mut thread_count = 0;
-    for cache in ["cold (compiles)", "warm"] {
-        let (mut larmd, took) = start(dir.path());
+    for (cache, larmd, config, dir) in starts {
+        std::fs::create_dir_all(&dir).unwrap();
+        let (mut larmd, took) = start(&larmd, &dir, config.as_deref());
         let pid = larmd.id();
         std::thread::sleep(Duration::from_secs(5));
         let (rss, peak) = memory(pid);
@@ -134,7 +200,7 @@ fn main() {
     println!("\nlarmd run (standard unit, simulated board and modem)");
     println!(
         "| {:<16} | {:>12} | {:>10} | {:>10} |",
-        "cache", "to READY", "RSS", "peak RSS"
+        "plugins", "to READY", "RSS", "peak RSS"
     );
     println!("|{:-<18}|{:->14}|{:->12}|{:->12}|", "", "", "", "");
     for (cache, took, rss, peak) in &runs {

@@ -98,8 +98,8 @@ enum PluginCommand {
         /// or armv7-unknown-linux-gnueabihf (default: this machine's).
         #[arg(long)]
         target: Option<larm_host::plugins::precompiled::Target>,
-        /// The board's config, whose `[runtime]` memory settings the code
-        /// is made for (default: the defaults).
+        /// The board's config: the code is made for its `[runtime]` memory
+        /// settings (default: the defaults); nothing else of it is read.
         #[arg(long)]
         config: Option<PathBuf>,
         /// The file to write (default: NAME.TARGET.cwasm in this folder).
@@ -229,13 +229,12 @@ fn plugin(command: PluginCommand) -> anyhow::Result<()> {
             builtin,
             file,
         } => {
-            let config = config.as_deref().map(load_config).transpose()?;
             let source = match (&builtin, &file) {
                 (Some(name), _) => cli::plugin::Source::Builtin(name),
                 (None, Some(file)) => cli::plugin::Source::File(file),
                 (None, None) => anyhow::bail!("name a component file or --builtin"),
             };
-            cli::plugin::compile(source, target, config.as_ref(), out.as_deref())
+            cli::plugin::compile(source, target, config.as_deref(), out.as_deref())
         }
         PluginCommand::Keygen { out } => cli::plugin::keygen(&out),
         PluginCommand::Sign {
@@ -278,7 +277,7 @@ fn refuse_unsigned_on_a_board(config: &Config, told_twice: bool) -> anyhow::Resu
 fn check(path: &Path, allow_unsigned: bool) -> anyhow::Result<()> {
     let config = load_config(path)?;
     refuse_unsigned_on_a_board(&config, allow_unsigned)?;
-    let (layout, memory_cap) = config.runtime.memory_layout(&config.plugins);
+    let (layout, memory_cap) = config.runtime.memory_layout();
     let runtime =
         Runtime::with_memory(None, layout, memory_cap).map_err(|e| anyhow::anyhow!("{e:#}"))?;
     // Each plugin starts (its `init` reads its config) on a simulated unit
@@ -311,6 +310,16 @@ fn inspect(file: &Path) -> anyhow::Result<()> {
     let runtime = Runtime::new(None).map_err(|e| anyhow::anyhow!("{e:#}"))?;
     let bytes = larm_host::state::read_bounded(file, larm_host::state::MAX_COMPONENT_BYTES)
         .with_context(|| format!("reading {}", file.display()))?;
+    // Machine code is loaded only from trusted places; a file being
+    // inspected is not one.
+    if let Some(plugin) = plugins::precompiled::parse(&bytes)? {
+        println!(
+            "a plugin precompiled for {} ({} KiB of code): inspect the component it was made from",
+            plugin.target,
+            plugin.code.len().div_ceil(1024)
+        );
+        return Ok(());
+    }
     let (component, _) = runtime.compile(&bytes)?;
     let ty = component.component_type();
     let engine = runtime.engine();

@@ -341,11 +341,11 @@ fn allow_unsigned_lets_unsigned_components_in_and_says_so() {
 }
 
 /// A field update may carry a plugin precompiled for the board (what a
-/// runtime-only larmd runs): signed, it is installed like a component;
-/// unsigned, it is refused even where unsigned components are allowed,
-/// as it is machine code no sandbox checks.
+/// runtime-only larmd runs): signed, on a unit that allows them, it is
+/// installed like a component; unsigned, or where keys vouch for
+/// components only, it is refused, as it is machine code no sandbox checks.
 #[test]
-fn a_precompiled_update_goes_in_signed_only() {
+fn a_precompiled_update_goes_in_signed_where_allowed_only() {
     let kit = Kit::new();
     let precompiled = kit.path("follow.cwasm");
     larmd_ok(&[
@@ -355,25 +355,39 @@ fn a_precompiled_update_goes_in_signed_only() {
         precompiled.to_str().unwrap(),
         guest("follow-input").to_str().unwrap(),
     ]);
+    let refused = |larmd: &mut Larmd, addr: &str, file: &Path| {
+        let (code, answer) = install(addr, file);
+        assert_eq!(code, 400, "{answer}");
+        let error = answer["error"].as_str().unwrap();
+        assert!(
+            error.contains("a precompiled plugin is installed in the field only when signed"),
+            "{error}"
+        );
+        echoes(larmd, 2, true);
+    };
 
-    let config = UnitConfig::new()
+    let unsigned = UnitConfig::new()
         .section("http", "listen = \"127.0.0.1:0\"")
-        .section("updates", "allow_unsigned = true\nprobation_s = 0")
+        .section(
+            "updates",
+            "allow_unsigned = true\nallow_precompiled = true\nprobation_s = 0",
+        )
         .plugin(Plugin::guest("rules", "guest-misbehave", GRANTS));
-    let (mut larmd, addr) = start(&config);
-    let (code, answer) = install(&addr, &precompiled);
-    assert_eq!(code, 400, "{answer}");
-    let error = answer["error"].as_str().unwrap();
-    assert!(
-        error.contains("a precompiled plugin is installed in the field only when signed"),
-        "{error}"
-    );
-    echoes(&mut larmd, 2, true);
+    let (mut larmd, addr) = start(&unsigned);
+    refused(&mut larmd, &addr, &precompiled);
     larmd.stop();
 
     let rules = kit.sign("fleet", "rules", &guest("guest-misbehave"));
+    let signed = kit.sign("fleet", "rules", &precompiled);
     let (mut larmd, addr) = start(&kit.unit(&rules, 0, ""));
-    let (code, answer) = install(&addr, &kit.sign("fleet", "rules", &precompiled));
+    refused(&mut larmd, &addr, &signed);
+    larmd.stop();
+
+    let allowing = kit
+        .unit(&rules, 0, "")
+        .with_line("updates", "allow_precompiled = true");
+    let (mut larmd, addr) = start(&allowing);
+    let (code, answer) = install(&addr, &signed);
     assert_eq!(code, 200, "{answer}");
     larmd.wait_for("update committed");
     follows(&mut larmd);

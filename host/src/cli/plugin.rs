@@ -28,7 +28,7 @@ pub enum Source<'a> {
 pub fn compile(
     source: Source,
     target: Option<larm_host::plugins::precompiled::Target>,
-    unit: Option<&larm_host::config::Config>,
+    unit: Option<&Path>,
     out: Option<&Path>,
 ) -> anyhow::Result<()> {
     use larm_host::plugins::precompiled::Target;
@@ -58,14 +58,21 @@ pub fn compile(
                 .with_context(|| format!("reading {}", file.display()))?,
         ),
     };
-    let defaults = larm_host::config::RuntimeConfig::default();
     let (layout, memory_cap) = match unit {
-        Some(config) => config.runtime.memory_layout(&config.plugins),
-        None => defaults.memory_layout(&[]),
-    };
+        Some(config) => larm_host::config::RuntimeConfig::of_file(config)?,
+        None => larm_host::config::RuntimeConfig::default(),
+    }
+    .memory_layout();
     let runtime =
         Runtime::with_memory(None, layout, memory_cap).map_err(|e| anyhow::anyhow!("{e:#}"))?;
     let file = runtime.precompile_for(target, &bytes)?;
+    if file.len() as u64 > MAX_COMPONENT_BYTES {
+        bail!(
+            "`{name}` precompiled for {target} is {} KiB: more than a unit loads ({} KiB)",
+            file.len().div_ceil(1024),
+            MAX_COMPONENT_BYTES / 1024
+        );
+    }
     let out = out.map_or_else(
         || std::path::PathBuf::from(format!("{name}.{target}.cwasm")),
         Path::to_path_buf,

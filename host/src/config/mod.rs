@@ -321,24 +321,29 @@ impl BoardConfig {
 
     /// How many inputs and outputs the board has, extended card included.
     pub fn terminals(&self) -> (u8, u8) {
+        let ((inputs, outputs), card) = self.shape();
+        let (card_inputs, card_outputs) = card.unwrap_or((0, 0));
+        (
+            inputs.saturating_add(card_inputs),
+            outputs.saturating_add(card_outputs),
+        )
+    }
+
+    /// The base board's (inputs, outputs), and the extended card's if one
+    /// is fitted.
+    pub fn shape(&self) -> ((u8, u8), Option<(u8, u8)>) {
+        let count = |n: usize| u8::try_from(n).unwrap_or(u8::MAX);
         match &self.source {
-            BoardSource::Linux(gpio) => {
-                let card = gpio.card.as_ref();
-                let count = |base: usize, card: Option<usize>| {
-                    u8::try_from(base + card.unwrap_or(0)).unwrap_or(u8::MAX)
-                };
-                (
-                    count(gpio.inputs.len(), card.map(|c| c.inputs.len())),
-                    count(gpio.outputs.len(), card.map(|c| c.outputs.len())),
-                )
-            }
-            BoardSource::Sim => {
-                let card = self.extended.map_or((0, 0), |c| (c.inputs, c.outputs));
-                (
-                    self.inputs.saturating_add(card.0),
-                    self.outputs.saturating_add(card.1),
-                )
-            }
+            BoardSource::Linux(gpio) => (
+                (count(gpio.inputs.len()), count(gpio.outputs.len())),
+                gpio.card
+                    .as_ref()
+                    .map(|c| (count(c.inputs.len()), count(c.outputs.len()))),
+            ),
+            BoardSource::Sim => (
+                (self.inputs, self.outputs),
+                self.extended.map(|c| (c.inputs, c.outputs)),
+            ),
         }
     }
 }
@@ -450,10 +455,12 @@ pub struct RuntimeConfig {
     /// The window, in seconds, over which faults are counted.
     pub fault_window_s: NonZeroU64,
     /// Address space reserved per plugin memory, in MiB (default: 4096 on
-    /// 64-bit boards, `memory_mib` on 32-bit ones).
+    /// 64-bit boards, `memory_mib` on 32-bit ones; a memory that grows past
+    /// it is moved).
     pub memory_reservation_mib: Option<NonZeroU32>,
     /// Guard after each plugin memory, in KiB (default: 32768 on 64-bit
-    /// boards, 64 on 32-bit ones).
+    /// boards; none on 32-bit ARM, where plugins run on Pulley, which
+    /// checks every access).
     pub memory_guard_kib: Option<u32>,
 }
 
@@ -471,16 +478,25 @@ impl Default for RuntimeConfig {
 }
 
 impl RuntimeConfig {
-    /// The engine's memory layout these settings ask for, and the largest
-    /// memory any plugin may have.
-    pub fn memory_layout(
-        &self,
-        plugins: &[PluginConfig],
-    ) -> (crate::plugins::runtime::MemoryLayout, u64) {
-        let cap_mib = plugins
-            .iter()
-            .map(|p| p.effective_limits(self).1.get())
-            .fold(self.memory_mib.get(), u32::max);
+    /// The `[runtime]` of a config file, nothing else of it read or
+    /// checked: what `larmd plugin compile --config` needs of a board's
+    /// config, whose plugin files are not on the build machine.
+    pub fn of_file(file: &Path) -> Result<Self, ConfigError> {
+        #[derive(Deserialize)]
+        struct OnlyRuntime {
+            #[serde(default)]
+            runtime: RuntimeConfig,
+        }
+        Ok(deserialize::<OnlyRuntime>(&read_text(file)?, file)?.runtime)
+    }
+
+    /// The engine's memory layout these settings ask for, and the memory
+    /// a plugin has by default (what a 32-bit board reserves per memory
+    /// unless told otherwise). It depends on `[runtime]` alone, so a plugin
+    /// precompiled for a unit's `[runtime]` loads there whatever its
+    /// plugins' limits are.
+    pub fn memory_layout(&self) -> (crate::plugins::runtime::MemoryLayout, u64) {
+        let cap_mib = self.memory_mib.get();
         (
             crate::plugins::runtime::MemoryLayout {
                 reservation: self
@@ -600,21 +616,64 @@ impl PluginConfig {
     }
 }
 
+/// A config file's text, of bounded size.
+fn read_text(file: &Path) -> Result<String, ConfigError> {
+    crate::state::read_bounded(file, crate::state::MAX_CONFIG_BYTES)
+        .and_then(|bytes| {
+            String::from_utf8(bytes).map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, "is not UTF-8 text")
+            })
+        })
+        .map_err(|source| ConfigError::Read {
+            file: file.to_path_buf(),
+            source,
+        })
+}
+
+/// An error in `file` (whose text is `text`) at `span`, about `key`.
+fn invalid(
+    text: &str,
+    file: &Path,
+    span: Option<Range<usize>>,
+    key: Option<String>,
+    message: String,
+) -> ConfigError {
+    ConfigError::Invalid {
+        file: file.to_path_buf(),
+        location: span.map(|s| location(text, s.start)),
+        key,
+        message,
+    }
+}
+
+/// Deserializes config text; an error names the file, line and key.
+fn deserialize<T: serde::de::DeserializeOwned>(text: &str, file: &Path) -> Result<T, ConfigError> {
+    let deserializer = toml::Deserializer::parse(text)
+        .map_err(|e| invalid(text, file, e.span(), None, e.message().trim().to_string()))?;
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        // A spanned value's path ends in the toml crate's private field
+        // name: the user's key is the part before it.
+        let key = e
+            .path()
+            .to_string()
+            .replace(".$__serde_spanned_private_value", "");
+        let inner = e.into_inner();
+        let key = (key != ".").then_some(key);
+        invalid(
+            text,
+            file,
+            inner.span(),
+            key,
+            inner.message().trim().to_string(),
+        )
+    })
+}
+
 impl Config {
     /// Reads and validates a config file. `builtins` are the names of the
     /// plugins embedded in `larmd`.
     pub fn load(file: &Path, builtins: &[&str]) -> Result<Config, ConfigError> {
-        let text = crate::state::read_bounded(file, crate::state::MAX_CONFIG_BYTES)
-            .and_then(|bytes| {
-                String::from_utf8(bytes).map_err(|_| {
-                    std::io::Error::new(std::io::ErrorKind::InvalidData, "is not UTF-8 text")
-                })
-            })
-            .map_err(|source| ConfigError::Read {
-                file: file.to_path_buf(),
-                source,
-            })?;
-        Self::parse(&text, file, builtins)
+        Self::parse(&read_text(file)?, file, builtins)
     }
 
     /// Loads `file`. If it does not load but the last good copy of it
@@ -658,31 +717,11 @@ impl Config {
     /// Parses and validates config text; `file` names it in errors and
     /// anchors relative paths.
     pub fn parse(text: &str, file: &Path, builtins: &[&str]) -> Result<Config, ConfigError> {
-        let invalid = |span: Option<Range<usize>>, key: Option<String>, message: String| {
-            ConfigError::Invalid {
-                file: file.to_path_buf(),
-                location: span.map(|s| location(text, s.start)),
-                key,
-                message,
-            }
-        };
-        let deserializer = toml::Deserializer::parse(text)
-            .map_err(|e| invalid(e.span(), None, e.message().trim().to_string()))?;
-        let mut config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            // A spanned value's path ends in the toml crate's private field
-            // name: the user's key is the part before it.
-            let key = e
-                .path()
-                .to_string()
-                .replace(".$__serde_spanned_private_value", "");
-            let inner = e.into_inner();
-            let key = (key != ".").then_some(key);
-            invalid(inner.span(), key, inner.message().trim().to_string())
-        })?;
+        let mut config: Config = deserialize(text, file)?;
         let base = file.parent().unwrap_or(Path::new("."));
         config
             .validate(base, builtins)
-            .map_err(|(span, key, message)| invalid(span, Some(key), message))?;
+            .map_err(|(span, key, message)| invalid(text, file, span, Some(key), message))?;
         if let Some(dir) = &mut config.data_dir {
             *dir = base.join(&*dir);
         }

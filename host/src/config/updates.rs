@@ -6,6 +6,7 @@
 //! trusted_keys = ["keys/fleet.pub"]   # minisign public keys (larmd plugin keygen)
 //! probation_s = 300                   # a fault this soon after an install rolls it back
 //! max_mqtt_bytes = 2097152            # the largest component taken from the server
+//! # allow_precompiled = true          # updates may carry precompiled plugins (signed)
 //! # allow_unsigned = true             # development only
 //! ```
 
@@ -29,6 +30,12 @@ pub struct UpdatesConfig {
     /// start and shown in the status).
     #[serde(default)]
     pub allow_unsigned: bool,
+    /// Accept field updates that carry a plugin precompiled for this board
+    /// (`larmd plugin compile`), signed by a trusted key. Off by default:
+    /// precompiled code is machine code, which no sandbox checks, and a
+    /// key then vouches for components only.
+    #[serde(default)]
+    pub allow_precompiled: bool,
     /// How long a new component is on probation, in seconds.
     #[serde(default = "default_probation")]
     pub probation_s: u64,

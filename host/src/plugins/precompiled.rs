@@ -115,8 +115,8 @@ pub enum PrecompiledError {
     /// It names a target this larmd does not know.
     #[error("the precompiled plugin names an unknown target `{0}`")]
     UnknownTarget(String),
-    /// Its section is not the file's first, or there are two.
-    #[error("a precompiled plugin holds one `larm-precompiled` section, first")]
+    /// It holds two `larm-precompiled` sections.
+    #[error("a precompiled plugin holds one `larm-precompiled` section")]
     Misplaced,
 }
 
@@ -149,14 +149,15 @@ pub fn parse(file: &[u8]) -> Result<Option<Precompiled<'_>>, PrecompiledError> {
     let mut found = None;
     for (i, section) in sections::walk(file).enumerate() {
         let Ok(section) = section else {
-            return match found {
-                Some(_) => Err(PrecompiledError::Damaged),
-                None => Ok(None),
+            // Cut short: it is damaged if it began as a precompiled plugin.
+            return match found.is_some() || begins_precompiled(file) {
+                true => Err(PrecompiledError::Damaged),
+                false => Ok(None),
             };
         };
         match section.custom {
             Some((name, body)) if name == SECTION.as_bytes() => {
-                if i != 0 || found.is_some() {
+                if found.is_some() {
                     return Err(PrecompiledError::Misplaced);
                 }
                 found = Some(body);
@@ -181,6 +182,16 @@ pub fn parse(file: &[u8]) -> Result<Option<Precompiled<'_>>, PrecompiledError> {
         .parse()
         .map_err(|_| PrecompiledError::UnknownTarget(triple.escape_debug().to_string()))?;
     Ok(Some(Precompiled { target, code }))
+}
+
+/// Whether `file` begins as a precompiled plugin's file does: the preamble,
+/// then a custom section of our name (its size being at most 5 bytes).
+fn begins_precompiled(file: &[u8]) -> bool {
+    file.get(..8) == Some(&COMPONENT_PREAMBLE[..])
+        && file.get(8) == Some(&0)
+        && file
+            .get(9..9 + 6 + SECTION.len())
+            .is_some_and(|head| head.windows(SECTION.len()).any(|w| w == SECTION.as_bytes()))
 }
 
 /// SHA-256 of the target's name and the code.
@@ -230,6 +241,10 @@ mod tests {
                 Some((Target::X86_64, &b"code"[..])),
                 "byte {i} flipped went unnoticed"
             );
+        }
+        // Cut short anywhere once its section's name is in.
+        for cut in 9 + 6 + SECTION.len()..file.len() {
+            assert!(parse(&file[..cut]).is_err(), "cut at {cut} went unnoticed");
         }
         let mut twice = file.clone();
         sections::append_custom(&mut twice, SECTION, b"again");

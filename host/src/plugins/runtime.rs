@@ -49,7 +49,7 @@ pub enum LoadError {
     #[error(
         "this larmd is runtime-only (built without the compiler) and runs precompiled plugins only: \
          precompile it on a build machine with `larmd plugin compile --target {host} FILE.wasm` \
-         (`--builtin NAME` for a built-in plugin) and name the file it writes in the plugin's `path`"
+         (`--builtin NAME` for a built-in plugin) and name the file it writes in the plugin's `file`"
     )]
     NoCompiler {
         /// This board's target.
@@ -136,10 +136,11 @@ pub enum CacheOutcome {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MemoryLayout {
     /// Bytes reserved per memory; None: wasmtime's default, except on
-    /// 32-bit hosts: the plugins' memory cap, so a memory never moves.
+    /// 32-bit hosts: the plugins' default memory, so such a memory never
+    /// moves.
     pub reservation: Option<u64>,
     /// Bytes of guard after each memory; None: wasmtime's default (32 MiB
-    /// on 64-bit hosts, 64 KiB on 32-bit ones).
+    /// on 64-bit hosts, none on Pulley).
     pub guard: Option<u64>,
 }
 
@@ -293,6 +294,18 @@ impl Runtime {
     }
 }
 
+/// Gives the memory a compile freed back to the system: glibc keeps freed
+/// memory in each thread's arena, and compiling the plugins at a cold start
+/// frees more than the unit then holds in all.
+#[cfg(feature = "compiler")]
+fn give_back_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only hands free pages back to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Compiling: the build with Cranelift only.
 #[cfg(feature = "compiler")]
 impl Runtime {
@@ -359,6 +372,7 @@ impl Runtime {
         // SAFETY: `compiled` was produced by this engine just now.
         let component = unsafe { Component::deserialize(&self.engine, &compiled) }
             .map_err(LoadError::Invalid)?;
+        give_back_memory();
         info!(cache = %path.display(), "component compiled and cached");
         Ok((component, CacheOutcome::Compiled))
     }

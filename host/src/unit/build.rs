@@ -30,13 +30,15 @@ use crate::updates::store::Store;
 /// shows the network rather than a modem not read yet.
 const FIRST_SYNC_WAITS: Duration = Duration::from_secs(10);
 
-/// A simulated board with the inputs, outputs and card `b` names.
+/// A simulated board of the shape `b` has (a real board's wiring gives
+/// its counts): its inputs, outputs (ALARM the base board's last) and card.
 pub fn sim_board(b: &BoardConfig) -> SimBoard {
+    let ((inputs, outputs), card) = b.shape();
     SimBoard::with(SimConfig {
-        inputs: b.inputs,
-        outputs: b.outputs,
+        inputs,
+        outputs,
         debounce: Duration::from_millis(b.debounce_ms),
-        card: b.extended.map(|c| (c.inputs, c.outputs)),
+        card,
         closed: b.closed_at_start.clone(),
     })
 }
@@ -117,7 +119,7 @@ impl Unit {
         tokio::spawn(super::password::report_lockouts(&shared));
         shared.emit_all(shared.outputs.restore());
         tokio::spawn(crate::outputs::end_timed(shared.clone()));
-        let (layout, memory_cap) = config.runtime.memory_layout(&config.plugins);
+        let (layout, memory_cap) = config.runtime.memory_layout();
         let runtime = Runtime::with_memory(Some(data_dir.join("cache")), layout, memory_cap)
             .map_err(|e| anyhow::anyhow!("starting the plugin runtime: {e:#}"))?;
         let mut plugins = PluginManager::new(runtime.clone(), shared.clone());

@@ -57,10 +57,12 @@ pub enum UpdateError {
     /// The signature does not hold.
     #[error(transparent)]
     Signature(#[from] SignatureError),
-    /// An unsigned field update carries precompiled machine code, which
-    /// no sandbox checks: only a signed one is let in.
-    #[error("a precompiled plugin is installed in the field only when signed by a trusted key")]
-    UnsignedCode,
+    /// A field update carries precompiled machine code, which no sandbox
+    /// checks: let in only when signed, and `[updates] allow_precompiled`.
+    #[error(
+        "a precompiled plugin is installed in the field only when signed by a trusted key and [updates] allow_precompiled = true"
+    )]
+    Precompiled,
     /// The component cannot run here (not a component, wrong world or
     /// version, does not link, another kind than the plugin).
     #[error("{0}")]
@@ -96,8 +98,8 @@ fn io_error(e: std::io::Error) -> UpdateError {
 /// Whether a component's signature lets it run as plugin `name`:
 /// `Some` with what the signature says, `None` for an unsigned component
 /// that is let in (`allow_unsigned`, or a config file on a unit with no
-/// trusted keys). `from_field`: it came from outside the config; an
-/// unsigned precompiled plugin never does.
+/// trusted keys). `from_field`: it came from outside the config; a
+/// precompiled plugin does only signed, where `allow_precompiled` says so.
 pub fn check_signature(
     config: &UpdatesConfig,
     bytes: &[u8],
@@ -105,11 +107,11 @@ pub fn check_signature(
     from_field: bool,
 ) -> Result<Option<Verified>, UpdateError> {
     let verified = check_signer(config, bytes, name, from_field)?;
-    if verified.is_none()
-        && from_field
+    if from_field
+        && (verified.is_none() || !config.allow_precompiled)
         && !matches!(crate::plugins::precompiled::parse(bytes), Ok(None))
     {
-        return Err(UpdateError::UnsignedCode);
+        return Err(UpdateError::Precompiled);
     }
     Ok(verified)
 }

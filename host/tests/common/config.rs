@@ -22,6 +22,19 @@ impl UnitConfig {
         self
     }
 
+    /// Adds the TOML line `line` to the section `[name]` given before.
+    pub fn with_line(mut self, name: &str, line: &str) -> Self {
+        let header = format!("[{name}]\n");
+        let section = self
+            .sections
+            .iter_mut()
+            .find(|s| s.starts_with(&header))
+            .unwrap_or_else(|| panic!("no section [{name}]"));
+        section.push('\n');
+        section.push_str(line);
+        self
+    }
+
     /// The modem simulator with `profile` (`ec2x`, `sim800`), and the
     /// `[modem]` lines in `extra`.
     pub fn sim_modem(self, profile: &str, extra: &str) -> Self {

@@ -316,7 +316,13 @@ fn restore(input: u8, s: &InputSettings) {
     if !others {
         warn_on("ALARM output", io::set_output(io::alarm_output(), false));
     }
-    warn_on("forgetting the alarm", kv::delete(&key));
+    if let Err(e) = kv::delete(&key) {
+        // Still remembered as in alarm: so is the ALARM output.
+        log(Level::Warn, &format!("forgetting the alarm failed: {e:?}"));
+        if !others {
+            warn_on("ALARM output", io::set_output(io::alarm_output(), true));
+        }
+    }
     if !s.restore_text.is_empty() {
         for number in numbers(setting("alarm.sms").as_deref()) {
             warn_on(
