@@ -116,8 +116,20 @@ impl Observer {
         let resubscribe = client.clone();
         let topic = format!("{prefix}/#");
         runtime.spawn(async move {
+            // A subscription the broker has not acknowledged is asked for
+            // again: an embedded rumqttd on a loaded machine now and then
+            // never answers the first.
+            let mut acked = false;
+            let mut again = tokio::time::interval(Duration::from_secs(5));
             loop {
-                match events.poll().await {
+                let event = tokio::select! {
+                    event = events.poll() => event,
+                    _ = again.tick(), if !acked => {
+                        let _ = resubscribe.try_subscribe(&topic, QoS::AtLeastOnce);
+                        continue;
+                    }
+                };
+                match event {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         let _ = resubscribe.try_subscribe(&topic, QoS::AtLeastOnce);
                     }
@@ -125,6 +137,7 @@ impl Observer {
                         let _ = tx.send((p.topic.clone(), p.payload.to_vec()));
                     }
                     Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        acked = true;
                         let _ = subscribed_tx.send(());
                     }
                     Ok(_) => {}
