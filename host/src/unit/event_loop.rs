@@ -27,7 +27,10 @@ impl Unit {
     /// restart (`RESTART ALL`), which the caller carries out.
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) -> Ending {
         tokio::pin!(shutdown);
-        let drive = drive_leds(self.shared.board.clone(), self.led_state.subscribe());
+        let drive = tokio::spawn(firmware_bridge::leds::drive(
+            self.shared.board.clone(),
+            self.led_state.subscribe(),
+        ));
         let follow = tokio::spawn(leds::follow(self.shared.clone(), self.led_state.clone()));
         // Kept while the loop runs: with no watchdog, no ping ever comes.
         let (ping_tx, mut pings) = mpsc::channel(1);
@@ -128,7 +131,7 @@ impl Unit {
         drop(ping_tx);
         info!("stopping plugins");
         follow.abort();
-        drive.stop();
+        drive.abort();
         self.plugins.shutdown();
         // What the plugins did while the unit was stopping (their queues are
         // handled to the end) still goes into the outbox: nothing is lost.
@@ -331,56 +334,4 @@ async fn modem_drained(outbox: &Outbox) {
         }
     })
     .await;
-}
-
-/// The LED driver, on a thread of its own.
-enum Leds {
-    /// Its thread, told to stop by dropping the sender.
-    Thread(tokio::sync::oneshot::Sender<()>),
-    /// On the unit's runtime, where no thread could be started.
-    Task(tokio::task::JoinHandle<()>),
-}
-
-impl Leds {
-    fn stop(self) {
-        match self {
-            Self::Thread(stop) => drop(stop),
-            Self::Task(task) => task.abort(),
-        }
-    }
-}
-
-/// Blinks the LEDs on a thread with a runtime of its own: each blink's
-/// timer then wakes that thread alone, where on the unit's runtime it
-/// wakes two of its threads (the LEDs' blinking is most of what an idle
-/// unit does).
-fn drive_leds(
-    board: std::sync::Arc<dyn firmware_bridge::board::Board>,
-    states: tokio::sync::watch::Receiver<firmware_bridge::leds::UnitState>,
-) -> Leds {
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let thread_board = board.clone();
-    let thread_states = states.clone();
-    let started = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .and_then(|runtime| {
-            std::thread::Builder::new()
-                .name("larm-leds".into())
-                .spawn(move || {
-                    runtime.block_on(async {
-                        tokio::select! {
-                            () = firmware_bridge::leds::drive(thread_board, thread_states) => {}
-                            _ = stopped => {}
-                        }
-                    });
-                })
-        });
-    match started {
-        Ok(_) => Leds::Thread(stop),
-        Err(e) => {
-            warn!("no thread for the LEDs ({e}): they blink on the unit's runtime");
-            Leds::Task(tokio::spawn(firmware_bridge::leds::drive(board, states)))
-        }
-    }
 }
