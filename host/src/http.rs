@@ -19,7 +19,9 @@
 //! No client can hold the API: at most [`MAX_CONNECTIONS`] connections are
 //! open at once (one more is closed at once), a request's head must arrive
 //! within [`HEADER_TIMEOUT`] (also the most a kept-alive connection may sit
-//! idle), and a whole request, body included, within [`REQUEST_TIMEOUT`].
+//! idle), a whole request, body included, within [`REQUEST_TIMEOUT`], and
+//! a write of its answer within [`WRITE_TIMEOUT`] (hyper has no write
+//! timeout: [`WriteDeadline`]).
 //! `axum::serve` sets none of these, so the accept loop is ours, on hyper.
 
 use std::sync::Arc;
@@ -416,6 +418,9 @@ pub const MAX_CONNECTIONS: usize = 64;
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a whole request may take, body and answer included.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an answer may wait for the client to read it: a client that
+/// sends requests and never reads the answers is let go after this.
+pub const WRITE_TIMEOUT: Duration = HEADER_TIMEOUT;
 
 /// A request that takes longer than [`REQUEST_TIMEOUT`] is answered 408.
 async fn time_limit(request: Request, next: Next) -> Response {
@@ -442,6 +447,88 @@ pub fn router(api: Api) -> Router {
         .layer(middleware::from_fn_with_state(api.clone(), authorize))
         .layer(middleware::from_fn(time_limit))
         .with_state(api)
+}
+
+/// A connection whose writes fail when one makes no progress for
+/// [`WRITE_TIMEOUT`]: hyper waits for a write for ever, so a client that
+/// never reads would hold its connection slot.
+struct WriteDeadline<S> {
+    inner: S,
+    /// Since the first write that could not go on.
+    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteDeadline<S> {
+    fn new(inner: S) -> Self {
+        Self {
+            inner,
+            stalled: None,
+        }
+    }
+
+    /// `poll`, unless it has been pending for [`WRITE_TIMEOUT`].
+    fn bounded<T>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        poll: std::task::Poll<std::io::Result<T>>,
+    ) -> std::task::Poll<std::io::Result<T>> {
+        use std::future::Future;
+        use std::task::Poll;
+        if poll.is_ready() {
+            self.stalled = None;
+            return poll;
+        }
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(WRITE_TIMEOUT)));
+        match stalled.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client reads no answer",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for WriteDeadline<S> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteDeadline<S> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = std::pin::Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.bounded(cx, poll)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let poll = std::pin::Pin::new(&mut this.inner).poll_flush(cx);
+        this.bounded(cx, poll)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let poll = std::pin::Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.bounded(cx, poll)
+    }
 }
 
 /// Serves the API on `listener` until the task is dropped.
@@ -471,12 +558,41 @@ pub async fn serve(listener: tokio::net::TcpListener, api: Api) -> std::io::Resu
             let served = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection(TokioIo::new(WriteDeadline::new(stream)), service)
                 .await;
             if let Err(e) = served {
                 tracing::debug!(%peer, "HTTP connection: {e}");
             }
             drop(permit);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_nobody_reads_gives_up_and_a_slow_reader_is_served() {
+        let (ours, theirs) = tokio::io::duplex(64);
+        let mut conn = WriteDeadline::new(ours);
+        let stuck = conn.write_all(&[0; 1024]).await.unwrap_err();
+        assert_eq!(stuck.kind(), std::io::ErrorKind::TimedOut);
+        drop(theirs);
+
+        // Reading 64 bytes every half timeout keeps every write going.
+        let (ours, mut theirs) = tokio::io::duplex(64);
+        let mut conn = WriteDeadline::new(ours);
+        let reader = tokio::spawn(async move {
+            let (mut got, mut buf) = (0, [0; 64]);
+            while got < 1024 {
+                tokio::time::sleep(WRITE_TIMEOUT / 2).await;
+                got += theirs.read(&mut buf).await.unwrap();
+            }
+            got
+        });
+        conn.write_all(&[0; 1024]).await.unwrap();
+        assert_eq!(reader.await.unwrap(), 1024);
     }
 }
