@@ -147,7 +147,7 @@ impl Larmd {
     }
 
     /// Waits (a minute at most) until a line satisfies `found`.
-    fn wait_until(&mut self, what: &str, found: impl Fn(&str) -> bool) -> Vec<String> {
+    pub fn wait_until(&mut self, what: &str, found: impl Fn(&str) -> bool) -> Vec<String> {
         let mut seen = Vec::new();
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
