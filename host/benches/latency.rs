@@ -269,6 +269,18 @@ fn row(label: &str, mut samples: Vec<Duration>, base: Option<Duration>) -> Durat
     p50
 }
 
+/// The head of a table of [`row`]s, whose first column is `first`.
+fn header(first: &str) {
+    println!(
+        "| {first:<32} | {:>10} | {:>10} | {:>10} | {:>8} |",
+        "p50", "p99", "max", "p50 ratio"
+    );
+    println!(
+        "|{:-<34}|{:-<12}|{:-<12}|{:-<12}|{:-<10}|",
+        "", "", "", "", ""
+    );
+}
+
 fn main() {
     // What larmd logs, formatted as it does, into a sink.
     tracing_subscriber::fmt()
@@ -282,14 +294,7 @@ fn main() {
     let rt = tokio::runtime::Runtime::new().unwrap();
 
     println!("\nInput edge to output set ({n} edges each, closing and opening in turn):\n");
-    println!(
-        "| {:<32} | {:>10} | {:>10} | {:>10} | {:>8} |",
-        "rule", "p50", "p99", "max", "p50 ratio"
-    );
-    println!(
-        "|{:-<34}|{:-<12}|{:-<12}|{:-<12}|{:-<10}|",
-        "", "", "", "", ""
-    );
+    header("rule");
     let native = Running::start(&rt, false, "");
     let (task, thread) = native_path(&native);
     let base = row(
@@ -331,14 +336,7 @@ fn main() {
     println!(
         "\nSMS received to reply handed to the modem ({sms_n} `0000 STATUS`, pty modem simulator):\n"
     );
-    println!(
-        "| {:<32} | {:>10} | {:>10} | {:>10} | {:>8} |",
-        "command set", "p50", "p99", "max", "ratio"
-    );
-    println!(
-        "|{:-<34}|{:-<12}|{:-<12}|{:-<12}|{:-<10}|",
-        "", "", "", "", ""
-    );
+    header("command set");
     let commands = Running::start(&rt, true, SMS_COMMANDS);
     row(
         "std-sms-commands (wasm)",

@@ -577,7 +577,11 @@ mod tests {
     async fn an_answer_nobody_reads_gives_up_and_a_slow_reader_is_served() {
         let (ours, theirs) = tokio::io::duplex(64);
         let mut conn = WriteDeadline::new(ours);
-        let stuck = conn.write_all(&[0; 1024]).await.unwrap_err();
+        // Bounded, so a write that waits for ever fails the test.
+        let stuck = tokio::time::timeout(3 * WRITE_TIMEOUT, conn.write_all(&[0; 1024]))
+            .await
+            .expect("the write never gave up")
+            .unwrap_err();
         assert_eq!(stuck.kind(), std::io::ErrorKind::TimedOut);
         drop(theirs);
 
@@ -593,6 +597,7 @@ mod tests {
             got
         });
         conn.write_all(&[0; 1024]).await.unwrap();
-        assert_eq!(reader.await.unwrap(), 1024);
+        let read = tokio::time::timeout(WRITE_TIMEOUT * 20, reader).await;
+        assert_eq!(read.expect("the reader never got it all").unwrap(), 1024);
     }
 }

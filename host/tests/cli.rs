@@ -478,6 +478,13 @@ fn check_starts_each_plugin_and_names_the_one_that_refuses_its_config() {
     );
 }
 
+/// `larmd check` of `config`, which must fail: what it says why.
+fn check_refuses(config: &UnitConfig) -> String {
+    let refused = check(&config.to_string(), &[]);
+    assert!(!refused.status.success(), "{config} was not refused");
+    String::from_utf8_lossy(&refused.stderr).into_owned()
+}
+
 /// `larmd plugin compile` in a folder of its own.
 fn compile(dir: &Path, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_larmd"))
@@ -535,9 +542,7 @@ fn a_precompiled_plugin_runs_and_one_for_another_board_is_refused() {
         String::from_utf8_lossy(&made.stderr)
     );
     let config = UnitConfig::new().plugin(Plugin::file("rules", &foreign, "outputs = \"any\""));
-    let refused = check(&config.to_string(), &[]);
-    assert!(!refused.status.success());
-    let why = String::from_utf8_lossy(&refused.stderr);
+    let why = check_refuses(&config);
     assert!(
         why.contains(&format!(
             "precompiled for {other}, but this larmd runs on {host}"
@@ -574,9 +579,7 @@ fn a_precompiled_plugin_runs_and_one_for_another_board_is_refused() {
         &dir.path().join("small.cwasm"),
         "outputs = \"any\"",
     ));
-    let refused = check(&config.to_string(), &[]);
-    assert!(!refused.status.success());
-    let why = String::from_utf8_lossy(&refused.stderr);
+    let why = check_refuses(&config);
     assert!(
         why.contains("precompiled for other engine settings"),
         "{why}"
@@ -588,7 +591,6 @@ fn a_precompiled_plugin_runs_and_one_for_another_board_is_refused() {
     damaged[at] ^= 0x40;
     std::fs::write(&file, damaged).unwrap();
     let config = UnitConfig::new().plugin(Plugin::file("follow", &file, "outputs = \"any\""));
-    let refused = check(&config.to_string(), &[]);
-    let why = String::from_utf8_lossy(&refused.stderr);
+    let why = check_refuses(&config);
     assert!(why.contains("precompiled plugin is damaged"), "{why}");
 }
