@@ -33,6 +33,10 @@ enum Command {
         /// board (`kind = "linux"`).
         #[arg(long)]
         allow_unsigned: bool,
+        /// Serves the HTTP API and the web panel on ADDR (e.g.
+        /// 127.0.0.1:8080), in place of the config's `[http] listen`.
+        #[arg(long, value_name = "ADDR")]
+        http: Option<std::net::SocketAddr>,
     },
     /// Checks a config file and the components it names, then exits.
     Check {
@@ -196,7 +200,8 @@ fn main() -> ExitCode {
         Command::Run {
             config,
             allow_unsigned,
-        } => run(config.as_deref(), allow_unsigned),
+            http,
+        } => block_on(run_unit(config.as_deref(), allow_unsigned, http)),
         Command::Check {
             config,
             allow_unsigned,
@@ -350,10 +355,6 @@ fn inspect(file: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run(path: Option<&Path>, allow_unsigned: bool) -> anyhow::Result<()> {
-    block_on(run_unit(path, allow_unsigned))
-}
-
 /// The standard unit on the simulated board and modem.
 const DEFAULT_CONFIG: &str = include_str!("../../examples/sim.toml");
 
@@ -367,10 +368,14 @@ fn block_on(task: impl std::future::Future<Output = anyhow::Result<()>>) -> anyh
     result
 }
 
-async fn run_unit(path: Option<&Path>, allow_unsigned: bool) -> anyhow::Result<()> {
+async fn run_unit(
+    path: Option<&Path>,
+    allow_unsigned: bool,
+    http: Option<std::net::SocketAddr>,
+) -> anyhow::Result<()> {
     // After a `RESTART ALL`, building the unit again counts as alive.
     larm_host::unit::watchdog::alive();
-    let (config, corrupt) = match path {
+    let (mut config, corrupt) = match path {
         Some(path) => Config::load_or_last_good(path, &builtin_names())?,
         None => (
             Config::parse(
@@ -386,6 +391,18 @@ async fn run_unit(path: Option<&Path>, allow_unsigned: bool) -> anyhow::Result<(
         tracing::error!("the config is corrupt: running the last good one until it is fixed");
     }
     refuse_unsigned_on_a_board(&config, allow_unsigned)?;
+    if let Some(listen) = http {
+        let token = config.http.as_ref().and_then(|h| h.token.clone());
+        if !listen.ip().is_loopback() && token.is_none() {
+            anyhow::bail!(
+                "--http {listen} is reachable from other hosts: set `[http] token` in the config first"
+            );
+        }
+        config.http = Some(larm_host::config::HttpConfig {
+            listen: toml::Spanned::new(0..0, listen),
+            token,
+        });
+    }
     let unit = Unit::build(&config, corrupt.is_some()).await?;
     if let Some(sim) = unit.sim.clone() {
         tokio::spawn(cli::console::sim_console(
@@ -408,6 +425,8 @@ async fn run_unit(path: Option<&Path>, allow_unsigned: bool) -> anyhow::Result<(
             token: http.token.clone(),
             updates: unit.updates.clone(),
             unsigned_allowed: config.updates.allow_unsigned,
+            server_configured: config.server.is_some(),
+            setting_defaults: config.setting_defaults(),
         };
         let listen = *http.listen.get_ref();
         // Bound here, so a taken port stops larmd at start with a clear error.

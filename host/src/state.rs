@@ -66,6 +66,9 @@ pub struct State {
     /// two writers from saving their snapshots out of order.
     backup: Option<Mutex<PathBuf>>,
     restored: Option<String>,
+    /// Counts commits that changed the device settings, so the web panel's
+    /// event stream follows them without reading the store again and again.
+    settings_version: tokio::sync::watch::Sender<u64>,
 }
 
 /// Everything in the state, as the backup holds it.
@@ -220,6 +223,7 @@ impl State {
             db,
             backup: None,
             restored: None,
+            settings_version: tokio::sync::watch::Sender::new(0),
         })
     }
 
@@ -304,40 +308,56 @@ impl State {
         plugin: &str,
         store: &[(&str, Option<&[u8]>)],
     ) -> Result<(), StateError> {
-        self.write(|txn| {
-            let mut table = txn.open_table(SETTINGS).map_err(db_err)?;
-            for &(key, value) in changes {
-                match value {
-                    Some(v) => table.insert(key, v).map(drop),
-                    None => table.remove(key).map(drop),
-                }
-                .map_err(db_err)?;
+        self.write(|txn| Self::change_settings(txn, changes, plugin, store))?;
+        if !changes.is_empty() {
+            self.settings_version.send_modify(|v| *v += 1);
+        }
+        Ok(())
+    }
+
+    /// Bumped after each commit that changed the device settings.
+    pub fn settings_version(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.settings_version.subscribe()
+    }
+
+    fn change_settings(
+        txn: &redb::WriteTransaction,
+        changes: &[(&str, Option<&str>)],
+        plugin: &str,
+        store: &[(&str, Option<&[u8]>)],
+    ) -> Result<(), StateError> {
+        let mut table = txn.open_table(SETTINGS).map_err(db_err)?;
+        for &(key, value) in changes {
+            match value {
+                Some(v) => table.insert(key, v).map(drop),
+                None => table.remove(key).map(drop),
             }
-            // Counted inside the transaction, so two writers cannot both
-            // take the last place.
-            for &(prefix, max) in larm_rules::settings::FAMILIES {
-                if changes
-                    .iter()
-                    .any(|(k, v)| v.is_some() && k.starts_with(prefix))
-                {
-                    let mut count = 0;
-                    for entry in table.range(prefix..).map_err(db_err)? {
-                        if !entry.map_err(db_err)?.0.value().starts_with(prefix) {
-                            break;
-                        }
-                        count += 1;
+            .map_err(db_err)?;
+        }
+        // Counted inside the transaction, so two writers cannot both
+        // take the last place.
+        for &(prefix, max) in larm_rules::settings::FAMILIES {
+            if changes
+                .iter()
+                .any(|(k, v)| v.is_some() && k.starts_with(prefix))
+            {
+                let mut count = 0;
+                for entry in table.range(prefix..).map_err(db_err)? {
+                    if !entry.map_err(db_err)?.0.value().starts_with(prefix) {
+                        break;
                     }
-                    if count > max {
-                        return Err(StateError::Full { prefix, max });
-                    }
+                    count += 1;
+                }
+                if count > max {
+                    return Err(StateError::Full { prefix, max });
                 }
             }
-            let mut kv = txn.open_table(KV).map_err(db_err)?;
-            for &(key, value) in store {
-                kv_change(&mut kv, plugin, key, value)?;
-            }
-            Ok(())
-        })
+        }
+        let mut kv = txn.open_table(KV).map_err(db_err)?;
+        for &(key, value) in store {
+            kv_change(&mut kv, plugin, key, value)?;
+        }
+        Ok(())
     }
 
     /// Factory reset: settings and password back to their defaults, plugin
@@ -352,7 +372,9 @@ impl State {
             unit.insert("password", hash_password(FACTORY_PASSWORD).as_str())
                 .map_err(db_err)?;
             Ok(())
-        })
+        })?;
+        self.settings_version.send_modify(|v| *v += 1);
+        Ok(())
     }
 
     /// One of the host's records (see [`RECORDS`]).

@@ -65,6 +65,19 @@ impl ErrorCode {
         self as u8
     }
 
+    /// Its name for programs, e.g. `sim-error`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::LowSignal => "low-signal",
+            Self::Sim => "sim-error",
+            Self::NoNetwork => "no-network",
+            Self::Modem => "modem-error",
+            Self::ExtendedIo => "extended-io-missing",
+            Self::Server => "no-server",
+            Self::Internal => "internal-error",
+        }
+    }
+
     /// The description in docs/unit.md.
     pub fn description(self) -> &'static str {
         match self {
@@ -265,10 +278,42 @@ impl LedEngine {
         (end > now).then_some(end)
     }
 
+    /// When the current pattern of `led` started: its first group of
+    /// blinks begins [`PAUSE`] after this.
+    pub fn since(&self, led: Led) -> Instant {
+        self.patterns[led as usize].1
+    }
+
+    /// What the pattern of `led` means, for programs: the error codes' names
+    /// for red (several when it shows several), one word for the others
+    /// (`signal`, `lte`, `gsm`, `server-connected`, `sms-received`,
+    /// `busy`, `config-corrupt`); none when it is dark.
+    pub fn codes(&self, led: Led) -> Vec<&'static str> {
+        let code = match (led, self.pattern(led)) {
+            (_, Pattern::Off) => return Vec::new(),
+            (Led::Red, Pattern::Blink(_)) => {
+                return self.state.errors.iter().map(|e| e.name()).collect();
+            }
+            (Led::Blue, Pattern::Steady) => "server-connected",
+            (Led::Blue, Pattern::Blink(_)) => "signal",
+            (Led::Green, Pattern::Steady) => "sms-received",
+            (Led::Green, Pattern::Blink(g)) if g[0] == 1 => "lte",
+            (Led::Green, Pattern::Blink(_)) => "gsm",
+            (Led::Yellow, _) => "busy",
+            (Led::Red, Pattern::Steady) => "config-corrupt",
+        };
+        vec![code]
+    }
+
     /// The LEDs in words, e.g. `red: 3 blinks (no network)`.
     pub fn describe(&self, led: Led) -> String {
+        format!("{led}: {}", self.words(led))
+    }
+
+    /// What `led` shows in words, without its name: `3 blinks (no network)`.
+    pub fn words(&self, led: Led) -> String {
         let s = &self.state;
-        let what = match (led, self.pattern(led)) {
+        match (led, self.pattern(led)) {
             (_, Pattern::Off) => "off".to_string(),
             (Led::Blue, Pattern::Steady) => "steady (server connected)".into(),
             (Led::Blue, Pattern::Blink(g)) => format!("{} blinks (signal strength)", g[0]),
@@ -298,8 +343,7 @@ impl LedEngine {
                 })
                 .collect::<Vec<_>>()
                 .join(", then "),
-        };
-        format!("{led}: {what}")
+        }
     }
 }
 

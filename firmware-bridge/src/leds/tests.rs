@@ -227,6 +227,39 @@ fn several_codes_take_turns_lowest_first_with_a_pause_between() {
         e.describe(Led::Red),
         "red: 1 blink (low signal strength), then 5 blinks (extended I/O card missing)"
     );
+    assert_eq!(e.codes(Led::Red), ["low-signal", "extended-io-missing"]);
+}
+
+#[test]
+fn each_pattern_has_a_code_for_programs_and_a_start() {
+    let (mut e, t0) = engine(UnitState {
+        signal_bars: 3,
+        network: Network::Gsm,
+        busy: true,
+        errors: [ErrorCode::Sim].into(),
+        ..UnitState::default()
+    });
+    assert_eq!(e.codes(Led::Blue), ["signal"]);
+    assert_eq!(e.codes(Led::Green), ["gsm"]);
+    assert_eq!(e.codes(Led::Yellow), ["busy"]);
+    assert_eq!(e.codes(Led::Red), ["sim-error"]);
+    assert_eq!(e.words(Led::Red), "2 blinks (SIM card error or PIN)");
+    assert_eq!(e.since(Led::Red), t0);
+    // A changed pattern starts anew; an unchanged one keeps its start.
+    let later = t0 + Duration::from_secs(7);
+    e.update(
+        UnitState {
+            server_connected: true,
+            signal_bars: 3,
+            network: Network::Gsm,
+            ..UnitState::default()
+        },
+        later,
+    );
+    assert_eq!(e.codes(Led::Blue), ["server-connected"]);
+    assert_eq!((e.since(Led::Blue), e.since(Led::Green)), (later, t0));
+    assert!(e.codes(Led::Red).is_empty() && e.codes(Led::Yellow).is_empty());
+    assert_eq!(e.words(Led::Red), "off");
 }
 
 #[test]

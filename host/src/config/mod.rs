@@ -670,6 +670,18 @@ fn deserialize<T: serde::de::DeserializeOwned>(text: &str, file: &Path) -> Resul
 }
 
 impl Config {
+    /// The unit's defaults for device settings not set yet: the entries of
+    /// plugin configs named like a device setting (std-input-rules takes
+    /// `"input.2.mode" = "NC"` so), as the plugin that reads them falls back
+    /// on them. What the API shows an input to be when nothing is set.
+    pub fn setting_defaults(&self) -> BTreeMap<String, String> {
+        self.plugins
+            .iter()
+            .flat_map(|p| p.init_config())
+            .filter(|(key, value)| larm_rules::settings::validate(key, value, u8::MAX).is_ok())
+            .collect()
+    }
+
     /// Reads and validates a config file. `builtins` are the names of the
     /// plugins embedded in `larmd`.
     pub fn load(file: &Path, builtins: &[&str]) -> Result<Config, ConfigError> {

@@ -7,6 +7,7 @@ use firmware_bridge::board::Contact as BoardContact;
 use tokio::sync::{broadcast, mpsc};
 use tracing::{error, info, warn};
 
+use super::events::Event;
 use super::{Action, Ending, Unit};
 use super::{leds, watchdog};
 use crate::config::Step;
@@ -32,6 +33,10 @@ impl Unit {
             self.led_state.subscribe(),
         ));
         let follow = tokio::spawn(leds::follow(self.shared.clone(), self.led_state.clone()));
+        let publish = tokio::spawn(super::events::follow(
+            self.shared.clone(),
+            self.led_state.subscribe(),
+        ));
         // Kept while the loop runs: with no watchdog, no ping ever comes.
         let (ping_tx, mut pings) = mpsc::channel(1);
         let watchdog =
@@ -48,6 +53,10 @@ impl Unit {
                         info!(event = "input", input = edge.input.0, closed = contact == Contact::Closed, "input {} {}", edge.input.0, match contact {
                             Contact::Closed => "closed",
                             Contact::Open => "open",
+                        });
+                        self.shared.events.publish(Event::Input {
+                            input: edge.input.0,
+                            closed: contact == Contact::Closed,
                         });
                         self.plugins.input(InputEvent {
                             input: edge.input.0,
@@ -96,6 +105,10 @@ impl Unit {
                         // Outside text: escaped, so it cannot forge log lines.
                         let shown = sender.escape_debug().to_string();
                         info!(event = "sms-in", sender = %shown, "SMS received: {:?}", sms.text);
+                        self.shared.events.publish(Event::SmsIn {
+                            from: Some(sender.clone()),
+                            text: Some(sms.text.clone()),
+                        });
                         if !self.allowed(&sender) {
                             warn!(sender = %shown, "SMS dropped: the sender is not in [sms] allow_from");
                             continue;
@@ -111,6 +124,7 @@ impl Unit {
                     }
                     Incoming::Call(caller) => {
                         info!(caller = %caller.as_deref().unwrap_or("unknown").escape_debug(), "incoming call");
+                        self.shared.events.publish(Event::IncomingCall { from: caller.clone() });
                         self.plugins.call(CallEvent { caller }).await;
                     }
                 },
@@ -131,6 +145,7 @@ impl Unit {
         drop(ping_tx);
         info!("stopping plugins");
         follow.abort();
+        publish.abort();
         drive.abort();
         self.plugins.shutdown();
         // What the plugins did while the unit was stopping (their queues are
@@ -188,6 +203,11 @@ impl Unit {
                         "output {output} {} (by {by})",
                         if on { "on" } else { "off" }
                     );
+                    self.shared.events.publish(Event::Output {
+                        output,
+                        on,
+                        by: by.clone(),
+                    });
                     queue.extend(self.for_server(Report::OutputChanged(OutputChange {
                         output,
                         on,
@@ -196,14 +216,36 @@ impl Unit {
                 }
                 Action::Sms { by, to, text } => {
                     info!(event = "sms-out", to = %to, by = %by, "SMS to {to} (by {by}): {text:?}");
+                    self.shared.events.publish(Event::SmsOut {
+                        by: by.clone(),
+                        to: Some(to.clone()),
+                        text: Some(text.clone()),
+                    });
                     queue.extend(self.for_modem(Item::Sms { to, text }, step(Step::Sms)));
                 }
                 Action::Call { by, number, ring_s } => {
                     info!(event = "call", to = %number, ring_s, by = %by, "alarm call to {number} for {ring_s} s (by {by})");
+                    self.shared.events.publish(Event::Call {
+                        by: by.clone(),
+                        to: Some(number.clone()),
+                    });
                     queue.extend(self.for_modem(Item::Call { number, ring_s }, step(Step::Call)));
                 }
                 Action::Report { by, report } => {
                     info!(event = "report", kind = report_kind(&report), by = %by, "report (by {by}): {report:?}");
+                    match &report {
+                        Report::Alarm(a) => self.shared.events.publish(Event::Alarm {
+                            input: a.input,
+                            name: a.name.clone(),
+                            text: a.text.clone(),
+                        }),
+                        Report::Restore(a) => self.shared.events.publish(Event::Restore {
+                            input: a.input,
+                            name: a.name.clone(),
+                            text: a.text.clone(),
+                        }),
+                        _ => {}
+                    }
                     queue.extend(self.for_server(report).map(|mut n| {
                         n.step = step(Step::Server);
                         n

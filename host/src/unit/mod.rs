@@ -7,6 +7,7 @@
 //! - [`event_loop`]: input edges and SMS to the plugins, actions to the
 //!   outbox, the modem and the server link.
 //! - [`leds`]: what the status LEDs show, following the state channels.
+//! - [`events`]: the live events, numbered, for the web panel's stream.
 //! - [`password`]: the wrong-password limits, per sender and per unit.
 //! - [`watchdog`]: systemd's service watchdog, told only while all is well.
 //!
@@ -15,6 +16,7 @@
 pub mod action;
 mod build;
 mod event_loop;
+pub mod events;
 pub mod leds;
 pub mod password;
 pub mod shared;

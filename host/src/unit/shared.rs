@@ -11,6 +11,9 @@
 //! | [`Shared::field`] | the update service | `status.plugins`, HTTP, console |
 //! | [`Shared::last_sms`] | the modem task | LEDs (green) |
 //! | `board.card()` | the board | LEDs, `status.device` |
+//!
+//! [`Shared::events`] numbers those changes, and what passes through the
+//! event loop, for the web panel's event stream.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -75,6 +78,8 @@ pub struct Shared {
     pub quotas: Quotas,
     /// The config file is corrupt and the last good one runs (red LED steady).
     pub config_corrupt: bool,
+    /// The live events, for `GET /api/v1/events`.
+    pub events: super::events::Events,
     /// Where timers run; none outside a tokio runtime (benchmarks).
     pub runtime: Option<tokio::runtime::Handle>,
     started: Instant,
@@ -103,6 +108,7 @@ impl Shared {
             last_sms: watch::Sender::new(None),
             password: PasswordGuard::new(&crate::config::SmsConfig::default()),
             config_corrupt: false,
+            events: super::events::Events::new(),
             runtime: tokio::runtime::Handle::try_current().ok(),
             started: Instant::now(),
         }

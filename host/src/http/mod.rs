@@ -1,20 +1,27 @@
-//! The local HTTP API (axum), JSON:
+//! The local HTTP API (axum), JSON, and the web panel that uses it.
 //!
-//! - `GET /api/v1/status`: inputs, outputs (and who holds them), LEDs,
-//!   modem, plugins and their health, device settings, quota counters.
+//! - `GET /`: the web panel ([`panel`]): static files embedded in larmd.
+//! - `GET /api/v1/status`: inputs (names, NO/NC, delay), outputs (and who
+//!   holds them), LEDs as data, modem, server link, outbox, plugins and
+//!   their health, device settings, quota counters ([`status`]).
+//! - `GET /api/v1/events`: every change as it happens, as Server-Sent
+//!   Events, resumable with `Last-Event-ID` ([`stream`]).
 //! - `PUT /api/v1/outputs/{n}` with `{"on": true}`, or `{"on": true,
 //!   "for_s": 30}` for a timed output: switches an output, as the source
 //!   `http` of `[outputs.N] owners` (409 while a higher one holds it).
+//! - `PUT /api/v1/settings` with `{"key": "value", ...}`: changes device
+//!   settings, checked as SMS commands are ([`settings`]).
 //! - `GET /api/v1/plugins`: each plugin, what it runs (the config's
 //!   component or one installed in the field), probation, the one before.
 //! - `PUT /api/v1/plugins/{name}` with a signed component as the body:
 //!   installs it (see [`crate::updates`]); `POST
 //!   /api/v1/plugins/{name}/rollback` goes back to the one before.
-//! - On the simulated board and modem: `PUT /api/v1/sim/inputs/{n}` with
-//!   `{"closed": true}`, and `POST /api/v1/sim/sms` with `{"from": "+46…",
-//!   "text": "1234 STATUS"}`.
+//! - On the simulated board and modem, its controls ([`sim`]): inputs,
+//!   SMS, calls, the extended card, the modem's signal, network and SIM.
 //!
-//! With `[http] token` set, every request needs `Authorization: Bearer <token>`.
+//! With `[http] token` set, every request under `/api/` needs
+//! `Authorization: Bearer <token>`; the panel's files do not (they hold
+//! nothing of the unit's), and the panel asks for the token.
 //!
 //! No client can hold the API: at most [`MAX_CONNECTIONS`] connections are
 //! open at once (one more is closed at once), a request's head must arrive
@@ -24,8 +31,17 @@
 //! timeout: [`WriteDeadline`]).
 //! `axum::serve` sets none of these, so the accept loop is ours, on hyper.
 
+mod panel;
+mod settings;
+mod sim;
+mod status;
+mod stream;
+
+pub use settings::MAX_CHANGES;
+pub use stream::{KEEP_ALIVE, MAX_STREAMS};
+
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
@@ -34,10 +50,10 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use firmware_bridge::board::{Contact, InputId, OutputId, SimBoard};
-use firmware_bridge::leds::{self, LedEngine, UnitState};
+use firmware_bridge::board::SimBoard;
+use firmware_bridge::leds::UnitState;
 use firmware_bridge::modem::sim::SimModem;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use tokio::sync::{Semaphore, watch};
 
@@ -63,80 +79,11 @@ pub struct Api {
     pub updates: Updates,
     /// `[updates] allow_unsigned` is set (shown in the status).
     pub unsigned_allowed: bool,
-}
-
-/// `GET /api/v1/status`
-#[derive(Serialize)]
-pub struct StatusBody {
-    unit_id: String,
-    inputs: Vec<Terminal>,
-    outputs: Vec<OutputTerminal>,
-    alarm_output: u8,
-    extended_io: String,
-    leds: Vec<String>,
-    modem: Option<ModemBody>,
-    server: ServerBody,
-    plugins: Vec<PluginBody>,
-    /// Seconds left of the unit-wide wrong-password lockout; null when the
-    /// unit is not locked.
-    password_lockout_s: Option<u64>,
-    /// Unsigned components are let in (`[updates] allow_unsigned`).
-    unsigned_allowed: bool,
-    /// Device settings (input names, delays, alarm numbers, interval...).
-    settings: std::collections::BTreeMap<String, String>,
-    /// Each quota's counter.
-    quotas: Vec<crate::quota::Counter>,
-}
-
-#[derive(Serialize)]
-struct Terminal {
-    id: u8,
-    /// Inputs: closed to COM; outputs: on. None if it cannot be read.
-    active: Option<bool>,
-}
-
-#[derive(Serialize)]
-struct OutputTerminal {
-    id: u8,
-    /// On; None if it cannot be read.
-    active: Option<bool>,
-    /// Who holds it (switched it on): a plugin or `http`.
-    held_by: Option<String>,
-    /// When it switches off by itself (ms since the Unix epoch).
-    off_at_ms: Option<u64>,
-    /// Who may switch it, highest priority first; empty: anyone.
-    owners: Vec<String>,
-}
-
-#[derive(Serialize)]
-struct ModemBody {
-    answering: bool,
-    sim: &'static str,
-    signal_bars: u8,
-    network: &'static str,
-    operator: Option<String>,
-}
-
-#[derive(Serialize)]
-struct ServerBody {
-    connected: bool,
-    /// The last sync failed (red LED, code 6).
-    failing: bool,
-    /// Outbox entries not yet acknowledged.
-    outbox_depth: u32,
-    /// Age of the oldest, in seconds.
-    outbox_oldest_s: Option<u64>,
-}
-
-#[derive(Serialize)]
-struct PluginBody {
-    name: String,
-    state: &'static str,
-    faults: u32,
-    last_fault: Option<String>,
-    /// The field component's version; null for the config's.
-    version: Option<String>,
-    on_probation: bool,
+    /// The config has a server link (shown in the status).
+    pub server_configured: bool,
+    /// The config's defaults of device settings not set yet
+    /// ([`crate::config::Config::setting_defaults`]).
+    pub setting_defaults: std::collections::BTreeMap<String, String>,
 }
 
 /// `PUT /api/v1/outputs/{n}`
@@ -148,93 +95,8 @@ pub struct OutputBody {
     for_s: Option<f64>,
 }
 
-/// `PUT /api/v1/sim/inputs/{n}`
-#[derive(Deserialize)]
-pub struct InputBody {
-    closed: bool,
-}
-
-/// `POST /api/v1/sim/sms`
-#[derive(Deserialize)]
-pub struct SmsBody {
-    from: String,
-    text: String,
-}
-
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
-}
-
-async fn status(State(api): State<Api>) -> Json<StatusBody> {
-    let s = &api.shared;
-    let board = &s.board;
-    let engine = LedEngine::new(api.leds.borrow().clone(), Instant::now());
-    let modem = s.modem.borrow().clone().map(|m| ModemBody {
-        answering: m.answering,
-        sim: m.sim.name(),
-        signal_bars: m.signal_bars,
-        network: m.network.name(),
-        operator: m.operator,
-    });
-    Json(StatusBody {
-        unit_id: s.state.unit_id().unwrap_or_default(),
-        inputs: (1..=board.input_count())
-            .map(|id| Terminal {
-                id,
-                active: board
-                    .read_input(InputId(id))
-                    .ok()
-                    .map(|c| c == Contact::Closed),
-            })
-            .collect(),
-        outputs: {
-            let holds = s.outputs.holds().borrow().clone();
-            (1..=board.output_count())
-                .map(|id| OutputTerminal {
-                    id,
-                    active: board.read_output(OutputId(id)).ok(),
-                    held_by: holds.get(&id).map(|h| h.by.clone()),
-                    off_at_ms: holds.get(&id).and_then(|h| h.off_at_ms),
-                    owners: s.outputs.owners(id).to_vec(),
-                })
-                .collect()
-        },
-        alarm_output: board.alarm_output().0,
-        extended_io: format!("{:?}", *board.card().borrow()).to_lowercase(),
-        leds: leds::LEDS.iter().map(|&l| engine.describe(l)).collect(),
-        modem,
-        server: {
-            let outbox = s.outbox.summary();
-            let link = *s.link.borrow();
-            ServerBody {
-                connected: link.connected,
-                failing: link.failing,
-                outbox_depth: outbox.depth,
-                outbox_oldest_s: outbox.oldest_s,
-            }
-        },
-        plugins: s
-            .plugin_health()
-            .into_iter()
-            .map(|h| PluginBody {
-                name: h.name,
-                state: h.state.name(),
-                faults: h.faults,
-                last_fault: h.last_fault,
-                version: h.version,
-                on_probation: h.on_probation,
-            })
-            .collect(),
-        password_lockout_s: s.device_status().password_lockout_s,
-        unsigned_allowed: api.unsigned_allowed,
-        settings: s
-            .state
-            .settings("")
-            .unwrap_or_default()
-            .into_iter()
-            .collect(),
-        quotas: s.quotas.counters(),
-    })
 }
 
 /// A JSON request body. A bad one (not JSON, wrong fields or types, no
@@ -302,36 +164,6 @@ async fn set_output(
         }
         Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
     }
-}
-
-async fn sim_input(
-    State(api): State<Api>,
-    TerminalId(n): TerminalId,
-    Body(body): Body<InputBody>,
-) -> Response {
-    let Some(sim) = &api.sim else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "the unit is not on the simulated board",
-        );
-    };
-    let contact = if body.closed {
-        Contact::Closed
-    } else {
-        Contact::Open
-    };
-    match sim.set_input(InputId(n), contact) {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
-    }
-}
-
-async fn sim_sms(State(api): State<Api>, Body(body): Body<SmsBody>) -> Response {
-    let Some(modem) = &api.sim_modem else {
-        return error(StatusCode::NOT_FOUND, "the unit has no simulated modem");
-    };
-    modem.deliver_sms(&body.from, &body.text);
-    StatusCode::ACCEPTED.into_response()
 }
 
 /// A component as a request body, up to the largest larmd reads; a larger
@@ -429,11 +261,16 @@ async fn time_limit(request: Request, next: Next) -> Response {
         .unwrap_or_else(|_| error(StatusCode::REQUEST_TIMEOUT, "the request took too long"))
 }
 
-/// The API's routes.
+/// The API's routes, and the panel's.
 pub fn router(api: Api) -> Router {
-    Router::new()
-        .route("/api/v1/status", get(status))
+    let api_routes = Router::new()
+        .route("/api/v1/status", get(status::status))
+        .route("/api/v1/events", get(stream::events))
         .route("/api/v1/outputs/{n}", put(set_output))
+        .route(
+            "/api/v1/settings",
+            put(settings::change).layer(axum::extract::DefaultBodyLimit::max(64 * 1024)),
+        )
         .route("/api/v1/plugins", get(plugins))
         .route(
             "/api/v1/plugins/{name}",
@@ -442,9 +279,15 @@ pub fn router(api: Api) -> Router {
             )),
         )
         .route("/api/v1/plugins/{name}/rollback", post(rollback))
-        .route("/api/v1/sim/inputs/{n}", put(sim_input))
-        .route("/api/v1/sim/sms", post(sim_sms))
-        .layer(middleware::from_fn_with_state(api.clone(), authorize))
+        .route("/api/v1/sim/inputs/{n}", put(sim::input))
+        .route("/api/v1/sim/sms", post(sim::sms))
+        .route("/api/v1/sim/call", post(sim::call))
+        .route("/api/v1/sim/card", put(sim::card))
+        .route("/api/v1/sim/modem", put(sim::modem))
+        .layer(axum::Extension(stream::Slots::new()))
+        .layer(middleware::from_fn_with_state(api.clone(), authorize));
+    panel::routes()
+        .merge(api_routes)
         .layer(middleware::from_fn(time_limit))
         .with_state(api)
 }
