@@ -222,3 +222,301 @@ fn idle_and_trickling_connections_cannot_hold_the_api() {
     assert_eq!(status(&addr, None)["outputs"].as_array().unwrap().len(), 5);
     larmd.stop();
 }
+
+/// The standard unit with the API (`http` goes into `[http]`) and the
+/// extended card: input 2 is an NC loop named Door by the rule plugin's
+/// config, as on the simulator's unit.
+fn start_standard(http: &str) -> (Larmd, String) {
+    let mut larmd = Larmd::start(
+        &UnitConfig::new()
+            .section("http", &format!("listen = \"127.0.0.1:0\"\n{http}"))
+            .section("board", "closed_at_start = [2]")
+            .section("board.extended", "inputs = 4\noutputs = 4")
+            .sim_modem("ec2x", "")
+            .plugin(Plugin::sms_commands())
+            .plugin(
+                Plugin::input_rules()
+                    .config("\"input.2.mode\" = \"NC\"\n\"input.2.name\" = \"Door\"")
+                    .config("\"alarm.sms\" = \"+46701234567\"\n\"alarm.call\" = \"+46701234567\""),
+            ),
+    );
+    let addr = common::http::address(&larmd.wait_for("HTTP API on http://").pop().unwrap());
+    (larmd, addr)
+}
+
+fn led<'a>(status: &'a serde_json::Value, colour: &str) -> &'a serde_json::Value {
+    status["leds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["colour"] == colour)
+        .unwrap()
+}
+
+#[test]
+fn the_status_gives_leds_as_data_and_inputs_as_wired() {
+    let (larmd, addr) = start_standard("");
+    let s = status_when(&addr, |s| led(s, "blue")["mode"] == "blink");
+    let blue = led(&s, "blue");
+    assert_eq!(blue["count"], 4, "{blue}");
+    assert_eq!(blue["code"], "signal");
+    assert_eq!(blue["text"], "4 blinks (signal strength)");
+    assert_eq!(
+        (&blue["on_ms"], &blue["off_ms"], &blue["pause_ms"]),
+        (&300.into(), &300.into(), &1500.into())
+    );
+    assert_eq!(led(&s, "red")["mode"], "off");
+    assert_eq!(led(&s, "red")["code"], serde_json::Value::Null);
+    // The config's defaults show until a setting is made.
+    let door = &s["inputs"][1];
+    assert_eq!(
+        (&door["name"], &door["mode"]),
+        (&"Door".into(), &"NC".into())
+    );
+    assert_eq!(door["active"], true, "the NC loop is closed");
+    assert_eq!(door["alarm"], false);
+    assert_eq!(s["setting_defaults"]["input.2.mode"], "NC");
+    assert_eq!(
+        (&s["simulated"], &s["simulated_modem"]),
+        (&true.into(), &true.into())
+    );
+
+    // The simulated modem's SIM asks for a PIN: red, 2 blinks.
+    let (code, body) = put(&addr, "/api/v1/sim/modem", r#"{"sim":"pin"}"#);
+    assert_eq!(code, 204, "{body}");
+    let s = status_when(&addr, |s| led(s, "red")["mode"] == "blink");
+    let red = led(&s, "red");
+    assert_eq!(
+        (&red["count"], &red["code"]),
+        (&2.into(), &"sim-error".into()),
+        "{red}"
+    );
+    assert_eq!(red["groups"], serde_json::json!([2]));
+    assert!(red["phase_ms"].as_u64().is_some(), "{red}");
+    larmd.stop();
+}
+
+#[test]
+fn the_event_stream_sends_each_change_and_resumes_from_the_last_id() {
+    use common::http::EventStream;
+    let (mut larmd, addr) = start_standard("");
+    status_when(&addr, |s| s["modem"]["answering"] == true);
+    let from = status(&addr, None)["event_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut events = EventStream::open(&addr, Some(&from), None).unwrap();
+
+    assert_eq!(
+        put(&addr, "/api/v1/sim/inputs/1", r#"{"closed":true}"#).0,
+        204
+    );
+    let input = events.next_of("input");
+    assert_eq!(
+        (&input.data["input"], &input.data["closed"]),
+        (&1.into(), &true.into())
+    );
+    assert!(input.data["at_ms"].as_u64().is_some());
+    // The rule's actions, in the order it took them.
+    let output = events.next_of("output");
+    assert_eq!(
+        (
+            &output.data["output"],
+            &output.data["on"],
+            &output.data["by"]
+        ),
+        (&5.into(), &true.into(), &"input-rules".into())
+    );
+    // Without a token, anyone on the network reads the stream: no numbers,
+    // no texts.
+    let sms = events.next_of("sms-out");
+    assert_eq!(
+        (&sms.data["to"], &sms.data["text"]),
+        (&serde_json::Value::Null, &serde_json::Value::Null)
+    );
+    assert_eq!(sms.data["by"], "input-rules");
+    assert!(events.next_of("call").data["to"].is_null());
+    let alarm = events.next_of("alarm");
+    assert_eq!(
+        (&alarm.data["input"], &alarm.data["text"]),
+        (&1.into(), &"Alarm: Input 1".into())
+    );
+    let last = alarm.id;
+    drop(events);
+
+    // Missed while away: sent first on coming back.
+    assert_eq!(
+        put(&addr, "/api/v1/sim/inputs/1", r#"{"closed":false}"#).0,
+        204
+    );
+    larmd.wait_for("input 1 open");
+    let mut events = EventStream::open(&addr, Some(&last), None).unwrap();
+    let input = events.next_of("input");
+    assert_eq!(
+        (&input.data["input"], &input.data["closed"]),
+        (&1.into(), &false.into())
+    );
+    drop(events);
+
+    // An id of another run of larmd, or nonsense: start again from the status.
+    for id in ["1-1", "nonsense"] {
+        let mut events = EventStream::open(&addr, Some(id), None).unwrap();
+        assert_eq!(events.next().kind, "reset", "{id}");
+    }
+    larmd.stop();
+}
+
+#[test]
+fn with_a_token_the_stream_needs_it_and_carries_numbers_and_texts() {
+    use common::http::EventStream;
+    let (larmd, addr) = start_standard("token = \"s3cret\"");
+    let (code, _) = EventStream::open(&addr, None, None).err().unwrap();
+    assert_eq!(code, 401);
+    let (code, _) = EventStream::open(&addr, None, Some("wrong")).err().unwrap();
+    assert_eq!(code, 401);
+    let mut events = EventStream::open(&addr, None, Some("s3cret")).unwrap();
+    let sms = r#"{"from":"+46701234567","text":"0000 STATUS"}"#;
+    let (code, _) = request(&addr, "POST", "/api/v1/sim/sms", Some(sms), Some("s3cret"));
+    assert_eq!(code, 202);
+    let got = events.next_of("sms-in");
+    assert_eq!(
+        (&got.data["from"], &got.data["text"]),
+        (&"+46701234567".into(), &"0000 STATUS".into())
+    );
+    let reply = events.next_of("sms-out");
+    assert_eq!(reply.data["to"], "+46701234567");
+    assert!(
+        reply.data["text"]
+            .as_str()
+            .unwrap()
+            .contains("Change the factory password")
+    );
+    // The panel itself is served without the token: it holds nothing of the
+    // unit's, and asks for the token.
+    let (code, page) = request(&addr, "GET", "/", None, None);
+    assert_eq!(code, 200);
+    assert!(page.contains("<script src=\"/panel.js\""), "{page}");
+    for file in ["/panel.js", "/panel.css"] {
+        assert_eq!(request(&addr, "GET", file, None, None).0, 200, "{file}");
+    }
+    larmd.stop();
+}
+
+#[test]
+fn settings_are_checked_whole_and_applied_together() {
+    use common::http::EventStream;
+    let (mut larmd, addr) = start_standard("");
+    let mut events = EventStream::open(&addr, None, None).unwrap();
+    let good = r#"{"input.1.name":"Pump","input.1.delay-s":"5","server.interval-min":"30"}"#;
+    let (code, body) = put(&addr, "/api/v1/settings", good);
+    assert_eq!(code, 204, "{body}");
+    let changed = events.next_of("settings");
+    assert_eq!(changed.data["settings"]["input.1.name"], "Pump");
+    let s = status(&addr, None);
+    assert_eq!(
+        (&s["inputs"][0]["name"], &s["inputs"][0]["delay_s"]),
+        (&"Pump".into(), &5.into())
+    );
+    larmd.wait_for("connection interval set to 30 min (by http)");
+
+    // One bad value refuses the lot, and says which.
+    for (body, why) in [
+        (
+            r#"{"input.1.name":"Tank","input.1.delay-s":"soon"}"#,
+            "input.1.delay-s",
+        ),
+        (
+            r#"{"input.1.name":"Tank","input.99.mode":"NC"}"#,
+            "inputs 1 to",
+        ),
+        (
+            r#"{"input.1.name":"Tank","password":"1234"}"#,
+            "no such setting",
+        ),
+        (r#"{"alarm.sms":"+46 70 abc"}"#, "not a phone number"),
+        (r#"{}"#, "no settings"),
+        (r#"{"input.1.name":5}"#, "invalid type"),
+    ] {
+        let (code, answer) = put(&addr, "/api/v1/settings", body);
+        assert_eq!(code, 400, "{body}: {answer}");
+        assert!(answer.contains(why), "{body}: {answer}");
+    }
+    assert_eq!(status(&addr, None)["inputs"][0]["name"], "Pump");
+
+    // Kept across a restart.
+    let dir = larmd.stop();
+    let mut larmd = Larmd::restart(dir);
+    let addr = common::http::address(&larmd.wait_for("HTTP API on http://").pop().unwrap());
+    assert_eq!(status(&addr, None)["settings"]["input.1.name"], "Pump");
+    larmd.stop();
+}
+
+#[test]
+fn the_simulator_controls_check_what_they_are_given() {
+    use common::http::EventStream;
+    let (larmd, addr) = start_standard("");
+    let post = |path: &str, body: &str| request(&addr, "POST", path, Some(body), None);
+    for (code, path, body) in [
+        (
+            post("/api/v1/sim/call", r#"{"from":"+46\"\r\nRING"}"#),
+            "call",
+            "a forged line",
+        ),
+        (
+            post("/api/v1/sim/sms", r#"{"from":"nobody","text":"x"}"#),
+            "sms",
+            "not a number",
+        ),
+        (
+            put(&addr, "/api/v1/sim/modem", r#"{"csq":50}"#),
+            "modem",
+            "csq 50",
+        ),
+        (
+            put(&addr, "/api/v1/sim/modem", r#"{"csq":5,"network":"5g"}"#),
+            "modem",
+            "5g",
+        ),
+        (
+            put(&addr, "/api/v1/sim/modem", r#"{"sim":"lost"}"#),
+            "modem",
+            "lost",
+        ),
+    ] {
+        assert_eq!(code.0, 400, "{path} ({body}): {}", code.1);
+    }
+    let mut events = EventStream::open(&addr, None, None).unwrap();
+    assert_eq!(
+        post("/api/v1/sim/call", r#"{"from":"+46701234567"}"#).0,
+        202
+    );
+    assert_eq!(
+        events.next_of("incoming-call").data["from"],
+        serde_json::Value::Null
+    );
+    assert_eq!(
+        put(&addr, "/api/v1/sim/card", r#"{"present":false}"#).0,
+        204
+    );
+    // The card's event and the red LED's, in either order.
+    let (mut card, mut red) = (None, None);
+    while card.is_none() || red.is_none() {
+        let message = events.next();
+        match message.kind.as_str() {
+            "card" => card = Some(message.data["extended_io"].clone()),
+            // Until red shows something (another LED may change first).
+            "leds" => red = led(&message.data, "red")["code"].as_str().map(String::from),
+            _ => {}
+        }
+    }
+    assert_eq!(card.unwrap(), "missing");
+    assert_eq!(red.as_deref(), Some("extended-io-missing"));
+    assert_eq!(status(&addr, None)["extended_io"], "missing");
+    assert_eq!(
+        put(&addr, "/api/v1/sim/modem", r#"{"network":"none"}"#).0,
+        204
+    );
+    let modem = events.next_of("modem");
+    assert_eq!(modem.data["modem"]["network"], "none");
+    larmd.stop();
+}

@@ -437,6 +437,7 @@ pub async fn follow(shared: Arc<Shared>, mut led_state: watch::Receiver<UnitStat
     let mut shown_depth = shared.outbox.summary().depth;
     let mut shown_card = *card.borrow_and_update();
     let mut shown_plugins = plugin_views(&shared);
+    let mut shown_settings = *settings.borrow_and_update();
     loop {
         let outbox_changed = shared.outbox.changed();
         tokio::pin!(outbox_changed);
@@ -488,8 +489,9 @@ pub async fn follow(shared: Arc<Shared>, mut led_state: watch::Receiver<UnitStat
             });
             shown_plugins = plugins;
         }
-        if settings.has_changed().unwrap_or(false) {
-            settings.borrow_and_update();
+        let settings_now = *settings.borrow_and_update();
+        if settings_now != shown_settings {
+            shown_settings = settings_now;
             events.publish(Event::Settings {
                 settings: shared
                     .state
