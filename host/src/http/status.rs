@@ -23,7 +23,7 @@ pub struct StatusBody {
     inputs: Vec<InputTerminal>,
     outputs: Vec<OutputTerminal>,
     alarm_output: u8,
-    /// `present`, `missing` or `none` (no card configured).
+    /// `present`, `missing` or `notfitted` (no card configured).
     extended_io: String,
     /// Blue, green, yellow, red.
     leds: Vec<LedView>,

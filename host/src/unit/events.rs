@@ -80,7 +80,7 @@ pub enum Event {
     },
     /// The extended I/O card was pulled or put back.
     Card {
-        /// `present`, `missing` or `none` (no card configured).
+        /// `present`, `missing` or `notfitted` (no card configured).
         extended_io: String,
     },
     /// A plugin's state, faults or version changed.

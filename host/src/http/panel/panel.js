@@ -184,7 +184,7 @@ function renderOutputs() {
   $("outputs").replaceChildren(...rows);
   $("card").textContent = status.extended_io;
   const toggle = $("card-toggle");
-  toggle.hidden = !status.simulated || status.extended_io === "none";
+  toggle.hidden = !status.simulated || status.extended_io === "notfitted";
   toggle.textContent = status.extended_io === "present" ? "Pull the card" : "Put the card back";
 }
 
