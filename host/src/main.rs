@@ -392,16 +392,19 @@ async fn run_unit(
     }
     refuse_unsigned_on_a_board(&config, allow_unsigned)?;
     if let Some(listen) = http {
-        let token = config.http.as_ref().and_then(|h| h.token.clone());
-        if !listen.ip().is_loopback() && token.is_none() {
+        let http = larm_host::config::HttpConfig {
+            listen: toml::Spanned::new(0..0, listen),
+            token: config
+                .http
+                .as_ref()
+                .and_then(|h| h.token().map(String::from)),
+        };
+        if http.open_to_others() {
             anyhow::bail!(
                 "--http {listen} is reachable from other hosts: set `[http] token` in the config first"
             );
         }
-        config.http = Some(larm_host::config::HttpConfig {
-            listen: toml::Spanned::new(0..0, listen),
-            token,
-        });
+        config.http = Some(http);
     }
     let unit = Unit::build(&config, corrupt.is_some()).await?;
     if let Some(sim) = unit.sim.clone() {
@@ -422,11 +425,10 @@ async fn run_unit(
             leds: unit.led_state(),
             sim: unit.sim.clone(),
             sim_modem: unit.sim_modem.clone(),
-            token: http.token.clone(),
+            token: http.token().map(String::from),
             updates: unit.updates.clone(),
             unsigned_allowed: config.updates.allow_unsigned,
             server_configured: config.server.is_some(),
-            setting_defaults: config.setting_defaults(),
         };
         let listen = *http.listen.get_ref();
         // Bound here, so a taken port stops larmd at start with a clear error.

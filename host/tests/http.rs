@@ -45,7 +45,7 @@ fn status(addr: &str, token: Option<&str>) -> serde_json::Value {
 /// Asks for the status until `ready` holds (the modem's first status read
 /// comes a moment after start).
 fn status_when(addr: &str, ready: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-    for _ in 0..100 {
+    for _ in 0..400 {
         let s = status(addr, None);
         if ready(&s) {
             return s;
@@ -313,8 +313,12 @@ fn the_event_stream_sends_each_change_and_resumes_from_the_last_id() {
     );
     let input = events.next_of("input");
     assert_eq!(
-        (&input.data["input"], &input.data["closed"]),
-        (&1.into(), &true.into())
+        (
+            &input.data["input"],
+            &input.data["closed"],
+            &input.data["alarm"]
+        ),
+        (&1.into(), &true.into(), &true.into())
     );
     assert!(input.data["at_ms"].as_u64().is_some());
     // The rule's actions, in the order it took them.
@@ -327,6 +331,7 @@ fn the_event_stream_sends_each_change_and_resumes_from_the_last_id() {
         ),
         (&5.into(), &true.into(), &"input-rules".into())
     );
+    assert_eq!(output.data["held_by"], "input-rules");
     // Without a token, anyone on the network reads the stream: no numbers,
     // no texts.
     let sms = events.next_of("sms-out");
@@ -410,8 +415,9 @@ fn settings_are_checked_whole_and_applied_together() {
     let good = r#"{"input.1.name":"Pump","input.1.delay-s":"5","server.interval-min":"30"}"#;
     let (code, body) = put(&addr, "/api/v1/settings", good);
     assert_eq!(code, 204, "{body}");
-    let changed = events.next_of("settings");
-    assert_eq!(changed.data["settings"]["input.1.name"], "Pump");
+    // The event says they changed; the status has them (and the alarm
+    // numbers among them are not sent to every reader of the stream).
+    assert_eq!(events.next_of("settings").data["type"], "settings");
     let s = status(&addr, None);
     assert_eq!(
         (&s["inputs"][0]["name"], &s["inputs"][0]["delay_s"]),
@@ -435,6 +441,7 @@ fn settings_are_checked_whole_and_applied_together() {
         ),
         (r#"{"alarm.sms":"+46 70 abc"}"#, "not a phone number"),
         (r#"{}"#, "no settings"),
+        (r#"{"server.interval-min":null}"#, "cannot be removed"),
         (r#"{"input.1.name":5}"#, "invalid type"),
     ] {
         let (code, answer) = put(&addr, "/api/v1/settings", body);
@@ -442,6 +449,19 @@ fn settings_are_checked_whole_and_applied_together() {
         assert!(answer.contains(why), "{body}: {answer}");
     }
     assert_eq!(status(&addr, None)["inputs"][0]["name"], "Pump");
+    // null: back to the default.
+    assert_eq!(
+        put(&addr, "/api/v1/settings", r#"{"input.1.delay-s":null}"#).0,
+        204
+    );
+    let s = status(&addr, None);
+    assert_eq!(
+        (
+            &s["inputs"][0]["delay_s"],
+            &s["setting_defaults"]["input.1.delay-s"]
+        ),
+        (&0.into(), &"0".into())
+    );
 
     // Kept across a restart.
     let dir = larmd.stop();
@@ -518,5 +538,81 @@ fn the_simulator_controls_check_what_they_are_given() {
     );
     let modem = events.next_of("modem");
     assert_eq!(modem.data["modem"]["network"], "none");
+    larmd.stop();
+}
+
+/// A raw request with the headers given (and no others but the length).
+fn raw(addr: &str, head: &str) -> u16 {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "{head}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer[9..12].parse().unwrap()
+}
+
+#[test]
+fn pages_of_other_sites_and_other_names_are_refused() {
+    let (larmd, addr) = start("");
+    let rollback =
+        format!("POST /api/v1/plugins/sms-commands/rollback HTTP/1.1\r\nHost: {addr}\r\n");
+    // A form on another site posting to the unit (CSRF).
+    assert_eq!(
+        raw(&addr, &format!("{rollback}Origin: http://evil.example\r\n")),
+        403
+    );
+    assert_eq!(raw(&addr, &format!("{rollback}Origin: null\r\n")), 403);
+    // The panel's own page is let through (to the 400 for a missing body).
+    let switch = format!("PUT /api/v1/outputs/2 HTTP/1.1\r\nHost: {addr}\r\n");
+    assert_eq!(
+        raw(&addr, &format!("{switch}Origin: http://evil.example\r\n")),
+        403
+    );
+    assert_eq!(
+        raw(&addr, &format!("{switch}Origin: http://{addr}\r\n")),
+        400
+    );
+    // Another site's name resolving to the unit (DNS rebinding), with no
+    // token to stop it; the unit's own names are fine.
+    let get = |host: &str| {
+        raw(
+            &addr,
+            &format!("GET /api/v1/status HTTP/1.1\r\nHost: {host}\r\n"),
+        )
+    };
+    assert_eq!(get("evil.example:8080"), 403);
+    assert_eq!(get(&addr), 200);
+    assert_eq!(get("localhost:8080"), 200);
+    assert_eq!(get("[::1]:8080"), 200);
+    larmd.stop();
+}
+
+#[test]
+fn event_streams_are_limited_and_the_rest_of_the_api_still_answers() {
+    use common::http::EventStream;
+    let (larmd, addr) = start("");
+    let open: Vec<EventStream> = (0..16)
+        .map(|_| EventStream::open(&addr, None, None).unwrap())
+        .collect();
+    let (code, body) = EventStream::open(&addr, None, None).err().unwrap();
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(status(&addr, None)["alarm_output"], 5);
+    drop(open);
+    // A closed stream gives its place back (once larmd sees it closed).
+    let mut again = None;
+    for _ in 0..100 {
+        if let Ok(stream) = EventStream::open(&addr, None, None) {
+            again = Some(stream);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        again.is_some(),
+        "the places of closed streams never came back"
+    );
     larmd.stop();
 }

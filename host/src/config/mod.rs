@@ -404,6 +404,18 @@ pub struct HttpConfig {
     pub token: Option<String>,
 }
 
+impl HttpConfig {
+    /// The token clients must send; an empty one is none.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref().filter(|t| !t.is_empty())
+    }
+
+    /// Reachable from other hosts without a token: refused.
+    pub fn open_to_others(&self) -> bool {
+        !self.listen.get_ref().ip().is_loopback() && self.token().is_none()
+    }
+}
+
 fn default_listen() -> Spanned<SocketAddr> {
     Spanned::new(0..0, SocketAddr::from(([127, 0, 0, 1], 8080)))
 }
@@ -674,11 +686,19 @@ impl Config {
     /// plugin configs named like a device setting (std-input-rules takes
     /// `"input.2.mode" = "NC"` so), as the plugin that reads them falls back
     /// on them. What the API shows an input to be when nothing is set.
+    /// The server's connection interval counts among them.
     pub fn setting_defaults(&self) -> BTreeMap<String, String> {
+        let interval = self.server.as_ref().map(|s| {
+            (
+                larm_rules::settings::INTERVAL_KEY.to_string(),
+                s.interval_min.to_string(),
+            )
+        });
         self.plugins
             .iter()
             .flat_map(|p| p.init_config())
             .filter(|(key, value)| larm_rules::settings::validate(key, value, u8::MAX).is_ok())
+            .chain(interval)
             .collect()
     }
 
@@ -744,8 +764,7 @@ impl Config {
     /// Checks what serde cannot, resolving plugin files against `base`.
     fn validate(&mut self, base: &Path, builtins: &[&str]) -> Result<(), Invalid> {
         if let Some(http) = &self.http
-            && !http.listen.get_ref().ip().is_loopback()
-            && http.token.as_deref().is_none_or(str::is_empty)
+            && http.open_to_others()
         {
             return Err((
                 Some(http.listen.span()),

@@ -37,9 +37,6 @@ mod sim;
 mod status;
 mod stream;
 
-pub use settings::MAX_CHANGES;
-pub use stream::{KEEP_ALIVE, MAX_STREAMS};
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,9 +78,6 @@ pub struct Api {
     pub unsigned_allowed: bool,
     /// The config has a server link (shown in the status).
     pub server_configured: bool,
-    /// The config's defaults of device settings not set yet
-    /// ([`crate::config::Config::setting_defaults`]).
-    pub setting_defaults: std::collections::BTreeMap<String, String>,
 }
 
 /// `PUT /api/v1/outputs/{n}`
@@ -226,13 +220,63 @@ async fn rollback(State(api): State<Api>, Path(name): Path<String>) -> Response 
     }
 }
 
+/// Why a browser's request is not one of the panel's own, if it is not:
+/// one sent by a page of another site (its `Origin` is not this host: a
+/// cross-site form posting a rollback), or, with no token to stop it, one
+/// that reached the unit through another site's name (DNS rebinding:
+/// `Host: evil.example` resolving to 127.0.0.1). Clients that are not
+/// browsers send no `Origin`, and reach the unit by its address.
+fn foreign(request: &Request, open: bool) -> Option<&'static str> {
+    let headers = request.headers();
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let authority = origin.to_str().ok().and_then(|o| {
+            o.strip_prefix("http://")
+                .or_else(|| o.strip_prefix("https://"))
+        });
+        if authority.is_none()
+            || !authority
+                .zip(host)
+                .is_some_and(|(a, h)| a.eq_ignore_ascii_case(h))
+        {
+            return Some("a request from another site's page");
+        }
+    }
+    if open {
+        let name = host.map(|h| match h.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => h,
+        });
+        let ours = name.is_none_or(|n| {
+            n.eq_ignore_ascii_case("localhost")
+                || n.parse::<std::net::IpAddr>().is_ok()
+                || n.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::Ipv6Addr>()
+                    .is_ok()
+        });
+        if !ours {
+            return Some("the unit is not reached by that name without a token");
+        }
+    }
+    None
+}
+
 async fn authorize(State(api): State<Api>, request: Request, next: Next) -> Response {
+    if let Some(why) = foreign(&request, api.token.is_none()) {
+        return error(StatusCode::FORBIDDEN, why);
+    }
     if let Some(token) = &api.token {
         let sent = request
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+            // The scheme's name is case-insensitive (RFC 9110).
+            .and_then(|v| {
+                v.get(..7)
+                    .filter(|s| s.eq_ignore_ascii_case("bearer "))
+                    .map(|_| &v[7..])
+            });
         // In constant time: how long a refusal takes says nothing of how
         // much of the token was right.
         let right = sent.is_some_and(|s| bool::from(s.as_bytes().ct_eq(token.as_bytes())));
@@ -415,6 +459,44 @@ pub async fn serve(listener: tokio::net::TcpListener, api: Api) -> std::io::Resu
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn request(headers: &[(&str, &str)]) -> Request {
+        let mut request = Request::builder().uri("/api/v1/status");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.body(axum::body::Body::empty()).unwrap()
+    }
+
+    #[test]
+    fn only_the_units_own_pages_and_names_get_through() {
+        let own = [
+            ("host", "192.168.1.20:8080"),
+            ("origin", "http://192.168.1.20:8080"),
+        ];
+        assert_eq!(foreign(&request(&own), true), None);
+        assert_eq!(foreign(&request(&[("host", "LOCALHOST")]), true), None);
+        assert_eq!(foreign(&request(&[("host", "[fe80::1]:80")]), true), None);
+        assert_eq!(foreign(&request(&[]), true), None, "curl over HTTP/1.0");
+        for headers in [
+            &[
+                ("host", "192.168.1.20:8080"),
+                ("origin", "http://evil.example"),
+            ][..],
+            &[("host", "192.168.1.20:8080"), ("origin", "null")],
+            &[
+                ("host", "192.168.1.20:8080"),
+                ("origin", "http://192.168.1.20:8081"),
+            ],
+            &[("origin", "http://192.168.1.20:8080")],
+        ] {
+            assert!(foreign(&request(headers), false).is_some(), "{headers:?}");
+        }
+        // By name: only without a token (a rebinding page cannot know it).
+        let named = [("host", "unit.example:8080")];
+        assert!(foreign(&request(&named), true).is_some());
+        assert_eq!(foreign(&request(&named), false), None);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn an_answer_nobody_reads_gives_up_and_a_slow_reader_is_served() {

@@ -7,11 +7,13 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
 use firmware_bridge::board::{Contact, InputId, OutputId};
 use firmware_bridge::leds::LedEngine;
 use serde::Serialize;
 
-use super::Api;
+use super::{Api, error};
 use crate::unit::events::{LedView, ModemView, PluginView, card_word};
 
 /// The body of `GET /api/v1/status`.
@@ -41,8 +43,9 @@ pub struct StatusBody {
     simulated_modem: bool,
     /// Device settings (input names, delays, alarm numbers, interval...).
     settings: BTreeMap<String, String>,
-    /// What the config gives those not set (see
-    /// [`crate::config::Config::setting_defaults`]).
+    /// What each setting the panel edits is when not set: the config's
+    /// default (see [`crate::config::Config::setting_defaults`]), else the
+    /// unit's own.
     setting_defaults: BTreeMap<String, String>,
     /// Each quota's counter.
     quotas: Vec<crate::quota::Counter>,
@@ -89,7 +92,7 @@ struct ServerBody {
     outbox_oldest_s: Option<u64>,
 }
 
-pub(super) async fn status(State(api): State<Api>) -> Json<StatusBody> {
+pub(super) async fn status(State(api): State<Api>) -> Result<Json<StatusBody>, Response> {
     let s = &api.shared;
     // Read first: whatever changes while the rest is read comes as an
     // event after it.
@@ -98,17 +101,12 @@ pub(super) async fn status(State(api): State<Api>) -> Json<StatusBody> {
     let settings: BTreeMap<String, String> = s
         .state
         .settings("")
-        .unwrap_or_default()
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .into_iter()
         .collect();
     let inputs = (1..=board.input_count())
         .map(|id| {
-            let (input, _) = larm_rules::settings::input_settings(id, |k| {
-                settings
-                    .get(k)
-                    .or_else(|| api.setting_defaults.get(k))
-                    .cloned()
-            });
+            let input = s.input_settings(id);
             let closed = board
                 .read_input(InputId(id))
                 .ok()
@@ -117,10 +115,7 @@ pub(super) async fn status(State(api): State<Api>) -> Json<StatusBody> {
                 id,
                 active: closed,
                 name: input.name,
-                mode: match input.mode {
-                    larm_rules::settings::Mode::No => "NO",
-                    larm_rules::settings::Mode::Nc => "NC",
-                },
+                mode: input.mode.name(),
                 delay_s: input.delay_s,
                 alarm: closed.map(|c| input.mode.alarm(c)),
             }
@@ -138,7 +133,7 @@ pub(super) async fn status(State(api): State<Api>) -> Json<StatusBody> {
         .collect();
     let outbox = s.outbox.summary();
     let link = *s.link.borrow();
-    Json(StatusBody {
+    Ok(Json(StatusBody {
         unit_id: s.state.unit_id().unwrap_or_default(),
         event_id,
         inputs,
@@ -167,7 +162,7 @@ pub(super) async fn status(State(api): State<Api>) -> Json<StatusBody> {
         simulated: api.sim.is_some(),
         simulated_modem: api.sim_modem.is_some(),
         settings,
-        setting_defaults: api.setting_defaults.clone(),
+        setting_defaults: s.shown_defaults(),
         quotas: s.quotas.counters(),
-    })
+    }))
 }

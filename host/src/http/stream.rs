@@ -56,7 +56,8 @@ struct Reader {
 }
 
 impl Reader {
-    /// The next message for the client; none once the unit stops.
+    /// The next message for the client; none once the events' sender is
+    /// gone.
     async fn next(&mut self) -> Option<SseEvent> {
         loop {
             if let Some(stamped) = self.queued.pop_front() {
@@ -89,6 +90,16 @@ impl Reader {
         };
         let mut data = serde_json::to_value(&event).unwrap_or_default();
         data["at_ms"] = stamped.at_ms.into();
+        // LEDs sent later (a client catching up) are further into their
+        // patterns than when published.
+        if let Some(leds) = data.get_mut("leds").and_then(|l| l.as_array_mut()) {
+            let later = crate::outbox::now_ms().saturating_sub(stamped.at_ms);
+            for led in leds {
+                if let Some(phase) = led["phase_ms"].as_u64() {
+                    led["phase_ms"] = (phase + later).into();
+                }
+            }
+        }
         SseEvent::default()
             .event(event.kind())
             .id(self.shared.events.id(stamped.seq))

@@ -109,6 +109,7 @@ impl Unit {
             tracing::error!("the unit's state was damaged: {why}");
         }
         shared.config_corrupt = config_corrupt || state_restored.is_some();
+        shared.setting_defaults = config.setting_defaults();
         let shared = Arc::new(shared);
         if let Some(why) = state_restored {
             // The server hears of it on its health events, as of a plugin

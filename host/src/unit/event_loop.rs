@@ -54,14 +54,18 @@ impl Unit {
                             Contact::Closed => "closed",
                             Contact::Open => "open",
                         });
-                        self.shared.events.publish(Event::Input {
-                            input: edge.input.0,
-                            closed: contact == Contact::Closed,
-                        });
                         self.plugins.input(InputEvent {
                             input: edge.input.0,
                             contact,
                             at_ms: self.shared.monotonic_ms(edge.at),
+                        });
+                        // After the plugins have it: reading its wiring
+                        // does not delay them.
+                        let closed = contact == Contact::Closed;
+                        self.shared.events.publish(Event::Input {
+                            input: edge.input.0,
+                            closed,
+                            alarm: self.shared.input_settings(edge.input.0).mode.alarm(closed),
                         });
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -203,10 +207,13 @@ impl Unit {
                         "output {output} {} (by {by})",
                         if on { "on" } else { "off" }
                     );
+                    let hold = self.shared.outputs.holds().borrow().get(&output).cloned();
                     self.shared.events.publish(Event::Output {
                         output,
                         on,
                         by: by.clone(),
+                        held_by: hold.as_ref().map(|h| h.by.clone()),
+                        off_at_ms: hold.and_then(|h| h.off_at_ms),
                     });
                     queue.extend(self.for_server(Report::OutputChanged(OutputChange {
                         output,

@@ -16,7 +16,7 @@
 //! The event loop publishes what passes through it (edges, SMS, actions);
 //! [`follow`] publishes the changes of the state channels.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -44,6 +44,9 @@ pub enum Event {
         input: u8,
         /// Closed to COM.
         closed: bool,
+        /// The contact is in alarm by the input's wiring (NO/NC), its delay
+        /// aside: whether the alarm fires is the rule plugin's to say.
+        alarm: bool,
     },
     /// An output was switched.
     Output {
@@ -53,6 +56,10 @@ pub enum Event {
         on: bool,
         /// Who switched it.
         by: String,
+        /// Who holds it now (none when off).
+        held_by: Option<String>,
+        /// When it switches off by itself (ms since the Unix epoch).
+        off_at_ms: Option<u64>,
     },
     /// What the four LEDs show changed (not each blink).
     Leds {
@@ -88,11 +95,10 @@ pub enum Event {
         /// Every plugin.
         plugins: Vec<PluginView>,
     },
-    /// The device settings changed (by SMS, the server, the panel).
-    Settings {
-        /// All of them.
-        settings: BTreeMap<String, String>,
-    },
+    /// The device settings changed (by SMS, the server, the panel): read
+    /// them with the status. Not carried here, as they hold the alarm
+    /// numbers and can be large.
+    Settings,
     /// An SMS came in.
     SmsIn {
         /// The sender's number.
@@ -153,7 +159,7 @@ impl Event {
             Event::Outbox { .. } => "outbox",
             Event::Card { .. } => "card",
             Event::Plugins { .. } => "plugins",
-            Event::Settings { .. } => "settings",
+            Event::Settings => "settings",
             Event::SmsIn { .. } => "sms-in",
             Event::SmsOut { .. } => "sms-out",
             Event::Call { .. } => "call",
@@ -348,8 +354,11 @@ impl Default for Events {
 impl Events {
     /// An empty ring for a new run.
     pub fn new() -> Self {
+        // Random per run (std's hasher keys are), so no two runs share ids
+        // whatever the clock says.
+        use std::hash::BuildHasher;
         Events {
-            run: crate::outbox::now_ms(),
+            run: std::collections::hash_map::RandomState::new().hash_one(0u8) >> 1,
             ring: Mutex::new(VecDeque::with_capacity(CAPACITY)),
             latest: watch::Sender::new(0),
             leds: Mutex::new(None),
@@ -379,7 +388,7 @@ impl Events {
             at_ms: crate::outbox::now_ms(),
             event,
         });
-        drop(ring);
+        // Under the lock, so the newest id never goes back.
         self.latest.send_replace(seq);
     }
 
@@ -492,14 +501,7 @@ pub async fn follow(shared: Arc<Shared>, mut led_state: watch::Receiver<UnitStat
         let settings_now = *settings.borrow_and_update();
         if settings_now != shown_settings {
             shown_settings = settings_now;
-            events.publish(Event::Settings {
-                settings: shared
-                    .state
-                    .settings("")
-                    .unwrap_or_default()
-                    .into_iter()
-                    .collect(),
-            });
+            events.publish(Event::Settings);
         }
 
         let green_ends = engine.next_pattern_change(now);
@@ -543,6 +545,7 @@ mod tests {
         Event::Input {
             input: n,
             closed: true,
+            alarm: true,
         }
     }
 

@@ -32,6 +32,18 @@ use crate::plugins::bindings::larm::plugin::types::{
 };
 use crate::quota::{Cost, OverQuota, Quotas};
 use crate::state::State;
+use larm_rules::settings::InputSettings;
+
+/// Why a change of settings was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// A value (or key) the rules refuse; says which and why.
+    #[error("{0}")]
+    Invalid(String),
+    /// The state store refused the write.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+}
 
 /// The server link's state, as the blue LED and red code 6 show it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -78,6 +90,9 @@ pub struct Shared {
     pub quotas: Quotas,
     /// The config file is corrupt and the last good one runs (red LED steady).
     pub config_corrupt: bool,
+    /// The config's defaults of device settings not set yet
+    /// ([`crate::config::Config::setting_defaults`]).
+    pub setting_defaults: BTreeMap<String, String>,
     /// The live events, for `GET /api/v1/events`.
     pub events: super::events::Events,
     /// Where timers run; none outside a tokio runtime (benchmarks).
@@ -108,6 +123,7 @@ impl Shared {
             last_sms: watch::Sender::new(None),
             password: PasswordGuard::new(&crate::config::SmsConfig::default()),
             config_corrupt: false,
+            setting_defaults: BTreeMap::new(),
             events: super::events::Events::new(),
             runtime: tokio::runtime::Handle::try_current().ok(),
             started: Instant::now(),
@@ -167,6 +183,61 @@ impl Shared {
             outbox_oldest_s: summary.oldest_s,
             password_lockout_s: self.password.lockout_left().map(|d| d.as_secs().max(1)),
         }
+    }
+
+    /// Input `n`'s settings as its rule plugin sees them: the device
+    /// setting, else the config's default, else larm-rules' own.
+    pub fn input_settings(&self, n: u8) -> InputSettings {
+        larm_rules::settings::input_settings(n, |key| {
+            self.state
+                .setting(key)
+                .ok()
+                .flatten()
+                .or_else(|| self.setting_defaults.get(key).cloned())
+        })
+        .0
+    }
+
+    /// What each device setting the web panel edits is when not set: the
+    /// config's default, else larm-rules' own.
+    pub fn shown_defaults(&self) -> BTreeMap<String, String> {
+        use larm_rules::settings::{RING_KEY, key, ring_s};
+        let given = |k: &str| self.setting_defaults.get(k).cloned();
+        let mut shown = self.setting_defaults.clone();
+        for n in 1..=self.board.input_count() {
+            let (input, _) = larm_rules::settings::input_settings(n, given);
+            shown.insert(key(n, "name"), input.name);
+            shown.insert(key(n, "mode"), input.mode.name().into());
+            shown.insert(key(n, "delay-s"), input.delay_s.to_string());
+            shown.insert(key(n, "alarm-text"), input.alarm_text);
+            shown.insert(key(n, "restore-text"), input.restore_text);
+        }
+        shown.insert(
+            RING_KEY.into(),
+            ring_s(given(RING_KEY).as_deref()).to_string(),
+        );
+        shown
+    }
+
+    /// Changes device settings from outside the config (`by`: a plugin or
+    /// `http`): each checked by larm-rules, all stored in one transaction
+    /// with `by`'s own store entries, or none; each change logged.
+    pub fn change_settings(
+        &self,
+        by: &str,
+        changes: &[(&str, Option<&str>)],
+        store: &[(&str, Option<&[u8]>)],
+    ) -> Result<(), SettingsError> {
+        let inputs = self.board.input_count();
+        for (key, value) in changes {
+            larm_rules::settings::validate_change(key, *value, inputs)
+                .map_err(SettingsError::Invalid)?;
+        }
+        self.state.set_settings_and_kv(changes, by, store)?;
+        for (key, value) in changes {
+            tracing::info!(by = %by, key = %key.escape_debug(), value = ?value, "setting changed");
+        }
+        Ok(())
     }
 
     /// Emits the actions of one event, together.

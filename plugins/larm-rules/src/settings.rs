@@ -79,6 +79,14 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// As a setting value: `NO` or `NC`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::No => "NO",
+            Mode::Nc => "NC",
+        }
+    }
+
     /// From a setting value (`NO` / `NC`, any case).
     pub fn parse(value: &str) -> Option<Mode> {
         let value = value.trim();
@@ -238,6 +246,19 @@ fn bounded(value: &str, max: u32) -> Option<u32> {
     value.trim().parse().ok().filter(|n| *n <= max)
 }
 
+/// Checks one change of a setting from outside (a server command, the
+/// web panel): a value by [`validate`]; a removal (`None`: back to the
+/// default) of any key but the interval, which has no default to go back
+/// to.
+pub fn validate_change(key: &str, value: Option<&str>, inputs: u8) -> Result<(), String> {
+    match value {
+        Some(value) => validate(key, value, inputs),
+        None if key == INTERVAL_KEY => Err(format!("{key} cannot be removed: set it (0 = never)")),
+        None if key.len() > MAX_KEY => Err(format!("setting keys are at most {MAX_KEY} bytes")),
+        None => Ok(()),
+    }
+}
+
 /// Checks that `value` is valid for setting `key` on a unit with
 /// `inputs` inputs; the error says what is wrong, for the sender.
 pub fn validate(key: &str, value: &str, inputs: u8) -> Result<(), String> {
@@ -256,8 +277,10 @@ pub fn validate(key: &str, value: &str, inputs: u8) -> Result<(), String> {
     let mut parts = key.split('.');
     match (parts.next(), parts.next(), parts.next(), parts.next()) {
         (Some("input"), Some(n), Some(what), None) => {
+            // One spelling per input (`input.1`, not `input.01` or
+            // `input.+1`): any other would be a key nothing reads.
             match n.parse::<u8>() {
-                Ok(n) if (1..=inputs).contains(&n) => {}
+                Ok(i) if (1..=inputs).contains(&i) && format!("{i}") == n => {}
                 _ => return Err(format!("{key}: the unit has inputs 1 to {inputs}")),
             }
             match what {
@@ -360,6 +383,8 @@ mod tests {
         let long = "x".repeat(MAX_VALUE + 1);
         for (key, value, why) in [
             ("input.9.mode", "NO", "inputs 1 to 8"),
+            ("input.01.name", "Door", "inputs 1 to 8"),
+            ("input.+1.name", "Door", "inputs 1 to 8"),
             ("input.2.mode", "maybe", "not NO or NC"),
             ("input.2.delay-s", "-1", "not a number"),
             ("input.2.delay-s", "86401", "not a number"),
@@ -376,6 +401,19 @@ mod tests {
             let e = validate(key, value, 8).unwrap_err();
             assert!(e.contains(why), "{key}={value}: {e}");
         }
+    }
+
+    #[test]
+    fn a_removal_is_checked_too() {
+        assert_eq!(validate_change("input.1.name", None, 8), Ok(()));
+        assert_eq!(validate_change("input.1.name", Some("Door"), 8), Ok(()));
+        assert!(
+            validate_change(INTERVAL_KEY, None, 8)
+                .unwrap_err()
+                .contains("cannot be removed")
+        );
+        assert!(validate_change(&"k".repeat(MAX_KEY + 1), None, 8).is_err());
+        assert!(validate_change("input.1.mode", Some("maybe"), 8).is_err());
     }
 
     #[test]

@@ -240,19 +240,7 @@ pub fn check(payload: &[u8], inputs: u8, outputs: u8) -> Result<(Command, Checke
         checked.outputs.push((n, on, ms));
     }
     for (key, value) in &command.settings {
-        match value {
-            Some(value) => larm_rules::settings::validate(key, value, inputs)?,
-            None if key == larm_rules::settings::INTERVAL_KEY => {
-                return Err(format!("{key} cannot be removed: set it (0 = never)"));
-            }
-            None if key.len() > larm_rules::settings::MAX_KEY => {
-                return Err(format!(
-                    "setting keys are at most {} bytes",
-                    larm_rules::settings::MAX_KEY
-                ));
-            }
-            None => {}
-        }
+        larm_rules::settings::validate_change(key, value.as_deref(), inputs)?;
         checked.settings.push((key.clone(), value.clone()));
     }
     Ok((command, checked))

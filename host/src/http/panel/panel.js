@@ -9,6 +9,12 @@ let token = sessionStorage.getItem(TOKEN_KEY);
 let status = null;
 let lastEventId = null;
 let refetchTimer = null;
+// Events that arrive while the status is read again, applied after it if
+// they are newer than it (its event_id).
+let heldBack = null;
+// A reset came while the status was being read: read it again after.
+let readAgain = false;
+let following = false;
 // When each LED's view arrived (performance.now()), to play its pattern.
 const ledSince = {};
 
@@ -229,23 +235,24 @@ function renderPlugins() {
   if (chosen) select.value = chosen;
 }
 
-// The settings a person changes here, with the unit's defaults as hints.
+// The settings a person changes here. Hints are what each is when not
+// set, as the unit says (setting_defaults): the page knows no rule itself.
 function settingFields() {
   const fields = [];
-  const given = (key, fallback) => status.setting_defaults[key] ?? fallback;
   const input = status.inputs.find((i) => String(i.id) === $("settings-input").value) || status.inputs[0];
   if (input) {
-    const n = input.id;
-    fields.push({ group: "Input " + n, key: `input.${n}.name`, label: "Name", hint: given(`input.${n}.name`, "Input " + n) });
-    fields.push({ group: "Input " + n, key: `input.${n}.mode`, label: "Wiring", choices: ["NO", "NC"], hint: given(`input.${n}.mode`, "NO") });
-    fields.push({ group: "Input " + n, key: `input.${n}.delay-s`, label: "Delay (s)", hint: given(`input.${n}.delay-s`, "0"), numeric: true });
-    fields.push({ group: "Input " + n, key: `input.${n}.alarm-text`, label: "Alarm text", hint: given(`input.${n}.alarm-text`, "Alarm: " + input.name) });
-    fields.push({ group: "Input " + n, key: `input.${n}.restore-text`, label: "Restore text", hint: given(`input.${n}.restore-text`, "Restored: " + input.name) });
+    const group = "Input " + input.id;
+    const key = (what) => `input.${input.id}.${what}`;
+    fields.push({ group, key: key("name"), label: "Name" });
+    fields.push({ group, key: key("mode"), label: "Wiring", choices: ["NO", "NC"] });
+    fields.push({ group, key: key("delay-s"), label: "Delay (s)", numeric: true });
+    fields.push({ group, key: key("alarm-text"), label: "Alarm text" });
+    fields.push({ group, key: key("restore-text"), label: "Restore text" });
   }
-  fields.push({ group: "Alarms", key: "alarm.sms", label: "SMS to", hint: given("alarm.sms", "no one") });
-  fields.push({ group: "Alarms", key: "alarm.call", label: "Call", hint: given("alarm.call", "no one") });
-  fields.push({ group: "Alarms", key: "alarm.ring-s", label: "Ring (s)", hint: given("alarm.ring-s", "30"), numeric: true });
-  fields.push({ group: "Server", key: "server.interval-min", label: "Interval (min)", hint: "0 = never", numeric: true });
+  fields.push({ group: "Alarms", key: "alarm.sms", label: "SMS to (numbers, comma-separated)" });
+  fields.push({ group: "Alarms", key: "alarm.call", label: "Call" });
+  fields.push({ group: "Alarms", key: "alarm.ring-s", label: "Ring (s)", numeric: true });
+  fields.push({ group: "Server", key: "server.interval-min", label: "Interval (min, 0 = never)", numeric: true });
   return fields;
 }
 
@@ -260,13 +267,14 @@ function renderSettings() {
   const groups = new Map();
   for (const field of settingFields()) {
     const value = status.settings[field.key] ?? "";
+    const hint = status.setting_defaults[field.key] ?? "";
     let input;
     if (field.choices) {
-      input = el("select", {}, el("option", { value: "" }, "(" + field.hint + ")"),
+      input = el("select", {}, el("option", { value: "" }, "(" + (hint || "default") + ")"),
         ...field.choices.map((c) => el("option", { value: c }, c)));
       input.value = field.choices.includes(value.toUpperCase()) ? value.toUpperCase() : "";
     } else {
-      input = el("input", { value, placeholder: field.hint });
+      input = el("input", { value, placeholder: hint });
       if (field.numeric) input.inputMode = "numeric";
     }
     input.name = field.key;
@@ -284,7 +292,8 @@ $("settings").addEventListener("submit", async (e) => {
   e.preventDefault();
   const changes = {};
   for (const input of $("settings-fields").querySelectorAll("[name]")) {
-    if (input.value !== input.dataset.was) changes[input.name] = input.value;
+    // Emptied: back to the default (null), as the hint shows it.
+    if (input.value !== input.dataset.was) changes[input.name] = input.value === "" ? null : input.value;
   }
   const result = $("settings-result");
   if (Object.keys(changes).length === 0) {
@@ -377,17 +386,20 @@ function apply(event) {
       const input = status.inputs.find((i) => i.id === event.input);
       if (input) {
         input.active = event.closed;
-        input.alarm = input.mode === "NC" ? !event.closed : event.closed;
+        input.alarm = event.alarm;
       }
       renderInputs();
       break;
     }
     case "output": {
       const output = status.outputs.find((o) => o.id === event.output);
-      if (output) output.active = event.on;
+      if (output) {
+        output.active = event.on;
+        output.held_by = event.held_by;
+        output.off_at_ms = event.off_at_ms;
+      }
       renderOutputs();
       log(`Output ${event.output} ${event.on ? "on" : "off"} (by ${event.by})`);
-      refetchSoon(); // who holds it now
       break;
     }
     case "leds": showLeds(event.leds); break;
@@ -415,7 +427,33 @@ function apply(event) {
   }
 }
 
+// The place of an event id (RUN-SEQ) in its run.
+function seqOf(id) {
+  const [run, seq] = String(id).split("-");
+  return { run, seq: Number(seq) };
+}
+
+function receive(id, event) {
+  if (heldBack && event.type === "reset") {
+    readAgain = true;
+  } else if (heldBack) {
+    heldBack.push({ id, event });
+  } else {
+    apply(event);
+  }
+}
+
 async function follow() {
+  if (following) return;
+  following = true;
+  try {
+    await followStream();
+  } finally {
+    following = false;
+  }
+}
+
+async function followStream() {
   for (;;) {
     try {
       const headers = { Accept: "text/event-stream" };
@@ -445,7 +483,7 @@ async function follow() {
             else if (line.startsWith("data:")) data += line.slice(5).trim();
           }
           if (id) lastEventId = id;
-          if (data && status) apply(JSON.parse(data));
+          if (data && status) receive(id, JSON.parse(data));
         }
       }
     } catch (err) {
@@ -458,11 +496,24 @@ async function follow() {
 }
 
 async function refetch() {
+  if (heldBack) return; // one read at a time; its held events follow it
+  heldBack = [];
   try {
     status = await api("GET", "/api/v1/status");
     render();
+    const read = seqOf(status.event_id);
+    for (const { id, event } of heldBack) {
+      const seen = seqOf(id);
+      if (seen.run !== read.run || seen.seq > read.seq) apply(event);
+    }
   } catch (err) {
     // A refusal shows the login; anything else: the stream retries.
+  } finally {
+    heldBack = null;
+  }
+  if (readAgain) {
+    readAgain = false;
+    refetch();
   }
 }
 

@@ -2,12 +2,11 @@
 //! `"write"`. Every change is checked by the rules the default plugins
 //! use (`larm-rules`), so no plugin can store a value another cannot read.
 
-use tracing::info;
-
 use super::{HostState, from_state};
 use crate::config::SettingsAccess;
 use crate::plugins::bindings::larm::plugin::settings::Host;
 use crate::plugins::bindings::larm::plugin::types::Error;
+use crate::unit::shared::SettingsError;
 
 impl HostState {
     fn check_settings_grant(&self, call: &str, need: SettingsAccess) -> Result<(), Error> {
@@ -19,12 +18,8 @@ impl HostState {
             .require(self.caps.grants.settings >= need, call, grant)
     }
 
-    /// Stores checked changes in one transaction, and logs each.
-    fn store_settings(&mut self, changes: &[(&str, Option<&str>)]) -> Result<(), Error> {
-        self.store(changes, &[])
-    }
-
-    /// Commits settings and the plugin's own store entries together.
+    /// Checks changes by the rules the default plugins use, and commits
+    /// them with the plugin's own store entries, together.
     fn store(
         &mut self,
         changes: &[(&str, Option<&str>)],
@@ -32,19 +27,11 @@ impl HostState {
     ) -> Result<(), Error> {
         self.caps
             .shared
-            .state
-            .set_settings_and_kv(changes, &self.caps.name, kv)
-            .map_err(from_state)?;
-        for (key, value) in changes {
-            info!(plugin = %self.caps.name, key = %key.escape_debug(), value = ?value, "setting changed");
-        }
-        Ok(())
-    }
-
-    /// Checks a new value by the rules the default plugins use.
-    fn check_value(&self, key: &str, value: &str) -> Result<(), Error> {
-        let inputs = self.caps.shared.board.input_count();
-        larm_rules::settings::validate(key, value, inputs).map_err(Error::Invalid)
+            .change_settings(&self.caps.name, changes, kv)
+            .map_err(|e| match e {
+                SettingsError::Invalid(why) => Error::Invalid(why),
+                SettingsError::State(e) => from_state(e),
+            })
     }
 }
 
@@ -56,8 +43,7 @@ impl Host for HostState {
 
     fn set(&mut self, key: String, value: String) -> Result<(), Error> {
         self.check_settings_grant("settings.set", SettingsAccess::Write)?;
-        self.check_value(&key, &value)?;
-        self.store_settings(&[(&key, Some(&value))])
+        self.store(&[(&key, Some(&value))], &[])
     }
 
     fn set_all(
@@ -66,11 +52,6 @@ impl Host for HostState {
         store: Vec<(String, Option<Vec<u8>>)>,
     ) -> Result<(), Error> {
         self.check_settings_grant("settings.set-all", SettingsAccess::Write)?;
-        for (key, value) in &changes {
-            if let Some(value) = value {
-                self.check_value(key, value)?;
-            }
-        }
         let changes: Vec<(&str, Option<&str>)> = changes
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_deref()))
@@ -84,7 +65,7 @@ impl Host for HostState {
 
     fn delete(&mut self, key: String) -> Result<(), Error> {
         self.check_settings_grant("settings.delete", SettingsAccess::Write)?;
-        self.store_settings(&[(&key, None)])
+        self.store(&[(&key, None)], &[])
     }
 
     fn entries(&mut self, prefix: String) -> Result<Vec<(String, String)>, Error> {
