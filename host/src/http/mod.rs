@@ -24,7 +24,8 @@
 //! nothing of the unit's), and the panel asks for the token.
 //!
 //! No client can hold the API: at most [`MAX_CONNECTIONS`] connections are
-//! open at once (one more is closed at once), a request's head must arrive
+//! open at once, at most [`MAX_PER_PEER`] of them from one address other
+//! than loopback (one more is closed at once), a request's head must arrive
 //! within [`HEADER_TIMEOUT`] (also the most a kept-alive connection may sit
 //! idle), a whole request, body included, within [`REQUEST_TIMEOUT`], and
 //! a write of its answer within [`WRITE_TIMEOUT`] (hyper has no write
@@ -289,6 +290,45 @@ async fn authorize(State(api): State<Api>, request: Request, next: Next) -> Resp
 
 /// The most connections open at once.
 pub const MAX_CONNECTIONS: usize = 64;
+/// The most connections open at once from one address on the network, so
+/// one host cannot take every slot (a browser opens about six).
+pub const MAX_PER_PEER: usize = 16;
+
+/// How many connections each address on the network has open. Loopback
+/// is not counted: a process on the unit is not a host on the network.
+#[derive(Clone, Default)]
+struct Peers(Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>);
+
+/// A connection counted against its address, until dropped.
+struct PeerSlot(Peers, std::net::IpAddr);
+
+impl Peers {
+    /// A slot for a connection from `ip`, if it has one left.
+    fn admit(&self, ip: std::net::IpAddr) -> Option<Option<PeerSlot>> {
+        if ip.is_loopback() {
+            return Some(None);
+        }
+        let mut open = self.0.lock().unwrap();
+        let count = open.entry(ip).or_default();
+        if *count >= MAX_PER_PEER {
+            return None;
+        }
+        *count += 1;
+        Some(Some(PeerSlot(self.clone(), ip)))
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut open = (self.0).0.lock().unwrap();
+        if let Some(count) = open.get_mut(&self.1) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.1);
+            }
+        }
+    }
+}
 /// How long a client may take to send a request's head, or keep an idle
 /// connection open.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -426,6 +466,7 @@ pub async fn serve(listener: tokio::net::TcpListener, api: Api) -> std::io::Resu
     tracing::info!("HTTP API on http://{}", listener.local_addr()?);
     let router = router(api);
     let open = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let peers = Peers::default();
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -435,6 +476,10 @@ pub async fn serve(listener: tokio::net::TcpListener, api: Api) -> std::io::Resu
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
+        };
+        let Some(slot) = peers.admit(peer.ip()) else {
+            tracing::warn!(%peer, "HTTP: {MAX_PER_PEER} connections open from its address; closing a new one");
+            continue;
         };
         let Ok(permit) = open.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "HTTP: {MAX_CONNECTIONS} connections open; closing a new one");
@@ -450,7 +495,7 @@ pub async fn serve(listener: tokio::net::TcpListener, api: Api) -> std::io::Resu
             if let Err(e) = served {
                 tracing::debug!(%peer, "HTTP connection: {e}");
             }
-            drop(permit);
+            drop((permit, slot));
         });
     }
 }
@@ -466,6 +511,28 @@ mod tests {
             request = request.header(*name, *value);
         }
         request.body(axum::body::Body::empty()).unwrap()
+    }
+
+    #[test]
+    fn one_address_cannot_take_every_connection() {
+        let peers = Peers::default();
+        let host: std::net::IpAddr = "192.168.1.50".parse().unwrap();
+        let slots: Vec<_> = (0..MAX_PER_PEER)
+            .map(|_| peers.admit(host).unwrap())
+            .collect();
+        assert!(peers.admit(host).is_none(), "one over its share");
+        assert!(
+            peers.admit("192.168.1.51".parse().unwrap()).is_some(),
+            "another host"
+        );
+        assert!(
+            peers
+                .admit("127.0.0.1".parse().unwrap())
+                .is_some_and(|s| s.is_none())
+        );
+        drop(slots);
+        assert!(peers.admit(host).is_some(), "given back");
+        assert!(peers.0.lock().unwrap().len() <= 1, "no entries left behind");
     }
 
     #[test]
