@@ -288,8 +288,10 @@ fn check(path: &Path, allow_unsigned: bool) -> anyhow::Result<()> {
     // Each plugin starts (its `init` reads its config) on a simulated unit
     // with this config's board, in memory: a config the plugin refuses is
     // found here, not by a quarantine at the unit.
-    let (shared, _actions) =
-        Shared::in_memory(Arc::new(larm_host::unit::sim_board(&config.board)))?;
+    let (shared, _actions) = Shared::in_memory(Arc::new(larm_host::unit::sim_board(
+        &config.board,
+        &config.board.closed_at_start,
+    )))?;
     let unit = plugins::PluginManager::new(runtime.clone(), shared);
     let mut refused = 0;
     for plugin in &config.plugins {

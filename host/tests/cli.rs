@@ -594,3 +594,27 @@ fn a_precompiled_plugin_runs_and_one_for_another_board_is_refused() {
     let why = check_refuses(&config);
     assert!(why.contains("precompiled plugin is damaged"), "{why}");
 }
+
+/// The simulated board's wires stay as they were across a restart, as a
+/// real board's do: an input closed before larmd stopped is closed after.
+#[test]
+fn the_simulated_inputs_are_kept_across_a_restart() {
+    let mut larmd = Larmd::start(&UnitConfig::new().plugin(Plugin::follow()));
+    larmd.wait_for("larmd running");
+    larmd.send("close 4");
+    larmd.wait_for("input 4 closed");
+    larmd.send("close 1");
+    output_1_switched_on_by_follow(&mut larmd);
+    let dir = larmd.stop();
+    let mut larmd = Larmd::restart(dir);
+    larmd.wait_for("larmd running");
+    larmd.send("status");
+    larmd.wait_for("inputs 1-8 10010000 (1 = closed)");
+    larmd.send("open 4");
+    larmd.wait_for("input 4 open");
+    let mut larmd = Larmd::restart(larmd.stop());
+    larmd.wait_for("larmd running");
+    larmd.send("status");
+    larmd.wait_for("inputs 1-8 10000000 (1 = closed)");
+    larmd.stop();
+}

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use firmware_bridge::board::{Board, SimBoard, SimConfig};
+use firmware_bridge::board::{Board, Contact, InputId, SimBoard, SimConfig};
 use firmware_bridge::leds::UnitState;
 use firmware_bridge::modem::sim::SimModem;
 use tokio::sync::{mpsc, watch};
@@ -31,16 +31,33 @@ use crate::updates::store::Store;
 const FIRST_SYNC_WAITS: Duration = Duration::from_secs(10);
 
 /// A simulated board of the shape `b` has (a real board's wiring gives
-/// its counts): its inputs, outputs (ALARM the base board's last) and card.
-pub fn sim_board(b: &BoardConfig) -> SimBoard {
+/// its counts): its inputs, outputs (ALARM the base board's last) and card,
+/// with the inputs in `closed` closed.
+pub fn sim_board(b: &BoardConfig, closed: &[u8]) -> SimBoard {
     let ((inputs, outputs), card) = b.shape();
     SimBoard::with(SimConfig {
         inputs,
         outputs,
         debounce: Duration::from_millis(b.debounce_ms),
         card,
-        closed: b.closed_at_start.clone(),
+        closed: closed.to_vec(),
     })
+}
+
+/// The state record of the simulated board's closed inputs: its wires
+/// stay as they were across a restart, as a real board's do (where they
+/// are read again), so an edge whose unit was killed before it was handled
+/// is seen at the next start.
+const SIM_INPUTS: &str = "sim.inputs";
+
+/// Keeps which inputs of the simulated board are closed.
+pub(super) fn remember_sim_inputs(shared: &Shared, sim: &SimBoard) {
+    let closed: Vec<u8> = (1..=sim.input_count())
+        .filter(|&i| sim.read_input(InputId(i)) == Ok(Contact::Closed))
+        .collect();
+    if let Err(e) = shared.state.set_record(SIM_INPUTS, &closed) {
+        tracing::warn!("cannot keep the simulated inputs: {e}");
+    }
 }
 
 impl Unit {
@@ -59,7 +76,11 @@ impl Unit {
         let debounce = Duration::from_millis(b.debounce_ms);
         let (sim, board): (Option<Arc<SimBoard>>, Arc<dyn Board>) = match &b.source {
             BoardSource::Sim => {
-                let sim = Arc::new(sim_board(b));
+                let closed = match state.record(SIM_INPUTS) {
+                    Ok(Some(closed)) => closed,
+                    _ => b.closed_at_start.clone(),
+                };
+                let sim = Arc::new(sim_board(b, &closed));
                 (Some(sim.clone()), sim)
             }
             BoardSource::Linux(gpio) => (

@@ -46,6 +46,9 @@ impl Unit {
             tokio::select! {
                 edge = self.edges.recv() => match edge {
                     Ok(edge) => {
+                        if let Some(sim) = &self.sim {
+                            super::build::remember_sim_inputs(&self.shared, sim);
+                        }
                         let contact = match edge.contact {
                             BoardContact::Closed => Contact::Closed,
                             BoardContact::Open => Contact::Open,
