@@ -46,18 +46,25 @@ pub fn sim_board(b: &BoardConfig, closed: &[u8]) -> SimBoard {
 
 /// The state record of the simulated board's closed inputs: its wires
 /// stay as they were across a restart, as a real board's do (where they
-/// are read again), so an edge whose unit was killed before it was handled
-/// is seen at the next start.
+/// are read again). It is written beside each edge's handling, so an input
+/// closed when the unit was killed is closed at its next start.
 const SIM_INPUTS: &str = "sim.inputs";
 
-/// Keeps which inputs of the simulated board are closed.
-pub(super) fn remember_sim_inputs(shared: &Shared, sim: &SimBoard) {
-    let closed: Vec<u8> = (1..=sim.input_count())
-        .filter(|&i| sim.read_input(InputId(i)) == Ok(Contact::Closed))
-        .collect();
-    if let Err(e) = shared.state.set_record(SIM_INPUTS, &closed) {
-        tracing::warn!("cannot keep the simulated inputs: {e}");
-    }
+/// Keeps which inputs of the simulated board are closed, off the event
+/// loop (the write is an fsync). Each write reads the board when it runs,
+/// so the last one keeps the inputs as they are, whichever order they run.
+pub(super) fn remember_sim_inputs(shared: &Arc<Shared>, sim: &Arc<SimBoard>) {
+    static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let (shared, sim) = (shared.clone(), sim.clone());
+    tokio::task::spawn_blocking(move || {
+        let _one_at_a_time = WRITING.lock();
+        let closed: Vec<u8> = (1..=sim.input_count())
+            .filter(|&i| sim.read_input(InputId(i)) == Ok(Contact::Closed))
+            .collect();
+        if let Err(e) = shared.state.set_record(SIM_INPUTS, &closed) {
+            tracing::warn!("cannot keep the simulated inputs: {e}");
+        }
+    });
 }
 
 impl Unit {
