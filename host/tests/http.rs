@@ -424,6 +424,14 @@ fn settings_are_checked_whole_and_applied_together() {
         (&"Pump".into(), &5.into())
     );
     larmd.wait_for("connection interval set to 30 min (by http)");
+    // What each is when not set: the name's own default, the texts made
+    // from the name as it is.
+    let shown = &s["setting_defaults"];
+    assert_eq!(
+        (&shown["input.1.name"], &shown["input.1.alarm-text"]),
+        (&"Input 1".into(), &"Alarm: Pump".into())
+    );
+    assert_eq!(shown["input.2.mode"], "NC");
 
     // One bad value refuses the lot, and says which.
     for (body, why) in [

@@ -258,7 +258,9 @@ pub struct BoardConfig {
     pub debounce_ms: u64,
     /// The simulated board's extended I/O card, if it has one.
     pub extended: Option<SimCard>,
-    /// Simulated board: inputs closed to COM at start (NC loops that are wired).
+    /// Simulated board: inputs closed to COM at its first start (NC loops
+    /// that are wired); after that, the inputs as they were when larmd
+    /// stopped (kept in the state).
     pub closed_at_start: Vec<u8>,
 }
 

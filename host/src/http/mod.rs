@@ -230,7 +230,14 @@ async fn rollback(State(api): State<Api>, Path(name): Path<String>) -> Response 
 fn foreign(request: &Request, open: bool) -> Option<&'static str> {
     let headers = request.headers();
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    if let Some(origin) = headers.get(header::ORIGIN) {
+    // What the browser says of it goes first: `cross-site` also for what
+    // sends no Origin (`<img src=/api/v1/events>` on another site's page),
+    // `same-origin` also behind a proxy that rewrites `Host`.
+    let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    if site.is_some_and(|s| s != "same-origin" && s != "none") {
+        return Some("a request from another site's page");
+    }
+    if let Some(origin) = headers.get(header::ORIGIN).filter(|_| site.is_none()) {
         let authority = origin.to_str().ok().and_then(|o| {
             o.strip_prefix("http://")
                 .or_else(|| o.strip_prefix("https://"))
@@ -249,7 +256,7 @@ fn foreign(request: &Request, open: bool) -> Option<&'static str> {
             _ => h,
         });
         let ours = name.is_none_or(|n| {
-            n.eq_ignore_ascii_case("localhost")
+            n.trim_end_matches('.').eq_ignore_ascii_case("localhost")
                 || n.parse::<std::net::IpAddr>().is_ok()
                 || n.trim_start_matches('[')
                     .trim_end_matches(']')
@@ -303,8 +310,15 @@ struct Peers(Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, us
 struct PeerSlot(Peers, std::net::IpAddr);
 
 impl Peers {
-    /// A slot for a connection from `ip`, if it has one left.
+    /// A slot for a connection from `ip`, if it has one left. IPv6
+    /// addresses count by their /64, as one host has a whole one.
     fn admit(&self, ip: std::net::IpAddr) -> Option<Option<PeerSlot>> {
+        let ip = match ip.to_canonical() {
+            std::net::IpAddr::V6(v6) => std::net::IpAddr::V6(std::net::Ipv6Addr::from_bits(
+                v6.to_bits() & !u128::from(u64::MAX),
+            )),
+            v4 => v4,
+        };
         if ip.is_loopback() {
             return Some(None);
         }
@@ -530,7 +544,23 @@ mod tests {
                 .admit("127.0.0.1".parse().unwrap())
                 .is_some_and(|s| s.is_none())
         );
-        drop(slots);
+        let mapped = "::ffff:127.0.0.1".parse().unwrap();
+        assert!(
+            peers.admit(mapped).is_some_and(|s| s.is_none()),
+            "loopback, mapped"
+        );
+        let v6: Vec<_> = (1..=MAX_PER_PEER)
+            .map(|i| {
+                peers
+                    .admit(format!("2001:db8::{i:x}").parse().unwrap())
+                    .unwrap()
+            })
+            .collect();
+        assert!(
+            peers.admit("2001:db8::99".parse().unwrap()).is_none(),
+            "one /64, one host"
+        );
+        drop((slots, v6));
         assert!(peers.admit(host).is_some(), "given back");
         assert!(peers.0.lock().unwrap().len() <= 1, "no entries left behind");
     }
@@ -559,6 +589,24 @@ mod tests {
         ] {
             assert!(foreign(&request(headers), false).is_some(), "{headers:?}");
         }
+        assert_eq!(foreign(&request(&[("host", "localhost.:80")]), true), None);
+        // The browser's word for it goes first.
+        let proxied = [
+            ("host", "10.0.0.5"),
+            ("origin", "https://unit.example"),
+            ("sec-fetch-site", "same-origin"),
+        ];
+        assert_eq!(foreign(&request(&proxied), false), None);
+        // A rebinding page is same-origin to itself: its name still counts.
+        let rebound = [
+            ("host", "evil.example:8080"),
+            ("sec-fetch-site", "same-origin"),
+        ];
+        assert!(foreign(&request(&rebound), true).is_some());
+        let img = [("host", "127.0.0.1:8080"), ("sec-fetch-site", "cross-site")];
+        assert!(foreign(&request(&img), true).is_some());
+        let sibling = [("host", "127.0.0.1:8080"), ("sec-fetch-site", "same-site")];
+        assert!(foreign(&request(&sibling), true).is_some(), "another port");
         // By name: only without a token (a rebinding page cannot know it).
         let named = [("host", "unit.example:8080")];
         assert!(foreign(&request(&named), true).is_some());

@@ -93,7 +93,7 @@ impl Reader {
         // LEDs sent later (a client catching up) are further into their
         // patterns than when published.
         if let Some(leds) = data.get_mut("leds").and_then(|l| l.as_array_mut()) {
-            let later = crate::outbox::now_ms().saturating_sub(stamped.at_ms);
+            let later = stamped.at.elapsed().as_millis() as u64;
             for led in leds {
                 if let Some(phase) = led["phase_ms"].as_u64() {
                     led["phase_ms"] = (phase + later).into();

@@ -51,20 +51,52 @@ pub fn sim_board(b: &BoardConfig, closed: &[u8]) -> SimBoard {
 const SIM_INPUTS: &str = "sim.inputs";
 
 /// Keeps which inputs of the simulated board are closed, off the event
-/// loop (the write is an fsync). Each write reads the board when it runs,
-/// so the last one keeps the inputs as they are, whichever order they run.
-pub(super) fn remember_sim_inputs(shared: &Arc<Shared>, sim: &Arc<SimBoard>) {
-    static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let (shared, sim) = (shared.clone(), sim.clone());
-    tokio::task::spawn_blocking(move || {
-        let _one_at_a_time = WRITING.lock();
-        let closed: Vec<u8> = (1..=sim.input_count())
-            .filter(|&i| sim.read_input(InputId(i)) == Ok(Contact::Closed))
+/// loop (each write is an fsync). At most one write waits at a time: it
+/// reads the board when it runs, so a burst of edges costs one write, and
+/// the last write keeps the inputs as they are.
+pub(super) struct SimInputs {
+    sim: Arc<SimBoard>,
+    shared: Arc<Shared>,
+    /// A write is queued and has not read the board yet.
+    queued: std::sync::atomic::AtomicBool,
+    /// One write at a time, in order.
+    writing: std::sync::Mutex<()>,
+}
+
+impl SimInputs {
+    /// Keeps the inputs of `sim` in `shared`'s state.
+    pub(super) fn new(sim: Arc<SimBoard>, shared: Arc<Shared>) -> Arc<Self> {
+        Arc::new(Self {
+            sim,
+            shared,
+            queued: std::sync::atomic::AtomicBool::new(false),
+            writing: std::sync::Mutex::new(()),
+        })
+    }
+
+    /// After an edge: writes the inputs soon, unless a write is queued.
+    pub(super) fn changed(self: &Arc<Self>) {
+        use std::sync::atomic::Ordering;
+        if self.queued.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.write());
+    }
+
+    /// Writes the inputs as they are now (at a stop, where a queued write
+    /// might not run).
+    pub(super) fn write(&self) {
+        let _one_at_a_time = self.writing.lock();
+        self.queued
+            .store(false, std::sync::atomic::Ordering::Release);
+        let closed: Vec<u8> = (1..=self.sim.input_count())
+            .filter(|&i| self.sim.read_input(InputId(i)) == Ok(Contact::Closed))
             .collect();
-        if let Err(e) = shared.state.set_record(SIM_INPUTS, &closed) {
+        if let Err(e) = self.shared.state.set_record(SIM_INPUTS, &closed) {
             tracing::warn!("cannot keep the simulated inputs: {e}");
         }
-    });
+    }
 }
 
 impl Unit {
@@ -250,6 +282,7 @@ impl Unit {
             outbox,
             updates,
             link,
+            sim_inputs: sim.clone().map(|sim| SimInputs::new(sim, shared.clone())),
             sim,
             shared,
             plugins,

@@ -46,8 +46,8 @@ impl Unit {
             tokio::select! {
                 edge = self.edges.recv() => match edge {
                     Ok(edge) => {
-                        if let Some(sim) = &self.sim {
-                            super::build::remember_sim_inputs(&self.shared, sim);
+                        if let Some(kept) = &self.sim_inputs {
+                            kept.changed();
                         }
                         let contact = match edge.contact {
                             BoardContact::Closed => Contact::Closed,
@@ -72,6 +72,9 @@ impl Unit {
                         });
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
+                        if let Some(kept) = &self.sim_inputs {
+                            kept.changed();
+                        }
                         warn!("{n} input edges were lost: the event loop fell behind");
                     }
                     Err(broadcast::error::RecvError::Closed) => break,
@@ -150,6 +153,11 @@ impl Unit {
             watchdog.abort();
         }
         drop(ping_tx);
+        // A write queued by the last edge may not run once the runtime
+        // stops: the inputs as they are now.
+        if let Some(kept) = &self.sim_inputs {
+            kept.write();
+        }
         info!("stopping plugins");
         follow.abort();
         publish.abort();

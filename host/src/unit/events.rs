@@ -321,6 +321,8 @@ pub struct Stamped {
     pub seq: u64,
     /// When, in ms since the Unix epoch.
     pub at_ms: u64,
+    /// When, on the monotonic clock the LEDs' phases count on.
+    pub at: Instant,
     /// What.
     pub event: Event,
 }
@@ -386,6 +388,7 @@ impl Events {
         ring.push_back(Stamped {
             seq,
             at_ms: crate::outbox::now_ms(),
+            at: Instant::now(),
             event,
         });
         // Under the lock, so the newest id never goes back.

@@ -63,6 +63,8 @@ pub struct Unit {
     modem_task: Option<tokio::task::JoinHandle<()>>,
     link: Option<mpsc::UnboundedSender<Control>>,
     allow_from: Vec<larm_rules::PhoneNumber>,
+    /// The simulated board's inputs, kept across restarts.
+    sim_inputs: Option<Arc<build::SimInputs>>,
 }
 
 impl Unit {

@@ -199,13 +199,23 @@ impl Shared {
     }
 
     /// What each device setting the web panel edits is when not set: the
-    /// config's default, else larm-rules' own.
+    /// config's default, else larm-rules' own (the texts made from the
+    /// input's name as it is).
     pub fn shown_defaults(&self) -> BTreeMap<String, String> {
         use larm_rules::settings::{RING_KEY, key, ring_s};
         let given = |k: &str| self.setting_defaults.get(k).cloned();
         let mut shown = self.setting_defaults.clone();
         for n in 1..=self.board.input_count() {
-            let (input, _) = larm_rules::settings::input_settings(n, given);
+            let name = key(n, "name");
+            let (input, _) = larm_rules::settings::input_settings(n, |k| {
+                let set = (k == name).then(|| self.state.setting(k).ok().flatten());
+                set.flatten().or_else(|| given(k))
+            });
+            // The name's own default, not the name set.
+            let input = larm_rules::settings::InputSettings {
+                name: larm_rules::settings::input_settings(n, given).0.name,
+                ..input
+            };
             shown.insert(key(n, "name"), input.name);
             shown.insert(key(n, "mode"), input.mode.name().into());
             shown.insert(key(n, "delay-s"), input.delay_s.to_string());

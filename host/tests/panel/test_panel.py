@@ -244,9 +244,9 @@ class PanelTest(unittest.TestCase):
         expect(self.page.locator("#input-4")).to_have_attribute("data-closed", "true")
         expect(self.page.locator("#input-3")).to_contain_text("Pump house")
         expect(self.page.locator("#input-3")).to_contain_text("15 s")
-        # Emptied in the page: back to the config's default.
+        # Back to the config's default.
         self.page.select_option("#settings-input", "3")
-        self.page.fill("[name='input.3.name']", "")
+        self.page.click("[data-reset-for='input.3.name']")
         self.page.click("#settings button[type=submit]")
         expect(self.page.locator("#settings-result")).to_have_text("Saved.")
         expect(self.page.locator("#input-3")).to_contain_text("Frysrum")

@@ -280,6 +280,18 @@ function renderSettings() {
     input.name = field.key;
     input.dataset.was = input.value;
     const label = el("label", {}, field.label, input);
+    // A setting that is set can go back to what it is when not set (an
+    // empty text is a value of its own: no restore SMS, no numbers).
+    if (field.key in status.settings && !field.choices) {
+      const reset = el("button", { type: "button", className: "reset", title: "back to " + (hint || "the default") }, "Default");
+      reset.dataset.resetFor = field.key;
+      reset.addEventListener("click", () => {
+        input.value = "";
+        input.dataset.reset = "1";
+        input.placeholder = hint;
+      });
+      label.append(reset);
+    }
     if (!groups.has(field.group)) groups.set(field.group, el("fieldset", {}, el("legend", {}, field.group)));
     groups.get(field.group).append(label);
   }
@@ -292,8 +304,10 @@ $("settings").addEventListener("submit", async (e) => {
   e.preventDefault();
   const changes = {};
   for (const input of $("settings-fields").querySelectorAll("[name]")) {
-    // Emptied: back to the default (null), as the hint shows it.
-    if (input.value !== input.dataset.was) changes[input.name] = input.value === "" ? null : input.value;
+    // Back to the default: null (a select's "(default)" is that too).
+    const reset = input.dataset.reset === "1" || (input.tagName === "SELECT" && input.value === "");
+    if (input.value !== input.dataset.was) changes[input.name] = reset ? null : input.value;
+    else if (input.dataset.reset === "1") changes[input.name] = null; // set to "" before
   }
   const result = $("settings-result");
   if (Object.keys(changes).length === 0) {
@@ -507,7 +521,9 @@ async function refetch() {
       if (seen.run !== read.run || seen.seq > read.seq) apply(event);
     }
   } catch (err) {
-    // A refusal shows the login; anything else: the stream retries.
+    // A refusal shows the login; anything else: what came meanwhile still
+    // applies to the status the page has.
+    for (const { event } of heldBack) apply(event);
   } finally {
     heldBack = null;
   }
