@@ -179,6 +179,40 @@ fn an_input_alarm_sends_sms_rings_and_sets_alarm_until_restored() {
     larmd.stop();
 }
 
+/// The wires stay as they were across a restart of larmd (as a real
+/// board's do): an input still in alarm then is no new alarm, and the ALARM
+/// output, off at any start, is on again.
+#[test]
+fn an_alarm_still_on_at_a_restart_keeps_the_alarm_output_on() {
+    let mut larmd = Larmd::start_default(tempfile::tempdir().unwrap());
+    larmd.wait_for("larmd running");
+    larmd.send("close 1");
+    let seen = reply(&mut larmd, "Alarm: Input 1");
+    assert_event(
+        &seen,
+        &[("event", "output"), ("output", "5"), ("on", "true")],
+    );
+
+    let mut larmd = Larmd::start_default(larmd.stop());
+    let seen = larmd.wait_event(&[
+        ("event", "output"),
+        ("output", "5"),
+        ("on", "true"),
+        ("by", "input-rules"),
+    ]);
+    assert!(
+        !seen.iter().any(|l| l.contains("alarm on input 1")),
+        "no second alarm: {seen:#?}"
+    );
+    larmd.send("open 1");
+    let seen = reply(&mut larmd, "Restored: Input 1");
+    assert_event(
+        &seen,
+        &[("event", "output"), ("output", "5"), ("on", "false")],
+    );
+    larmd.stop();
+}
+
 #[test]
 fn restart_all_restarts_larmd_after_replying() {
     let mut larmd = Larmd::start_default(tempfile::tempdir().unwrap());

@@ -407,9 +407,9 @@ pub struct HttpConfig {
 }
 
 impl HttpConfig {
-    /// The token clients must send; an empty one is none.
+    /// The token clients must send; an empty (or blank) one is none.
     pub fn token(&self) -> Option<&str> {
-        self.token.as_deref().filter(|t| !t.is_empty())
+        self.token.as_deref().filter(|t| !t.trim().is_empty())
     }
 
     /// Reachable from other hosts without a token: refused.

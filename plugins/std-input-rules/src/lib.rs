@@ -26,7 +26,8 @@
 //! plugin from starting, naming it.
 //!
 //! Which inputs are in alarm is kept in `kv`, so a restore after a restart
-//! of the plugin or of the unit still switches ALARM off and reports it.
+//! of the plugin or of the unit still switches ALARM off and reports it,
+//! and an alarm still on at a restart switches ALARM on again.
 //! Grants it needs: `outputs = "any"` (the ALARM output), `sms = "any"`,
 //! `calls = "any"`, `server = true`, `settings = "read"`.
 
@@ -116,6 +117,11 @@ impl lifecycle::Guest for StdInputRules {
                     handle(input, contact);
                 }
             }
+        }
+        // An alarm still on from before the restart keeps the siren on: the
+        // unit's outputs start off.
+        if kv::entries(IN_ALARM).is_ok_and(|all| !all.is_empty()) {
+            warn_on("ALARM output", io::set_output(io::alarm_output(), true));
         }
         Ok(())
     }
