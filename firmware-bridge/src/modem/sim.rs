@@ -60,6 +60,18 @@ pub enum SimNetwork {
     Lte,
 }
 
+impl SimNetwork {
+    /// By name: `none`, `gsm` or `lte`.
+    pub fn by_name(name: &str) -> Option<SimNetwork> {
+        match name {
+            "none" => Some(SimNetwork::None),
+            "gsm" => Some(SimNetwork::Gsm),
+            "lte" => Some(SimNetwork::Lte),
+            _ => None,
+        }
+    }
+}
+
 /// The simulated SIM card.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SimCard {
@@ -69,6 +81,18 @@ pub enum SimCard {
     PinRequired,
     /// No card.
     Absent,
+}
+
+impl SimCard {
+    /// By name: `ready`, `pin` or `absent`.
+    pub fn by_name(name: &str) -> Option<SimCard> {
+        match name {
+            "ready" => Some(SimCard::Ready),
+            "pin" => Some(SimCard::PinRequired),
+            "absent" => Some(SimCard::Absent),
+            _ => None,
+        }
+    }
 }
 
 /// What the simulated modem saw the driver do.

@@ -107,18 +107,10 @@ pub fn command(sim: &SimModem, line: &str) -> Result<(), String> {
         ("sms", Some(from)) => sim.deliver_sms(from, words.next().unwrap_or_default()),
         ("ring", Some(from)) => sim.ring(from),
         ("signal", Some(n)) => sim.set_signal(n.parse().map_err(|_| "signal N (0-31, 99)")?),
-        ("network", Some(n)) => sim.set_network(match n {
-            "none" => SimNetwork::None,
-            "gsm" => SimNetwork::Gsm,
-            "lte" => SimNetwork::Lte,
-            _ => return Err("network none|gsm|lte".into()),
-        }),
-        ("sim", Some(s)) => sim.set_sim(match s {
-            "ready" => SimCard::Ready,
-            "pin" => SimCard::PinRequired,
-            "absent" => SimCard::Absent,
-            _ => return Err("sim ready|pin|absent".into()),
-        }),
+        ("network", Some(n)) => {
+            sim.set_network(SimNetwork::by_name(n).ok_or("network none|gsm|lte")?)
+        }
+        ("sim", Some(s)) => sim.set_sim(SimCard::by_name(s).ok_or("sim ready|pin|absent")?),
         ("silent", a) => sim.set_silent(on_off(a)?),
         ("urcs", a) => sim.set_urc_mid_response(on_off(a)?),
         ("garbage", None) => sim.send_garbage(),

@@ -159,20 +159,16 @@ pub(super) async fn modem(State(api): State<Api>, Body(body): Body<ModemBody>) -
         if body.csq.is_some_and(|csq| csq > 31 && csq != 99) {
             return Err(bad("`csq`: 0 to 31, or 99 (unknown)"));
         }
-        let network = match body.network.as_deref() {
-            None => None,
-            Some("none") => Some(SimNetwork::None),
-            Some("gsm") => Some(SimNetwork::Gsm),
-            Some("lte") => Some(SimNetwork::Lte),
-            Some(_) => return Err(bad("`network`: none, gsm or lte")),
-        };
-        let sim = match body.sim.as_deref() {
-            None => None,
-            Some("ready") => Some(SimCard::Ready),
-            Some("pin") => Some(SimCard::PinRequired),
-            Some("absent") => Some(SimCard::Absent),
-            Some(_) => return Err(bad("`sim`: ready, pin or absent")),
-        };
+        let network = body
+            .network
+            .as_deref()
+            .map(|n| SimNetwork::by_name(n).ok_or_else(|| bad("`network`: none, gsm or lte")))
+            .transpose()?;
+        let sim = body
+            .sim
+            .as_deref()
+            .map(|s| SimCard::by_name(s).ok_or_else(|| bad("`sim`: ready, pin or absent")))
+            .transpose()?;
         // Checked whole above; applied together here.
         if let Some(csq) = body.csq {
             modem.set_signal(csq);
