@@ -135,6 +135,23 @@ pub enum Pattern {
 }
 
 impl Pattern {
+    /// Its name for programs and logs: `off`, `steady` or `blink`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Pattern::Off => "off",
+            Pattern::Steady => "steady",
+            Pattern::Blink(_) => "blink",
+        }
+    }
+
+    /// Its groups of blinks, in turn; none unless blinking.
+    pub fn groups(&self) -> &[u8] {
+        match self {
+            Pattern::Blink(groups) => groups,
+            _ => &[],
+        }
+    }
+
     fn period(groups: &[u8]) -> Duration {
         groups
             .iter()

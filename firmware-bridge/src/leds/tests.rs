@@ -245,6 +245,15 @@ fn each_pattern_has_a_code_for_programs_and_a_start() {
     assert_eq!(e.codes(Led::Red), ["sim-error"]);
     assert_eq!(e.words(Led::Red), "2 blinks (SIM card error or PIN)");
     assert_eq!(e.since(Led::Red), t0);
+    let red = e.pattern(Led::Red);
+    assert_eq!((red.name(), red.groups()), ("blink", &[2][..]));
+    assert_eq!(
+        (
+            e.pattern(Led::Yellow).name(),
+            e.pattern(Led::Yellow).groups()
+        ),
+        ("steady", &[][..])
+    );
     // A changed pattern starts anew; an unchanged one keeps its start.
     let later = t0 + Duration::from_secs(7);
     e.update(

@@ -172,11 +172,11 @@ pub async fn print_leds(mut states: tokio::sync::watch::Receiver<leds::UnitState
         for (i, line) in described.iter().enumerate() {
             if shown.get(i) != Some(line) {
                 let led = leds::LEDS[i];
-                let (mode, blinks) = match engine.pattern(led) {
-                    leds::Pattern::Off => ("off", 0),
-                    leds::Pattern::Steady => ("steady", 0),
-                    leds::Pattern::Blink(groups) => ("blink", groups.first().copied().unwrap_or(0)),
-                };
+                let pattern = engine.pattern(led);
+                let (mode, blinks) = (
+                    pattern.name(),
+                    pattern.groups().first().copied().unwrap_or(0),
+                );
                 tracing::info!(event = "led", led = %led, mode, blinks, "LED {line}");
             }
         }

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use firmware_bridge::board::Led;
-use firmware_bridge::leds::{self, LedEngine, Pattern, UnitState};
+use firmware_bridge::leds::{self, LedEngine, UnitState};
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -225,16 +225,13 @@ impl LedView {
     }
 
     fn of(engine: &LedEngine, led: Led, now: Instant) -> LedView {
-        let (mode, groups) = match engine.pattern(led) {
-            Pattern::Off => ("off", Vec::new()),
-            Pattern::Steady => ("steady", Vec::new()),
-            Pattern::Blink(groups) => ("blink", groups.clone()),
-        };
+        let pattern = engine.pattern(led);
+        let groups = pattern.groups().to_vec();
         let codes = engine.codes(led);
         let ms = |d: Duration| d.as_millis() as u64;
         LedView {
             colour: led.to_string(),
-            mode,
+            mode: pattern.name(),
             count: groups.first().copied().unwrap_or(0),
             groups,
             code: codes.first().copied(),
