@@ -68,7 +68,7 @@ impl Unit {
                         self.shared.events.publish(Event::Input {
                             input: edge.input.0,
                             closed,
-                            alarm: self.shared.input_settings(edge.input.0).mode.alarm(closed),
+                            alarm: self.shared.input_mode(edge.input.0).alarm(closed),
                         });
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => {

@@ -32,7 +32,7 @@ use crate::plugins::bindings::larm::plugin::types::{
 };
 use crate::quota::{Cost, OverQuota, Quotas};
 use crate::state::State;
-use larm_rules::settings::InputSettings;
+use larm_rules::settings::{InputSettings, Mode};
 
 /// Why a change of settings was refused.
 #[derive(Debug, thiserror::Error)]
@@ -188,14 +188,21 @@ impl Shared {
     /// Input `n`'s settings as its rule plugin sees them: the device
     /// setting, else the config's default, else larm-rules' own.
     pub fn input_settings(&self, n: u8) -> InputSettings {
-        larm_rules::settings::input_settings(n, |key| {
-            self.state
-                .setting(key)
-                .ok()
-                .flatten()
-                .or_else(|| self.setting_defaults.get(key).cloned())
-        })
-        .0
+        larm_rules::settings::input_settings(n, |key| self.setting_or_default(key)).0
+    }
+
+    /// Input `n`'s wiring alone, as [`Shared::input_settings`] has it.
+    pub fn input_mode(&self, n: u8) -> Mode {
+        larm_rules::settings::input_mode(n, |key| self.setting_or_default(key))
+    }
+
+    /// A device setting, else the config's default for it.
+    fn setting_or_default(&self, key: &str) -> Option<String> {
+        self.state
+            .setting(key)
+            .ok()
+            .flatten()
+            .or_else(|| self.setting_defaults.get(key).cloned())
     }
 
     /// What each device setting the web panel edits is when not set: the

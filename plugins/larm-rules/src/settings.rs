@@ -128,19 +128,34 @@ pub fn key(n: u8, what: &str) -> String {
     format!("input.{n}.{what}")
 }
 
+/// Input `n`'s wiring from a lookup, as [`input_settings`] has it (NO when
+/// unset or bad): all an input edge needs to say whether it is an alarm.
+pub fn input_mode(n: u8, get: impl Fn(&str) -> Option<String>) -> Mode {
+    mode_of(n, &get).0
+}
+
+/// Input `n`'s wiring, and what was wrong with its value if anything.
+fn mode_of(n: u8, get: &impl Fn(&str) -> Option<String>) -> (Mode, Option<String>) {
+    match get(&key(n, "mode")) {
+        None => (Mode::No, None),
+        Some(v) => match Mode::parse(&v) {
+            Some(mode) => (mode, None),
+            None => (
+                Mode::No,
+                Some(format!("{} = {v:?} is not NO or NC", key(n, "mode"))),
+            ),
+        },
+    }
+}
+
 /// Builds an input's settings from a lookup (device setting, else the
 /// plugin config's default). Bad values fall back to the defaults, with the
 /// problems returned for the log.
 pub fn input_settings(n: u8, get: impl Fn(&str) -> Option<String>) -> (InputSettings, Vec<String>) {
     let mut problems = Vec::new();
     let name = get(&key(n, "name")).unwrap_or_else(|| format!("Input {n}"));
-    let mode = match get(&key(n, "mode")) {
-        None => Mode::No,
-        Some(v) => Mode::parse(&v).unwrap_or_else(|| {
-            problems.push(format!("{} = {v:?} is not NO or NC", key(n, "mode")));
-            Mode::No
-        }),
-    };
+    let (mode, problem) = mode_of(n, &get);
+    problems.extend(problem);
     let delay_s = match get(&key(n, "delay-s")) {
         None => 0,
         Some(v) => bounded(&v, MAX_DELAY_S).unwrap_or_else(|| {
@@ -359,6 +374,8 @@ mod tests {
         assert_eq!(s.alarm_text, "Frysrummet är för varmt!");
         assert_eq!(s.restore_text, "Restored: Frysrum");
         assert_eq!(problems.len(), 1);
+        assert_eq!(input_mode(2, |_| Some("nc".into())), Mode::Nc);
+        assert_eq!(input_mode(2, |_| Some("maybe".into())), Mode::No);
     }
 
     #[test]
