@@ -307,12 +307,12 @@ pub const MAX_PER_PEER: usize = 16;
 struct Peers(Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>);
 
 /// A connection counted against its address, until dropped.
-struct PeerSlot(Peers, std::net::IpAddr);
+struct PeerSlot(Peers, Option<std::net::IpAddr>);
 
 impl Peers {
     /// A slot for a connection from `ip`, if it has one left. IPv6
     /// addresses count by their /64, as one host has a whole one.
-    fn admit(&self, ip: std::net::IpAddr) -> Option<Option<PeerSlot>> {
+    fn admit(&self, ip: std::net::IpAddr) -> Option<PeerSlot> {
         let ip = match ip.to_canonical() {
             std::net::IpAddr::V6(v6) => std::net::IpAddr::V6(std::net::Ipv6Addr::from_bits(
                 v6.to_bits() & !u128::from(u64::MAX),
@@ -320,7 +320,7 @@ impl Peers {
             v4 => v4,
         };
         if ip.is_loopback() {
-            return Some(None);
+            return Some(PeerSlot(self.clone(), None));
         }
         let mut open = self.0.lock().unwrap();
         let count = open.entry(ip).or_default();
@@ -328,17 +328,18 @@ impl Peers {
             return None;
         }
         *count += 1;
-        Some(Some(PeerSlot(self.clone(), ip)))
+        Some(PeerSlot(self.clone(), Some(ip)))
     }
 }
 
 impl Drop for PeerSlot {
     fn drop(&mut self) {
+        let Some(ip) = self.1 else { return };
         let mut open = (self.0).0.lock().unwrap();
-        if let Some(count) = open.get_mut(&self.1) {
+        if let Some(count) = open.get_mut(&ip) {
             *count -= 1;
             if *count == 0 {
-                open.remove(&self.1);
+                open.remove(&ip);
             }
         }
     }
@@ -539,16 +540,12 @@ mod tests {
             peers.admit("192.168.1.51".parse().unwrap()).is_some(),
             "another host"
         );
-        assert!(
-            peers
-                .admit("127.0.0.1".parse().unwrap())
-                .is_some_and(|s| s.is_none())
-        );
-        let mapped = "::ffff:127.0.0.1".parse().unwrap();
-        assert!(
-            peers.admit(mapped).is_some_and(|s| s.is_none()),
-            "loopback, mapped"
-        );
+        // Loopback, mapped or not, is not counted.
+        let local: Vec<_> = (0..MAX_PER_PEER)
+            .flat_map(|_| ["127.0.0.1", "::ffff:127.0.0.1"])
+            .map(|ip| peers.admit(ip.parse().unwrap()))
+            .collect();
+        assert!(local.iter().all(Option::is_some), "loopback is not counted");
         let v6: Vec<_> = (1..=MAX_PER_PEER)
             .map(|i| {
                 peers
@@ -560,7 +557,7 @@ mod tests {
             peers.admit("2001:db8::99".parse().unwrap()).is_none(),
             "one /64, one host"
         );
-        drop((slots, v6));
+        drop((slots, v6, local));
         assert!(peers.admit(host).is_some(), "given back");
         assert!(peers.0.lock().unwrap().len() <= 1, "no entries left behind");
     }
