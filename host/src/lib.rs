@@ -19,5 +19,6 @@ pub mod plugins;
 pub mod quota;
 pub mod server;
 pub mod state;
+pub mod testkit;
 pub mod unit;
 pub mod updates;

@@ -37,6 +37,32 @@ enum Command {
         /// 127.0.0.1:8080), in place of the config's `[http] listen`.
         #[arg(long, value_name = "ADDR")]
         http: Option<std::net::SocketAddr>,
+        /// Appends every event the plugins receive, and every action they
+        /// take, to FILE as a scenario (`larmd plugin test --replay FILE`).
+        #[arg(long, value_name = "FILE")]
+        record: Option<PathBuf>,
+        /// Swaps in a plugin whose component file changes (a new build).
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Runs the unit for plugin development: `run --watch`, so each new
+    /// build of a plugin is swapped in.
+    Dev {
+        /// The config file (e.g. the `unit.toml` of `larmd plugin new`).
+        #[arg(long)]
+        config: PathBuf,
+        /// As for `run`.
+        #[arg(long, value_name = "ADDR")]
+        http: Option<std::net::SocketAddr>,
+        /// As for `run`.
+        #[arg(long, value_name = "FILE")]
+        record: Option<PathBuf>,
+    },
+    /// Writes larm's WIT files (the plugin contract, `larm:plugin`) into DIR.
+    Wit {
+        /// The folder, e.g. `wit/deps/larm-plugin` of a plugin project.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Checks a config file and the components it names, then exits.
     Check {
@@ -89,6 +115,40 @@ enum SimCommand {
 
 #[derive(Subcommand)]
 enum PluginCommand {
+    /// Makes a plugin project in ./NAME that builds on its own: the
+    /// plugin, its WIT files, a first test, a unit config running it.
+    New {
+        /// Its name: lowercase words joined by `-` (`pump-guard`).
+        name: String,
+        /// What kind of plugin.
+        #[arg(long, value_enum)]
+        world: cli::new::World,
+        /// Its language.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: cli::new::Lang,
+    },
+    /// Runs a component through scenarios on a simulated unit with a
+    /// virtual clock, and prints how its actions differ from the expected.
+    Test {
+        /// The component, then the scenarios (with --builtin: the scenarios).
+        #[arg(value_name = "FILE.wasm SCENARIO.toml", required = true)]
+        paths: Vec<PathBuf>,
+        /// A built-in plugin (`std-input-rules`, ...) instead of a file.
+        #[arg(long)]
+        builtin: Option<String>,
+        /// The unit config the plugin runs in (over a scenario's `unit`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The plugin's name in it (over a scenario's `plugin`).
+        #[arg(long)]
+        plugin: Option<String>,
+        /// Writes what the plugin did as each scenario's expectations.
+        #[arg(long, conflicts_with = "replay")]
+        record: bool,
+        /// Replays a unit's recording (`larmd run --record`) instead.
+        #[arg(long, value_name = "RECORDING")]
+        replay: Option<PathBuf>,
+    },
     /// Prints the world a component targets, its WIT version, imports and exports.
     Inspect {
         /// The component file.
@@ -201,7 +261,27 @@ fn main() -> ExitCode {
             config,
             allow_unsigned,
             http,
-        } => block_on(run_unit(config.as_deref(), allow_unsigned, http)),
+            record,
+            watch,
+        } => block_on(run_unit(
+            config.as_deref(),
+            allow_unsigned,
+            http,
+            record.as_deref(),
+            watch,
+        )),
+        Command::Dev {
+            config,
+            http,
+            record,
+        } => block_on(run_unit(
+            Some(&config),
+            false,
+            http,
+            record.as_deref(),
+            true,
+        )),
+        Command::Wit { out } => cli::new::write_wit(&out),
         Command::Check {
             config,
             allow_unsigned,
@@ -225,6 +305,28 @@ fn main() -> ExitCode {
 
 fn plugin(command: PluginCommand) -> anyhow::Result<()> {
     match command {
+        PluginCommand::New { name, world, lang } => cli::new::new(&name, world, lang),
+        PluginCommand::Test {
+            paths,
+            builtin,
+            config,
+            plugin,
+            record,
+            replay,
+        } => {
+            let (component, scenarios) = match &builtin {
+                Some(name) => (larm_host::testkit::Component::Builtin(name), &paths[..]),
+                None => (larm_host::testkit::Component::File(&paths[0]), &paths[1..]),
+            };
+            cli::test::run(&cli::test::Request {
+                component,
+                scenarios,
+                replay: replay.as_deref(),
+                config: config.as_deref(),
+                plugin: plugin.as_deref(),
+                record,
+            })
+        }
         PluginCommand::Inspect { file } => inspect(&file),
         #[cfg(feature = "compiler")]
         PluginCommand::Compile {
@@ -374,6 +476,8 @@ async fn run_unit(
     path: Option<&Path>,
     allow_unsigned: bool,
     http: Option<std::net::SocketAddr>,
+    record: Option<&Path>,
+    watch: bool,
 ) -> anyhow::Result<()> {
     // After a `RESTART ALL`, building the unit again counts as alive.
     larm_host::unit::watchdog::alive();
@@ -408,7 +512,18 @@ async fn run_unit(
         }
         config.http = Some(http);
     }
-    let unit = Unit::build(&config, corrupt.is_some()).await?;
+    let recorder = record
+        .map(larm_host::testkit::record::Recorder::open)
+        .transpose()?
+        .map(Arc::new);
+    let unit = Unit::build_recording(&config, corrupt.is_some(), recorder).await?;
+    if watch {
+        cli::dev::watch(
+            &config,
+            unit.plugins.targets(&config),
+            unit.plugins.runtime(),
+        )?;
+    }
     if let Some(sim) = unit.sim.clone() {
         tokio::spawn(cli::console::sim_console(
             sim,

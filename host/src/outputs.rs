@@ -197,7 +197,8 @@ impl Outputs {
             if let Some(ends) = hold.as_ref().and_then(|h| h.ends) {
                 info!(
                     "output {output} on for {:.1} s (by {})",
-                    ends.saturating_duration_since(Instant::now()).as_secs_f64(),
+                    ends.saturating_duration_since(crate::unit::now())
+                        .as_secs_f64(),
                     by.escape_debug()
                 );
             }
@@ -245,7 +246,7 @@ impl Outputs {
             by: by.to_string(),
             rank,
             off_at_ms: time.map(|ms| now_ms() + ms),
-            ends: time.map(|ms| Instant::now() + Duration::from_millis(ms)),
+            ends: time.map(|ms| crate::unit::now() + Duration::from_millis(ms)),
         });
         Ok((output, hold))
     }
@@ -340,7 +341,7 @@ impl Outputs {
             let on = left > 0 && rank.is_ok();
             hold.rank = rank.unwrap_or(None);
             hold.off_at_ms = Some(now + left);
-            hold.ends = Some(Instant::now() + Duration::from_millis(left));
+            hold.ends = Some(crate::unit::now() + Duration::from_millis(left));
             if let Err(e) = self.board.set_output(OutputId(output), on) {
                 warn!("output {output}: taking up its timed switch: {e}");
                 continue;
@@ -384,7 +385,7 @@ impl Outputs {
     /// emit.
     pub fn end_due(&self) -> Vec<Action> {
         let _guard = self.lock.lock().unwrap();
-        let now = Instant::now();
+        let now = crate::unit::now();
         let due: Vec<(u8, String)> = self
             .published
             .borrow()

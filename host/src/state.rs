@@ -575,8 +575,9 @@ fn new_unit_id() -> String {
 pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 /// The most the state's backup may hold: every plugin's store full, as JSON.
 pub const MAX_BACKUP_BYTES: u64 = 64 << 20;
-/// The most a component (or a certificate) file may hold.
-pub const MAX_COMPONENT_BYTES: u64 = 16 << 20;
+/// The most a component (or a certificate) file may hold: a Python
+/// component (componentize-py, CPython inside) is about 18 MB.
+pub const MAX_COMPONENT_BYTES: u64 = 32 << 20;
 
 /// Reads a file of untrusted size: a regular file of at most `max` bytes,
 /// else an error that says what it is (a folder, a device, too large),

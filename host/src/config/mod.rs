@@ -631,8 +631,13 @@ impl PluginConfig {
 }
 
 /// A config file's text, of bounded size.
-fn read_text(file: &Path) -> Result<String, ConfigError> {
-    crate::state::read_bounded(file, crate::state::MAX_CONFIG_BYTES)
+pub(crate) fn read_text(file: &Path) -> Result<String, ConfigError> {
+    read_text_bounded(file, crate::state::MAX_CONFIG_BYTES)
+}
+
+/// A text file of at most `max` bytes (config, scenario).
+pub(crate) fn read_text_bounded(file: &Path, max: u64) -> Result<String, ConfigError> {
+    crate::state::read_bounded(file, max)
         .and_then(|bytes| {
             String::from_utf8(bytes).map_err(|_| {
                 std::io::Error::new(std::io::ErrorKind::InvalidData, "is not UTF-8 text")
@@ -645,7 +650,7 @@ fn read_text(file: &Path) -> Result<String, ConfigError> {
 }
 
 /// An error in `file` (whose text is `text`) at `span`, about `key`.
-fn invalid(
+pub(crate) fn invalid(
     text: &str,
     file: &Path,
     span: Option<Range<usize>>,
@@ -661,7 +666,10 @@ fn invalid(
 }
 
 /// Deserializes config text; an error names the file, line and key.
-fn deserialize<T: serde::de::DeserializeOwned>(text: &str, file: &Path) -> Result<T, ConfigError> {
+pub(crate) fn deserialize<T: serde::de::DeserializeOwned>(
+    text: &str,
+    file: &Path,
+) -> Result<T, ConfigError> {
     let deserializer = toml::Deserializer::parse(text)
         .map_err(|e| invalid(text, file, e.span(), None, e.message().trim().to_string()))?;
     serde_path_to_error::deserialize(deserializer).map_err(|e| {

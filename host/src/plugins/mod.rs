@@ -29,6 +29,8 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::info;
 
 use crate::config::{Config, PluginConfig, PluginSource, UpdatesConfig};
+use crate::testkit::record::Recorder;
+use crate::testkit::scenario::Stimulus;
 use crate::unit::Shared;
 use crate::updates::store::{Record, Store};
 use bindings::larm::plugin::types::{CallEvent, InputEvent, PluginHealth, Report, SmsMessage};
@@ -160,7 +162,10 @@ fn ask(queue: &mpsc::UnboundedSender<Envelope>, event: PluginEvent) -> oneshot::
 /// The server adapters, by name: what the server link talks to. Stays
 /// valid when a plugin's component is replaced.
 #[derive(Clone)]
-pub struct Adapters(Vec<(String, mpsc::UnboundedSender<Envelope>)>);
+pub struct Adapters(
+    Vec<(String, mpsc::UnboundedSender<Envelope>)>,
+    Option<Arc<Recorder>>,
+);
 
 impl Adapters {
     /// Whether there is none.
@@ -171,6 +176,14 @@ impl Adapters {
     /// Every adapter's messages for report `id`; an error names an adapter
     /// that faulted (the report should be tried again later).
     pub async fn encode(&self, id: &str, report: &Report) -> Result<Vec<Message>, String> {
+        if let Some(recorder) = &self.1 {
+            if let Some(report) = crate::testkit::scenario::ReportEvent::of(report) {
+                recorder.event(Stimulus::Report {
+                    id: id.to_string(),
+                    report,
+                });
+            }
+        }
         let mut messages = Vec::new();
         for (name, queue) in &self.0 {
             match ask(queue, PluginEvent::Report(id.to_string(), report.clone())).await {
@@ -185,6 +198,11 @@ impl Adapters {
     /// Every adapter's messages for a new connection; `base` is the unit's
     /// base topic.
     pub async fn connected(&self, base: &str) -> Vec<Message> {
+        if let Some(recorder) = &self.1 {
+            recorder.event(Stimulus::Connect {
+                base: base.to_string(),
+            });
+        }
         let mut messages = Vec::new();
         for (_, queue) in &self.0 {
             if let Ok(Outcome::Messages(m)) =
@@ -199,6 +217,12 @@ impl Adapters {
     /// Hands a downlink message to every adapter; returns what each made
     /// of it.
     pub async fn downlink(&self, message: &Message) -> Vec<(String, Result<(), String>)> {
+        if let Some(recorder) = &self.1 {
+            recorder.event(Stimulus::Downlink {
+                topic: message.topic.clone(),
+                payload: crate::testkit::scenario::shown_bytes(&message.payload),
+            });
+        }
         let mut results = Vec::new();
         for (name, queue) in &self.0 {
             let result = match ask(queue, PluginEvent::Downlink(message.clone())).await {
@@ -244,6 +268,7 @@ pub struct PluginManager {
     runtime: Arc<Runtime>,
     shared: Arc<Shared>,
     plugins: Vec<Handle>,
+    recorder: Option<Arc<Recorder>>,
 }
 
 impl PluginManager {
@@ -253,7 +278,24 @@ impl PluginManager {
             runtime,
             shared,
             plugins: Vec::new(),
+            recorder: None,
         }
+    }
+
+    /// The runtime the plugins run in (what a replacement is loaded with).
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.clone()
+    }
+
+    /// Records every event the plugins receive from now on
+    /// (`larmd run --record`).
+    pub fn record(&mut self, recorder: Arc<Recorder>) {
+        self.recorder = Some(recorder);
+    }
+
+    /// The recorder, if the unit records.
+    pub fn recorder(&self) -> Option<&Arc<Recorder>> {
+        self.recorder.as_ref()
     }
 
     /// Loads every plugin of `config`, in order: the component installed
@@ -321,7 +363,7 @@ impl PluginManager {
 
     /// A worker for a loaded plugin under its config's grants and limits;
     /// its timers fire into `timers` (none: they never fire).
-    fn worker(
+    pub(crate) fn worker(
         &self,
         plugin: &PluginConfig,
         loaded: Loaded,
@@ -404,6 +446,12 @@ impl PluginManager {
 
     /// Queues an input edge for every input rule. Returns at once.
     pub fn input(&self, event: InputEvent) {
+        if let Some(recorder) = &self.recorder {
+            recorder.event(Stimulus::Input {
+                input: event.input,
+                closed: event.contact == bindings::larm::plugin::types::Contact::Closed,
+            });
+        }
         for handle in self.of_kind(PluginKind::InputRule) {
             let _ = handle
                 .queue
@@ -414,11 +462,22 @@ impl PluginManager {
     /// Offers an SMS to the command sets in order; returns the name of the
     /// one that claimed it.
     pub async fn sms(&self, message: SmsMessage) -> Option<String> {
+        if let Some(recorder) = &self.recorder {
+            recorder.event(Stimulus::Sms {
+                from: message.sender.clone(),
+                text: message.text.clone(),
+            });
+        }
         self.offer(PluginEvent::Sms(message)).await
     }
 
     /// Offers a call to the command sets in order; returns who claimed it.
     pub async fn call(&self, call: CallEvent) -> Option<String> {
+        if let Some(recorder) = &self.recorder {
+            recorder.event(Stimulus::Call {
+                from: call.caller.clone(),
+            });
+        }
         self.offer(PluginEvent::Call(call)).await
     }
 
@@ -438,6 +497,7 @@ impl PluginManager {
             self.of_kind(PluginKind::ServerAdapter)
                 .map(|h| (h.name.clone(), h.queue.clone()))
                 .collect(),
+            self.recorder.clone(),
         )
     }
 

@@ -263,16 +263,12 @@ impl Worker {
         std::thread::Builder::new()
             .name(format!("plugin-{}", self.name))
             .spawn(move || {
-                self.caps.begin_event();
-                self.restart();
-                self.caps.end_event();
+                self.boot();
                 while let Some(envelope) = queue.blocking_recv() {
                     self.beat.busy();
                     match envelope {
                         Envelope::Event(event, reply) => {
-                            self.caps.begin_event();
-                            let outcome = self.handle(event);
-                            self.caps.end_event();
+                            let outcome = self.deliver(event);
                             if let Some(reply) = reply {
                                 let _ = reply.send(outcome);
                             }
@@ -291,6 +287,23 @@ impl Worker {
                     self.beat.idle();
                 }
             })
+    }
+
+    /// Starts the plugin, counting failures as faults; what its `init`
+    /// does goes to the unit together.
+    pub fn boot(&mut self) {
+        self.caps.begin_event();
+        self.restart();
+        self.caps.end_event();
+    }
+
+    /// Handles one event (see [`Worker::handle`]); the actions it takes go
+    /// to the unit together.
+    pub fn deliver(&mut self, event: PluginEvent) -> Outcome {
+        self.caps.begin_event();
+        let outcome = self.handle(event);
+        self.caps.end_event();
+        outcome
     }
 
     /// Starts the budget of a call on `store`.

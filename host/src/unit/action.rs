@@ -71,3 +71,20 @@ pub enum Action {
         by: String,
     },
 }
+
+impl Action {
+    /// Who asked for it (for an output, who switched it).
+    pub fn by(&self) -> &str {
+        match self {
+            Action::Output { by, .. }
+            | Action::Sms { by, .. }
+            | Action::Call { by, .. }
+            | Action::Report { by, .. }
+            | Action::Connect { by }
+            | Action::SetInterval { by, .. }
+            | Action::RejectCall { by }
+            | Action::Restart { by, .. }
+            | Action::FactoryReset { by } => by,
+        }
+    }
+}

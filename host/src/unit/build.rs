@@ -34,11 +34,17 @@ const FIRST_SYNC_WAITS: Duration = Duration::from_secs(10);
 /// its counts): its inputs, outputs (ALARM the base board's last) and card,
 /// with the inputs in `closed` closed.
 pub fn sim_board(b: &BoardConfig, closed: &[u8]) -> SimBoard {
+    sim_board_debounced(b, closed, Duration::from_millis(b.debounce_ms))
+}
+
+/// [`sim_board`], its inputs debounced for `debounce` (zero: an edge
+/// counts at once, as a scenario's edges, which are debounced already).
+pub fn sim_board_debounced(b: &BoardConfig, closed: &[u8], debounce: Duration) -> SimBoard {
     let ((inputs, outputs), card) = b.shape();
     SimBoard::with(SimConfig {
         inputs,
         outputs,
-        debounce: Duration::from_millis(b.debounce_ms),
+        debounce,
         card,
         closed: closed.to_vec(),
     })
@@ -99,6 +105,28 @@ impl SimInputs {
     }
 }
 
+impl Shared {
+    /// Takes the config's rules: the password limits, the outputs' owners,
+    /// the quotas and the device settings' defaults.
+    pub(crate) fn follow_config(&mut self, config: &Config) {
+        self.password = PasswordGuard::new(&config.sms);
+        self.outputs = Outputs::new(
+            self.board.clone(),
+            self.state.clone(),
+            config.owners.clone(),
+        );
+        self.quotas = Quotas::new(
+            self.state.clone(),
+            &config.quotas,
+            config
+                .plugins
+                .iter()
+                .map(|p| (p.name.get_ref().as_str(), &p.quota, p.bypass_quotas)),
+        );
+        self.setting_defaults = config.setting_defaults();
+    }
+}
+
 impl Unit {
     /// Builds the unit: opens the state in the data dir, the board, and
     /// loads every plugin (a plugin that cannot be loaded is logged and
@@ -106,6 +134,16 @@ impl Unit {
     /// `config_corrupt` says the config file was bad and `config` is the
     /// last good one.
     pub async fn build(config: &Config, config_corrupt: bool) -> anyhow::Result<Self> {
+        Self::build_recording(config, config_corrupt, None).await
+    }
+
+    /// Builds the unit as [`Unit::build`] does; with a `recorder`, every
+    /// event its plugins receive and every action they take is recorded.
+    pub async fn build_recording(
+        config: &Config,
+        config_corrupt: bool,
+        recorder: Option<Arc<crate::testkit::record::Recorder>>,
+    ) -> anyhow::Result<Self> {
         let data_dir = data_dir(config);
         let state = Arc::new(
             State::open(&data_dir)
@@ -138,20 +176,7 @@ impl Unit {
         );
         let (tx, actions) = mpsc::unbounded_channel();
         let mut shared = Shared::new(board, state, outbox.clone(), tx);
-        shared.password = PasswordGuard::new(&config.sms);
-        shared.outputs = Outputs::new(
-            shared.board.clone(),
-            shared.state.clone(),
-            config.owners.clone(),
-        );
-        shared.quotas = Quotas::new(
-            shared.state.clone(),
-            &config.quotas,
-            config
-                .plugins
-                .iter()
-                .map(|p| (p.name.get_ref().as_str(), &p.quota, p.bypass_quotas)),
-        );
+        shared.follow_config(config);
         for plugin in &config.plugins {
             if !plugin.bypass_quotas
                 && matches!(&plugin.source, PluginSource::Builtin(b) if b.get_ref() == "std-input-rules")
@@ -169,7 +194,6 @@ impl Unit {
             tracing::error!("the unit's state was damaged: {why}");
         }
         shared.config_corrupt = config_corrupt || state_restored.is_some();
-        shared.setting_defaults = config.setting_defaults();
         let shared = Arc::new(shared);
         if let Some(why) = state_restored {
             // The server hears of it on its health events, as of a plugin
@@ -184,6 +208,10 @@ impl Unit {
         let runtime = Runtime::with_memory(Some(data_dir.join("cache")), layout, memory_cap)
             .map_err(|e| anyhow::anyhow!("starting the plugin runtime: {e:#}"))?;
         let mut plugins = PluginManager::new(runtime.clone(), shared.clone());
+        if let Some(recorder) = recorder {
+            tokio::spawn(recorder.clone().follow(shared.clone()));
+            plugins.record(recorder);
+        }
         let store = Store::new(&data_dir);
         let started = plugins.start_all(config, &store);
         if config.updates.allow_unsigned {

@@ -188,6 +188,11 @@ impl Unit {
     /// go to the outbox (an alarm's together, so they can escalate), the
     /// rest to the modem, the server link or the log.
     fn carry_out(&self, event: Vec<Action>) {
+        if let Some(recorder) = self.plugins.recorder() {
+            for action in &event {
+                recorder.action(action);
+            }
+        }
         let alarm = event.iter().any(|a| {
             matches!(
                 a,

@@ -31,7 +31,7 @@ use firmware_bridge::modem::sim::SimModem;
 use tokio::sync::{broadcast, mpsc, watch};
 
 pub use action::Action;
-pub use build::sim_board;
+pub use build::{sim_board, sim_board_debounced};
 pub use shared::{LinkState, Shared};
 
 use crate::config::{BoardKind, Config};
@@ -90,6 +90,13 @@ pub async fn sleep_until(at: Option<impl Into<tokio::time::Instant>>) {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
     }
+}
+
+/// The unit's monotonic clock: tokio's, which is the system's, except on
+/// the virtual clock of `larmd plugin test` (paused and advanced by the
+/// scenario). Plugins' clocks, timers and timed outputs all read it.
+pub fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 /// The config's data dir, or the default: a local folder on the simulated

@@ -97,6 +97,9 @@ pub struct Shared {
     pub events: super::events::Events,
     /// Where timers run; none outside a tokio runtime (benchmarks).
     pub runtime: Option<tokio::runtime::Handle>,
+    /// The plugins' wall clock when it is virtual (`larmd plugin test`):
+    /// Unix seconds at `started`. None: the system's clock.
+    pub virtual_wall: Option<i64>,
     started: Instant,
 }
 
@@ -126,7 +129,8 @@ impl Shared {
             setting_defaults: BTreeMap::new(),
             events: super::events::Events::new(),
             runtime: tokio::runtime::Handle::try_current().ok(),
-            started: Instant::now(),
+            virtual_wall: None,
+            started: super::now(),
         }
     }
 
@@ -164,6 +168,16 @@ impl Shared {
         at.saturating_duration_since(self.started).as_millis() as u64
     }
 
+    /// The plugins' wall clock, in Unix seconds.
+    pub fn wall_now(&self) -> i64 {
+        match self.virtual_wall {
+            Some(at_start) => at_start + self.monotonic_ms(super::now()) as i64 / 1000,
+            None => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64),
+        }
+    }
+
     /// The unit's status, as `status.device` shows it to plugins.
     pub fn device_status(&self) -> DeviceStatus {
         let modem = self.modem.borrow().clone().unwrap_or_default();
@@ -178,7 +192,9 @@ impl Shared {
             extended_io: *self.board.card().borrow() == CardState::Present,
             input_count: self.board.input_count(),
             output_count: self.board.output_count(),
-            uptime_s: self.started.elapsed().as_secs(),
+            uptime_s: super::now()
+                .saturating_duration_since(self.started)
+                .as_secs(),
             outbox_depth: summary.depth,
             outbox_oldest_s: summary.oldest_s,
             password_lockout_s: self.password.lockout_left().map(|d| d.as_secs().max(1)),
