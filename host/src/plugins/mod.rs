@@ -176,13 +176,13 @@ impl Adapters {
     /// Every adapter's messages for report `id`; an error names an adapter
     /// that faulted (the report should be tried again later).
     pub async fn encode(&self, id: &str, report: &Report) -> Result<Vec<Message>, String> {
-        if let Some(recorder) = &self.1 {
-            if let Some(report) = crate::testkit::scenario::ReportEvent::of(report) {
-                recorder.event(Stimulus::Report {
-                    id: id.to_string(),
-                    report,
-                });
-            }
+        if let (Some(recorder), Some(report)) =
+            (&self.1, crate::testkit::scenario::ReportEvent::of(report))
+        {
+            recorder.event(Stimulus::Report {
+                id: id.to_string(),
+                report,
+            });
         }
         let mut messages = Vec::new();
         for (name, queue) in &self.0 {
