@@ -19,6 +19,10 @@ mod cli;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// The log's format on stderr: plain lines (the default), or tracing's
+    /// full lines or JSON, with every field (the default with `RUST_LOG`).
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<cli::log::Format>,
 }
 
 #[derive(Subcommand)]
@@ -248,14 +252,8 @@ impl UnitApi {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
+    cli::log::init(cli.log_format);
     let result = match cli.command {
         Command::Run {
             config,

@@ -142,7 +142,7 @@ fn echoes(larmd: &mut Larmd, input: u8, closed: bool) {
         ("open", "open")
     };
     larmd.send(&format!("{verb} {input}"));
-    larmd.wait_for(&format!("SMS to +100 (by rules): \" {input} {word}\""));
+    larmd.wait_for(&format!("SMS to +100 (by rules):  {input} {word}"));
 }
 
 /// Opens input `n` if it is closed (it may be, from before a restart: the
@@ -317,7 +317,7 @@ fn a_fault_on_probation_rolls_back_at_once() {
     ]);
     assert!(out.contains("on probation for 600 s"), "{out}");
     larmd.send("open 2");
-    larmd.wait_for("SMS to +100 (by rules): \"fragile 2 open\"");
+    larmd.wait_for("SMS to +100 (by rules): fragile 2 open");
     larmd.send("close 1");
     let seen = larmd.wait_for("update rolled back: it faulted on probation");
     assert_logged(&seen, "trapped");
@@ -443,7 +443,7 @@ fn no_event_is_lost_or_handled_twice_across_a_swap() {
     // Events reach the plugin in order: once this one is echoed, every
     // edge before it has been handled.
     larmd.send("close 4");
-    larmd.wait_for("SMS to +100 (by rules): \"x 4 closed\"");
+    larmd.wait_for("SMS to +100 (by rules): x 4 closed");
     let edges = larmd
         .log
         .iter()
@@ -452,7 +452,7 @@ fn no_event_is_lost_or_handled_twice_across_a_swap() {
     let echoed = larmd
         .log
         .iter()
-        .filter(|l| l.contains("SMS to +100 (by rules): \"x 3 "))
+        .filter(|l| l.contains("SMS to +100 (by rules): x 3 "))
         .count();
     assert!(edges > 100, "{edges} edges");
     assert_eq!(echoed, edges, "lost or doubled across the swap");

@@ -182,7 +182,7 @@ pub fn new(name: &str, world: World, lang: Lang) -> anyhow::Result<()> {
         Lang::Rust => "cargo build --release".to_string(),
         Lang::Python => format!("componentize-py -d wit -w plugin componentize app -o {name}.wasm"),
     };
-    println!("made {name}/, a {world_name} plugin in {lang:?}. Next:\n");
+    println!("made {name}/: a plugin of the {world_name} world, in {lang:?}. Next:\n");
     println!("    cd {name}");
     println!("    {build}");
     println!("    larmd plugin test {component} tests/first.toml");

@@ -94,3 +94,35 @@ twin!(
     names::Update,
     [Installed, Committed, Refused, RolledBack]
 );
+
+/// A report in one line (`alarm input 1 "Door": "Door alarm"`), as the
+/// console shows it and scenarios expect it: what a server gets, without
+/// the fields that change from run to run (times, uptime). Plugins' text
+/// is escaped.
+impl std::fmt::Display for larm::plugin::types::Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use larm::plugin::types::Report;
+        match self {
+            Report::Status(_) => write!(f, "status"),
+            Report::Alarm(a) => write!(f, "alarm input {} {:?}: {:?}", a.input, a.name, a.text),
+            Report::Restore(a) => write!(f, "restore input {} {:?}: {:?}", a.input, a.name, a.text),
+            Report::OutputChanged(o) => write!(
+                f,
+                "output {} {} by {}",
+                o.output,
+                if o.on { "on" } else { "off" },
+                o.by
+            ),
+            Report::PluginHealth(h) => {
+                write!(
+                    f,
+                    "health {} {} faults {}",
+                    h.name,
+                    h.state.name(),
+                    h.faults
+                )
+            }
+            Report::Update(u) => write!(f, "update {} {}", u.plugin, u.outcome.name()),
+        }
+    }
+}

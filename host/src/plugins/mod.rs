@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
-use tracing::info;
+use tracing::debug;
 
 use crate::config::{Config, PluginConfig, PluginSource, UpdatesConfig};
 use crate::testkit::record::Recorder;
@@ -416,7 +416,7 @@ impl PluginManager {
             let _ = timer_queue.send(Envelope::Event(PluginEvent::Timer(event), None));
         });
         let kind = loaded.kind();
-        info!(plugin = %name, world = %kind, "starting plugin");
+        debug!(plugin = %name, world = %kind, "starting plugin");
         let worker = self.worker(plugin, loaded, config, Some(timer_sink));
         let limits = worker.limits();
         let beat = worker.beat();

@@ -20,7 +20,7 @@ use super::precompiled::{self, Precompiled, PrecompiledError, Target};
 use {
     crate::state::{hex, write_atomically},
     sha2::{Digest, Sha256},
-    tracing::{debug, info, warn},
+    tracing::{debug, warn},
 };
 
 /// Why a component cannot be loaded.
@@ -373,7 +373,7 @@ impl Runtime {
         let component = unsafe { Component::deserialize(&self.engine, &compiled) }
             .map_err(LoadError::Invalid)?;
         give_back_memory();
-        info!(cache = %path.display(), "component compiled and cached");
+        debug!(cache = %path.display(), "component compiled and cached");
         Ok((component, CacheOutcome::Compiled))
     }
 

@@ -526,7 +526,7 @@ pub fn happening(plugin: &str, action: Action) -> Option<Happening> {
                 state.name()
             )),
         },
-        Action::Report { report, .. } => Happening::Report(scenario::report_line(&report)),
+        Action::Report { report, .. } => Happening::Report(report.to_string()),
         Action::Connect { .. } => Happening::Connect,
         Action::SetInterval { minutes, .. } => Happening::Interval(minutes),
         Action::RejectCall { .. } => Happening::RejectCall,

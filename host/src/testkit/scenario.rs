@@ -206,7 +206,7 @@ pub enum Happening {
         /// How long it may ring.
         ring_s: u32,
     },
-    /// A report went to the server, in the words of [`report_line`].
+    /// A report went to the server, in the words of its `Display`.
     Report(String),
     /// A connection to the server was asked for.
     Connect,
@@ -306,28 +306,6 @@ impl fmt::Display for Happening {
 /// One line of a diff: the time and what happened.
 pub fn line(at_ms: u64, what: &Happening) -> String {
     format!("{:>9.3} s  {what}", at_ms as f64 / 1000.0)
-}
-
-/// A report in one line, as expectations name it (`alarm input 1 "Door":
-/// "Door alarm"`): what a server gets, without the fields that change
-/// from run to run (times, uptime).
-pub fn report_line(report: &crate::plugins::bindings::larm::plugin::types::Report) -> String {
-    use crate::plugins::bindings::larm::plugin::types::Report;
-    match report {
-        Report::Status(_) => "status".into(),
-        Report::Alarm(a) => format!("alarm input {} {:?}: {:?}", a.input, a.name, a.text),
-        Report::Restore(a) => format!("restore input {} {:?}: {:?}", a.input, a.name, a.text),
-        Report::OutputChanged(o) => format!(
-            "output {} {} by {}",
-            o.output,
-            if o.on { "on" } else { "off" },
-            o.by
-        ),
-        Report::PluginHealth(h) => {
-            format!("health {} {} faults {}", h.name, h.state.name(), h.faults)
-        }
-        Report::Update(u) => format!("update {} {}", u.plugin, u.outcome.name()),
-    }
 }
 
 /// Bytes as a scenario shows them: the text, or `0x` and hex.

@@ -238,7 +238,7 @@ impl Unit {
                     })));
                 }
                 Action::Sms { by, to, text } => {
-                    info!(event = "sms-out", to = %to, by = %by, "SMS to {to} (by {by}): {text:?}");
+                    info!(event = "sms-out", to = %to, by = %by, "SMS to {to} (by {by}): {}", text.escape_debug());
                     self.shared.events.publish(Event::SmsOut {
                         by: by.clone(),
                         to: Some(to.clone()),
@@ -255,7 +255,7 @@ impl Unit {
                     queue.extend(self.for_modem(Item::Call { number, ring_s }, step(Step::Call)));
                 }
                 Action::Report { by, report } => {
-                    info!(event = "report", kind = report_kind(&report), by = %by, "report (by {by}): {report:?}");
+                    info!(event = "report", kind = report_kind(&report), by = %by, "report (by {by}): {report}");
                     match &report {
                         Report::Alarm(a) => self.shared.events.publish(Event::Alarm {
                             input: a.input,
