@@ -135,7 +135,7 @@ enum PluginCommand {
     /// virtual clock, and prints how its actions differ from the expected.
     Test {
         /// The component, then the scenarios (with --builtin: the scenarios).
-        #[arg(value_name = "FILE.wasm SCENARIO.toml", required = true)]
+        #[arg(value_name = "FILE.wasm SCENARIO.toml", required_unless_present_all = ["builtin", "replay"])]
         paths: Vec<PathBuf>,
         /// A built-in plugin (`std-input-rules`, ...) instead of a file.
         #[arg(long)]

@@ -166,7 +166,7 @@ fn quotas_refuse_what_costs_too_much_and_alarms_bypass_them_to_the_ceiling() {
     sms(&mut larmd, "0000 CONNECT");
     larmd.wait_for("refused: sms-commands's quota of 2 SMS per hour is spent");
     // Told on the health events.
-    larmd.wait_for("PluginHealth { name: \"quota\"");
+    larmd.wait_for("report (by host): health quota running faults 1");
     // The alarm rules bypass the plugin's and the unit's quota...
     larmd.send("close 1");
     larmd.wait_for(&format!("modem: SMS sent to {PHONE}: \"Alarm: Input 1\""));

@@ -1,5 +1,8 @@
 //! `larmd plugin test`: the default input rules through their scenarios
-//! (`plugins/std-input-rules/tests/`), and what a mismatch prints.
+//! (`plugins/std-input-rules/tests/`), what a mismatch prints, and a
+//! unit's recording replayed.
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -97,5 +100,90 @@ fn a_bad_scenario_names_its_line() {
     assert!(
         stderr.contains("bad.toml:1:1: key `events[0]`: says `input` and `sms` at once"),
         "{stderr}"
+    );
+}
+
+/// `larmd run --record` keeps what the unit's plugins got and did; replayed
+/// against the same rules it matches, and against other rules the diff
+/// shows where they act otherwise.
+#[test]
+fn a_recorded_unit_replays_against_a_new_version() {
+    let mut unit = common::Larmd::spawn(
+        tempfile::tempdir().unwrap(),
+        &["run", "--record", "day.toml"],
+    );
+    unit.wait_for("larmd running");
+    unit.send("close 1");
+    unit.wait_for("output 5 on (by input-rules)");
+    unit.send("open 1");
+    unit.wait_for("output 5 off (by input-rules)");
+    let dir = unit.stop();
+    let recording = dir.path().join("day.toml");
+    let text = std::fs::read_to_string(&recording).unwrap();
+    for line in [
+        "input = 1",
+        "closed = true",
+        "closed = false",
+        "by = \"input-rules\"",
+        "output = 5",
+    ] {
+        assert!(text.contains(line), "{line} in:\n{text}");
+    }
+    let replay = |config: &Path, what: &[&str]| {
+        larmd()
+            .args(["plugin", "test", "--plugin", "input-rules", "--config"])
+            .arg(config)
+            .arg("--replay")
+            .arg(&recording)
+            .args(what)
+            .output()
+            .unwrap()
+    };
+
+    let sim = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/sim.toml");
+    let same = replay(&sim, &["--builtin", "std-input-rules"]);
+    let stdout = String::from_utf8_lossy(&same.stdout);
+    assert!(
+        same.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&same.stderr)
+    );
+    assert!(stdout.contains("replayed as `input-rules`: ok"), "{stdout}");
+
+    // Another rule in the same place: follow-input, in a unit that gives
+    // it what it takes.
+    let follow = common::guest("follow-input");
+    let unit = dir.path().join("follow.toml");
+    std::fs::write(
+        &unit,
+        format!(
+            "[modem]\nsimulator = \"ec2x\"\n[board]\nkind = \"sim\"\n\
+             [[plugins]]\nname = \"input-rules\"\nfile = {:?}\n\
+             [plugins.grants]\noutputs = \"any\"\n",
+            follow.display().to_string()
+        ),
+    )
+    .unwrap();
+    let other = replay(&unit, &[follow.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&other.stdout);
+    assert!(!other.status.success(), "{stdout}");
+    // follow-input switches output 1 with input 1, and neither calls nor texts.
+    let lines: Vec<&str> = stdout.lines().map(str::trim).collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with('-') && l.ends_with("output 5 on")),
+        "{stdout}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with('+') && l.ends_with("output 1 on")),
+        "{stdout}"
+    );
+    assert!(
+        String::from_utf8_lossy(&other.stderr).contains("acts otherwise than the recorded one"),
+        "{}",
+        String::from_utf8_lossy(&other.stderr)
     );
 }

@@ -322,7 +322,7 @@ fn a_fault_on_probation_rolls_back_at_once() {
     let seen = larmd.wait_for("update rolled back: it faulted on probation");
     assert_logged(&seen, "trapped");
     let seen = larmd.wait_event(&[("event", "report"), ("kind", "update")]);
-    assert_logged(&seen, "RolledBack");
+    assert_logged(&seen, "update rules rolled-back");
     echoes(&mut larmd, 2, true);
     assert_eq!(plugins(&addr)[0]["source"], "config");
 

@@ -40,8 +40,9 @@ pub fn run(request: &Request) -> anyhow::Result<()> {
             })?
             .to_vec(),
     };
+    let mut plugin = testkit::Plugin::new(&bytes);
     if let Some(recording) = request.replay {
-        return replay(request, &bytes, recording);
+        return replay(request, &mut plugin, recording);
     }
     if request.scenarios.is_empty() {
         bail!("name a scenario file (or --replay a recording)");
@@ -51,7 +52,7 @@ pub fn run(request: &Request) -> anyhow::Result<()> {
         let text = Scenario::read_text(path)?;
         let scenario = Scenario::parse(&text, path)?;
         let subject = subject(request, &scenario)?;
-        let happened = testkit::run(&bytes, &subject, &scenario)?;
+        let happened = testkit::run(&mut plugin, &subject, &scenario)?;
         if request.record {
             record::write_expectations(path, &text, &scenario, &happened)?;
             println!(
@@ -62,7 +63,7 @@ pub fn run(request: &Request) -> anyhow::Result<()> {
             );
             continue;
         }
-        if !report(&path.display().to_string(), &scenario.expect, &happened) {
+        if !report(&path.display().to_string(), &scenario.expect, &happened, 0) {
             failed += 1;
         }
     }
@@ -84,34 +85,33 @@ fn subject(request: &Request, scenario: &Scenario) -> anyhow::Result<Subject> {
 
 /// `--replay`: a unit's recording against this component, as the plugin
 /// the recording's unit ran in its place.
-fn replay(request: &Request, bytes: &[u8], recording: &Path) -> anyhow::Result<()> {
+fn replay(request: &Request, plugin: &mut testkit::Plugin, recording: &Path) -> anyhow::Result<()> {
     let recorded = Scenario::load(recording)?;
     let subject = subject(request, &recorded)?;
     let name = subject.plugin.name.get_ref().clone();
-    let kind = larm_host::plugins::runtime::Runtime::new(None)
-        .map_err(|e| anyhow::anyhow!("{e:#}"))?
-        .load(bytes)
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .0
-        .kind();
-    let scenario = record::replay_of(recorded, &name, kind);
-    let mut happened = testkit::run(bytes, &subject, &scenario)?;
+    let scenario = record::replay_of(recorded, &name, plugin.kind(&subject)?);
+    let mut happened = testkit::run(plugin, &subject, &scenario)?;
     // A unit records what it carries out, not what only a test sees.
     happened.retain(|t| t.what.is_action());
     let shown = format!("{} replayed as `{name}`", recording.display());
-    if !report(&shown, &scenario.expect, &happened) {
+    if !report(&shown, &scenario.expect, &happened, REPLAY_TOLERANCE_MS) {
         bail!("the new component acts otherwise than the recorded one");
     }
     Ok(())
 }
 
-/// Prints how a run went; whether it matched.
+/// How far a replayed action's time may be from the recorded one's: the
+/// unit recorded each action when it had acted, a little after its event.
+const REPLAY_TOLERANCE_MS: u64 = 250;
+
+/// Prints how a run went; whether it matched (times within `tolerance_ms`).
 fn report(
     what: &str,
     expected: &[testkit::scenario::Timed<testkit::scenario::Happening>],
     happened: &testkit::Happened,
+    tolerance_ms: u64,
 ) -> bool {
-    let comparison = testkit::compare(expected, happened);
+    let comparison = testkit::compare(expected, happened, tolerance_ms);
     if comparison.missing == 0 && comparison.unexpected == 0 {
         println!("{what}: ok, {} action(s) as expected", happened.len());
         return true;

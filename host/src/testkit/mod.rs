@@ -36,7 +36,7 @@ use crate::plugins::bindings::larm::plugin::types::{
 };
 use crate::plugins::bindings::server_adapter::exports::larm::plugin::adapter::Message;
 use crate::plugins::compat::PluginKind;
-use crate::plugins::runtime::Runtime;
+use crate::plugins::runtime::{Loaded, MemoryLayout, Runtime};
 use crate::plugins::worker::{Outcome, PluginEvent, Worker};
 use crate::state::State;
 use crate::unit::{Action, Shared};
@@ -163,14 +163,55 @@ fn pick(config: &Config, component: Component, name: Option<&str>) -> anyhow::Re
 /// What a run did, in order.
 pub type Happened = Vec<Timed<Happening>>;
 
-/// Runs `component` as `subject`'s plugin through `scenario`.
-pub fn run(component: &[u8], subject: &Subject, scenario: &Scenario) -> anyhow::Result<Happened> {
-    let (layout, memory_cap) = subject.config.runtime.memory_layout();
-    let runtime = Runtime::with_memory(None, layout, memory_cap)
-        .map_err(|e| anyhow::anyhow!("starting the plugin runtime: {e:#}"))?;
-    let (loaded, _) = runtime
-        .load(component)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+/// A component to run through scenarios, compiled once for as long as
+/// their units lay memory out alike: compiling a Python component takes
+/// seconds, instantiating it microseconds.
+pub struct Plugin<'a> {
+    bytes: &'a [u8],
+    compiled: Option<(MemoryLayout, u64, Arc<Runtime>, Loaded)>,
+}
+
+impl<'a> Plugin<'a> {
+    /// The component `bytes`, not compiled yet.
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Self {
+            bytes,
+            compiled: None,
+        }
+    }
+
+    /// The world it targets (compiling it for `subject`'s unit).
+    pub fn kind(&mut self, subject: &Subject) -> anyhow::Result<PluginKind> {
+        Ok(self.compiled(subject)?.1.kind())
+    }
+
+    /// The runtime of `subject`'s unit, and the component compiled in it.
+    fn compiled(&mut self, subject: &Subject) -> anyhow::Result<(Arc<Runtime>, Loaded)> {
+        let (layout, memory_cap) = subject.config.runtime.memory_layout();
+        match &self.compiled {
+            Some((l, cap, runtime, loaded)) if *l == layout && *cap == memory_cap => {
+                Ok((runtime.clone(), loaded.clone()))
+            }
+            _ => {
+                let runtime = Runtime::with_memory(None, layout, memory_cap)
+                    .map_err(|e| anyhow::anyhow!("starting the plugin runtime: {e:#}"))?;
+                let (loaded, _) = runtime
+                    .load(self.bytes)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                self.compiled = Some((layout, memory_cap, runtime.clone(), loaded.clone()));
+                Ok((runtime, loaded))
+            }
+        }
+    }
+}
+
+/// Runs `plugin` as `subject`'s plugin through `scenario`.
+pub fn run(
+    plugin: &mut Plugin,
+    subject: &Subject,
+    scenario: &Scenario,
+) -> anyhow::Result<Happened> {
+    let (runtime, loaded) = plugin.compiled(subject)?;
     check_kinds(loaded.kind(), scenario)?;
     let clock = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -610,35 +651,51 @@ pub struct Comparison {
     pub unexpected: usize,
 }
 
-/// Compares what `happened` with what was `expected`, line by line.
-pub fn compare(expected: &[Timed<Happening>], happened: &[Timed<Happening>]) -> Comparison {
-    let render = |all: &[Timed<Happening>]| -> Vec<String> {
-        all.iter()
-            .map(|t| scenario::line(t.at_ms, &t.what))
-            .collect()
+/// Compares what `happened` with what was `expected`, line by line: the
+/// same action is a match if its times differ by at most `tolerance_ms`
+/// (0 on the virtual clock; a real unit's recording lags its events by the
+/// time it took to act on them).
+pub fn compare(
+    expected: &[Timed<Happening>],
+    happened: &[Timed<Happening>],
+    tolerance_ms: u64,
+) -> Comparison {
+    let what = |all: &[Timed<Happening>]| -> Vec<String> {
+        all.iter().map(|t| t.what.to_string()).collect()
     };
-    let (old, new) = (render(expected), render(happened));
-    let old: Vec<&str> = old.iter().map(String::as_str).collect();
-    let new: Vec<&str> = new.iter().map(String::as_str).collect();
-    let diff = similar::TextDiff::from_slices(&old, &new);
+    let (old, new) = (what(expected), what(happened));
+    let old_lines: Vec<&str> = old.iter().map(String::as_str).collect();
+    let new_lines: Vec<&str> = new.iter().map(String::as_str).collect();
+    let diff = similar::TextDiff::from_slices(&old_lines, &new_lines);
     let mut comparison = Comparison {
         lines: Vec::new(),
         missing: 0,
         unexpected: 0,
     };
     for change in diff.iter_all_changes() {
-        let sign = match change.tag() {
-            similar::ChangeTag::Equal => "  ",
-            similar::ChangeTag::Delete => {
-                comparison.missing += 1;
-                "- "
+        let was = change.old_index().map(|i| &expected[i]);
+        let is = change.new_index().map(|i| &happened[i]);
+        match (was, is) {
+            (Some(was), Some(is)) if was.at_ms.abs_diff(is.at_ms) <= tolerance_ms => {
+                comparison
+                    .lines
+                    .push(format!("  {}", scenario::line(was.at_ms, &was.what)));
             }
-            similar::ChangeTag::Insert => {
-                comparison.unexpected += 1;
-                "+ "
+            _ => {
+                if let Some(was) = was {
+                    comparison.missing += 1;
+                    comparison
+                        .lines
+                        .push(format!("- {}", scenario::line(was.at_ms, &was.what)));
+                }
+                if let Some(is) = is {
+                    comparison.unexpected += 1;
+                    comparison
+                        .lines
+                        .push(format!("+ {}", scenario::line(is.at_ms, &is.what)));
+                }
             }
-        };
-        comparison.lines.push(format!("{sign}{}", change.value()));
+        }
     }
     comparison
 }

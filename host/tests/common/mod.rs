@@ -96,7 +96,8 @@ impl Larmd {
         Self::spawn(dir, &["run"])
     }
 
-    fn spawn(dir: tempfile::TempDir, args: &[&str]) -> Self {
+    /// Starts `larmd ARGS` in `dir`.
+    pub fn spawn(dir: tempfile::TempDir, args: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_larmd"))
             .args(args)
             .current_dir(dir.path())
