@@ -576,8 +576,9 @@ pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 /// The most the state's backup may hold: every plugin's store full, as JSON.
 pub const MAX_BACKUP_BYTES: u64 = 64 << 20;
 /// The most a component (or a certificate) file may hold: a Python
-/// component (componentize-py, CPython inside) is about 18 MB.
-pub const MAX_COMPONENT_BYTES: u64 = 32 << 20;
+/// component (componentize-py, CPython inside) is about 18 MB, and 34 MB
+/// precompiled (`larmd plugin compile`, what a small board runs).
+pub const MAX_COMPONENT_BYTES: u64 = 48 << 20;
 
 /// Reads a file of untrusted size: a regular file of at most `max` bytes,
 /// else an error that says what it is (a folder, a device, too large),

@@ -618,3 +618,61 @@ fn the_simulated_inputs_are_kept_across_a_restart() {
     larmd.wait_for("inputs 1-8 10000000 (1 = closed)");
     larmd.stop();
 }
+
+/// Without `RUST_LOG`, the console shows what the unit does in plain lines:
+/// the time of day and the words, no module paths or fields, reports in
+/// words rather than as debug structs.
+#[test]
+fn the_console_is_plain_lines_without_rust_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_larmd"))
+        .arg("run")
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = common::lines_of(child.stderr.take().unwrap());
+    let mut stdin = child.stdin.take().unwrap();
+    let mut seen = Vec::new();
+    let mut wait_for = |text: &str| {
+        while !seen.iter().any(|l: &String| l.contains(text)) {
+            match lines.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) => seen.push(line),
+                Err(_) => panic!("no `{text}` in {seen:#?}"),
+            }
+        }
+        seen.clone()
+    };
+    wait_for("larmd running");
+    writeln!(stdin, "close 1").unwrap();
+    let seen = wait_for("report (by input-rules): alarm");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let timed = |line: &str| {
+        line.len() > 10
+            && line[..8].bytes().enumerate().all(|(i, b)| {
+                if i % 3 == 2 {
+                    b == b':'
+                } else {
+                    b.is_ascii_digit()
+                }
+            })
+            && &line[8..10] == "  "
+    };
+    let output = seen.iter().find(|l| l.contains("output 5 on")).unwrap();
+    assert!(timed(output), "{output}");
+    assert_eq!(&output[10..], "output 5 on (by input-rules)");
+    assert!(
+        seen.iter().any(|l| l
+            .ends_with("report (by input-rules): alarm input 1 \"Input 1\": \"Alarm: Input 1\"")),
+        "{seen:#?}"
+    );
+    assert!(
+        !seen
+            .iter()
+            .any(|l| l.contains(" INFO ") || l.contains("larm_host::") || l.contains("event=")),
+        "{seen:#?}"
+    );
+}
